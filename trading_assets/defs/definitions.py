@@ -1,0 +1,18 @@
+"""The one Definitions object of the code location."""
+
+from dagster import Definitions
+
+from trading_assets.defs.assets import features, indicators, raw_candles
+from trading_assets.defs.io_manager import ParquetIOManager
+from trading_assets.defs.jobs import market_data_job
+from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+
+defs = Definitions(
+    assets=[raw_candles, indicators, features],
+    jobs=[market_data_job],
+    resources={
+        "parquet_io_manager": ParquetIOManager(),
+        "candle_source": CandleSourceResource(),
+        "candle_store": CandleStoreResource(),
+    },
+)

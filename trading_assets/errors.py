@@ -1,0 +1,40 @@
+"""Errors that name what went wrong: which symbol, which timeframe, which column, which rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class CandleDataError(ValueError):
+    """Bad candle data (or a bad answer from a source) for one symbol and timeframe."""
+
+    def __init__(
+        self,
+        symbol: str,
+        timeframe: str,
+        problem: str,
+        column: str | None = None,
+        examples: Sequence[object] = (),
+    ) -> None:
+        self.symbol = symbol
+        self.timeframe = timeframe
+        self.column = column
+        self.problem = problem
+        self.examples = list(examples)[:5]
+        where = f"{symbol} {timeframe}" + (f" column '{column}'" if column else "")
+        text = f"{where}: {problem}"
+        if self.examples:
+            text += f"; first offending rows: {self.examples}"
+        super().__init__(text)
+
+
+class UnknownSymbolError(CandleDataError):
+    """The source does not know this market."""
+
+
+class EmptySourceError(CandleDataError):
+    """The source answered, but with no candles for the requested span."""
+
+
+class SourceUnavailableError(RuntimeError):
+    """The source could not be reached or kept failing after retries."""

@@ -1,0 +1,16 @@
+"""Where the platform keeps its local state when nothing else is configured."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def data_dir() -> Path:
+    """``$TRADING_DATA_DIR``, or ``./data`` relative to the working directory."""
+    return Path(os.environ.get("TRADING_DATA_DIR", "data")).resolve()
+
+
+def default_db_url() -> str:
+    """``$TRADING_DB_URL``, or a SQLite file in the data folder."""
+    return os.environ.get("TRADING_DB_URL") or f"sqlite:///{data_dir() / 'candles.sqlite'}"

@@ -1,0 +1,22 @@
+"""The interface every candle source implements."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+
+@runtime_checkable
+class CandleSource(Protocol):
+    """Somewhere candles come from.
+
+    ``fetch`` returns the canonical candle frame (see :mod:`trading_assets.candles`) holding every
+    candle the source has whose bar starts in ``[start, end)``; bars without trades are absent,
+    as on an exchange. It may be empty when the source simply has no candles there; it raises
+    :class:`~trading_assets.errors.UnknownSymbolError` for a market it does not know.
+    """
+
+    name: str
+
+    def fetch(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame: ...

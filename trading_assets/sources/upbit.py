@@ -1,0 +1,145 @@
+"""Upbit's public quotation REST API (minute and day candles).
+
+Upbit returns at most 200 candles a request, newest first, strictly before ``to`` (exclusive,
+UTC unless an offset is given). We page backwards from the oldest ``candle_date_time_utc`` of
+each answer. The candle endpoints share a budget of about 10 requests per second, announced in
+the ``Remaining-Req: group=candles; min=..; sec=N`` header; going over it answers HTTP 429, and
+repeated 429s earn a temporary ban (HTTP 418). ``timestamp`` in the answer is the last trade's
+time, not the bar's start, so it is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import requests
+
+from trading_assets.candles import empty_candles, normalize_candles
+from trading_assets.errors import CandleDataError, SourceUnavailableError, UnknownSymbolError
+from trading_assets.timeframes import get_timeframe, to_utc, validate_symbol
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 200
+_FIELDS = {
+    "opening_price": "open",
+    "high_price": "high",
+    "low_price": "low",
+    "trade_price": "close",
+    "candle_acc_trade_volume": "volume",
+    "candle_acc_trade_price": "value",
+}
+_REMAINING_SEC = re.compile(r"sec=(\d+)")
+
+
+class UpbitSource:
+    """Candles from Upbit's REST API, rate-limited and retried."""
+
+    name = "upbit"
+
+    def __init__(
+        self,
+        base_url: str = "https://api.upbit.com",
+        requests_per_second: float = 8.0,
+        max_retries: int = 5,
+        backoff_seconds: float = 0.5,
+        timeout_seconds: float = 10.0,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.min_interval = 1.0 / requests_per_second
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self.timeout_seconds = timeout_seconds
+        self.session = session or requests.Session()
+        self._sleep = sleep
+        self._next_request_at = 0.0
+        self.requests_made = 0
+
+    def fetch(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        validate_symbol(symbol)
+        tf = get_timeframe(timeframe)
+        start, end = to_utc(start), to_utc(end)
+        path = "/v1/candles/days" if tf.minutes == 1440 else f"/v1/candles/minutes/{tf.minutes}"
+        rows: list[dict[str, Any]] = []
+        to = end
+        while to > start:
+            page = self._get(path, {"market": symbol, "to": to.strftime("%Y-%m-%dT%H:%M:%SZ"), "count": PAGE_SIZE},
+                             symbol, timeframe)
+            if not page:
+                break
+            rows.extend(page)
+            oldest = min(pd.Timestamp(r["candle_date_time_utc"], tz="UTC") for r in page)
+            if len(page) < PAGE_SIZE or oldest >= to:
+                break
+            to = oldest
+        if not rows:
+            return empty_candles()
+        frame = pd.DataFrame(rows)
+        missing = [f for f in ("candle_date_time_utc", *_FIELDS) if f not in frame.columns]
+        if missing:
+            raise CandleDataError(symbol, timeframe, f"Upbit answer lacks fields {missing}", missing[0])
+        frame = frame.rename(columns=_FIELDS)
+        frame["open_time"] = pd.to_datetime(frame["candle_date_time_utc"], utc=True)
+        candles = normalize_candles(frame[["open_time", *_FIELDS.values()]], symbol, timeframe)
+        return candles.loc[(candles.index >= start) & (candles.index < end)]
+
+    def _get(self, path: str, params: dict[str, Any], symbol: str, timeframe: str) -> list[dict[str, Any]]:
+        url = self.base_url + path
+        for attempt in range(self.max_retries + 1):
+            self._throttle()
+            try:
+                response = self.session.get(url, params=params, timeout=self.timeout_seconds)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                self._retry_or_raise(attempt, f"{url}: {exc}")
+                continue
+            self.requests_made += 1
+            self._honour_remaining(response)
+            status = response.status_code
+            if status == 200:
+                return response.json()
+            if status == 418:
+                raise SourceUnavailableError(
+                    f"Upbit temporarily banned this client (HTTP 418) while fetching {symbol} {timeframe}; "
+                    f"retry after {response.headers.get('Retry-After', 'a while')}"
+                )
+            if status == 429 or status >= 500:
+                self._retry_or_raise(attempt, f"HTTP {status} from {url}", response.headers.get("Retry-After"))
+                continue
+            message = _error_message(response)
+            if status == 404 or "not found" in message.lower():
+                raise UnknownSymbolError(symbol, timeframe, f"Upbit does not know this market ({message})")
+            raise CandleDataError(symbol, timeframe, f"Upbit answered HTTP {status}: {message}")
+        raise AssertionError("unreachable")
+
+    def _throttle(self) -> None:
+        now = time.monotonic()
+        if now < self._next_request_at:
+            self._sleep(self._next_request_at - now)
+        self._next_request_at = max(now, self._next_request_at) + self.min_interval
+
+    def _honour_remaining(self, response: requests.Response) -> None:
+        match = _REMAINING_SEC.search(response.headers.get("Remaining-Req", ""))
+        if match and int(match.group(1)) <= 0:
+            self._next_request_at = max(self._next_request_at, time.monotonic() + 1.0)
+
+    def _retry_or_raise(self, attempt: int, what: str, retry_after: str | None = None) -> None:
+        if attempt >= self.max_retries:
+            raise SourceUnavailableError(f"Upbit request failed after {attempt + 1} attempts: {what}")
+        delay = float(retry_after) if retry_after and retry_after.isdigit() else self.backoff_seconds * 2**attempt
+        log.warning("Upbit: %s; retrying in %.2fs (attempt %d/%d)", what, delay, attempt + 1, self.max_retries)
+        self._sleep(delay)
+
+
+def _error_message(response: requests.Response) -> str:
+    try:
+        error = response.json().get("error", {})
+        return str(error.get("message") or error)
+    except ValueError:
+        return response.text[:200]

@@ -1,0 +1,73 @@
+"""The supported candle timeframes and grid arithmetic on them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "30m", "60m", "240m", "1d")
+
+# Exchange market codes: QUOTE-BASE, upper-case letters and digits (e.g. KRW-BTC, USDT-ETH).
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,10}-[A-Z0-9]{1,15}$")
+
+
+@dataclass(frozen=True)
+class Timeframe:
+    """One candle timeframe: its name and its bar length."""
+
+    name: str
+    minutes: int
+
+    @property
+    def delta(self) -> pd.Timedelta:
+        return pd.Timedelta(minutes=self.minutes)
+
+    @property
+    def freq(self) -> str:
+        """pandas frequency string of the candle grid."""
+        return "1D" if self.minutes == 1440 else f"{self.minutes}min"
+
+    @property
+    def bars_per_day(self) -> float:
+        return 1440 / self.minutes
+
+    def floor(self, ts: pd.Timestamp) -> pd.Timestamp:
+        """Start of the bar that contains ``ts`` (bars are aligned to the Unix epoch, UTC)."""
+        return to_utc(ts).floor(self.freq)
+
+    def grid(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
+        """Bar start times in ``[start, end)`` on this timeframe's grid."""
+        first = self.floor(start)
+        if first < to_utc(start):
+            first += self.delta
+        index = pd.date_range(first, to_utc(end), freq=self.freq, inclusive="left", unit="ns")
+        return index.rename("open_time")
+
+
+def get_timeframe(name: str) -> Timeframe:
+    """Look up a timeframe by name (``1m`` ... ``240m``, ``1d``)."""
+    if name not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {name!r}; expected one of {', '.join(TIMEFRAMES)}")
+    return Timeframe(name, 1440 if name == "1d" else int(name[:-1]))
+
+
+def validate_symbol(symbol: str) -> str:
+    """Return ``symbol`` if it is a well-formed market code, else raise.
+
+    Dagster's multi-partition keys join dimensions with ``|``: a symbol containing it would be
+    accepted as a dynamic partition and then silently vanish, so it is rejected here.
+    """
+    if not _SYMBOL_RE.match(symbol):
+        raise ValueError(
+            f"invalid symbol {symbol!r}: expected an exchange market code such as KRW-BTC "
+            "(upper-case letters/digits, one '-')"
+        )
+    return symbol
+
+
+def to_utc(ts: object) -> pd.Timestamp:
+    """A timezone-aware UTC timestamp; naive input is taken as UTC."""
+    out = pd.Timestamp(ts)
+    return out.tz_localize("UTC") if out.tzinfo is None else out.tz_convert("UTC")
