@@ -87,7 +87,7 @@ def materialize(symbols: str, timeframes: str, days: float, end: str | None, sou
     instance = get_instance()
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
     add_symbols(instance, symbol_list)
-    job = defs.get_job_def("market_data_job")
+    job = defs.resolve_job_def("market_data_job")
     run_config = market_run_config(days, end, source, files_dir)
     failed = []
     for symbol in symbol_list:

@@ -161,6 +161,7 @@ def compute_indicators(candles: pd.DataFrame, span_start: pd.Timestamp | None = 
     fastk = np.where(flat_k, 50.0, fastk)
     out["stoch_k"] = talib.SMA(fastk, 3)
     out["stoch_d"] = talib.SMA(out["stoch_k"], 3)
+    out["stoch_k"][np.isnan(out["stoch_d"])] = np.nan  # both start where STOCH starts, as in TA-Lib
     flat["stoch_k"] = flat_k
 
     out["cci_20"] = talib.CCI(h, lo, c, 20)

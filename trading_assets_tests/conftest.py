@@ -1,0 +1,43 @@
+"""Shared fixtures: a private data folder per test, a PostgreSQL server, synthetic candles."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from trading_assets.sources import SyntheticSource
+from trading_assets_tests.servers import PostgresServer
+
+# A fixed end keeps every test deterministic (the synthetic source is a pure function of time).
+END = pd.Timestamp("2026-10-01", tz="UTC")
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    """Every test gets its own data folder and no inherited database/instance/MLflow settings."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("TRADING_DATA_DIR", str(path))
+    for var in ("TRADING_DB_URL", "DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (Debian's postgresql package must be installed)."""
+    try:
+        server = PostgresServer()
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def candles_1m() -> pd.DataFrame:
+    """Two days of synthetic 1-minute candles (with missing bars)."""
+    return SyntheticSource(seed=3).fetch("KRW-BTC", "1m", END - pd.Timedelta(days=2), END)

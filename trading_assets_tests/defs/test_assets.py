@@ -1,0 +1,124 @@
+"""Materialize raw_candles -> indicators -> features through Dagster and check what was stored."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, instance_for_test
+
+from trading_assets.candles import CANDLE_COLUMNS
+from trading_assets.defs import defs
+from trading_assets.defs.partitions import DEFAULT_SYMBOLS, add_symbols, market_partitions, partition_key
+from trading_assets.features import TARGET
+from trading_assets.indicators import INDICATOR_COLUMNS, warmup_bars
+from trading_assets.sources import SyntheticSource
+from trading_assets_tests.conftest import END
+from trading_assets_tests.servers import FakeUpbit
+
+RUN_CONFIG = {"ops": {"raw_candles": {"config": {"days": 2.0, "end": END.isoformat()}}}}
+
+
+@pytest.fixture
+def instance(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with instance_for_test(temp_dir=str(home)) as inst:
+        add_symbols(inst, DEFAULT_SYMBOLS)
+        yield inst
+
+
+def run_partition(instance: DagsterInstance, symbol: str, timeframe: str, run_config=RUN_CONFIG):
+    job = defs.resolve_job_def("market_data_job")
+    return job.execute_in_process(partition_key=partition_key(symbol, timeframe), instance=instance,
+                                  run_config=run_config, raise_on_error=False)
+
+
+def latest_metadata(instance, asset: str, key) -> dict:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[str(key)]), limit=1).records
+    assert records, f"no materialization of {asset} {key}"
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def test_definitions_load_with_partitions():
+    assert {k.to_user_string() for k in defs.resolve_all_asset_keys()} >= {"raw_candles", "indicators", "features"}
+    assert str(partition_key("KRW-BTC", "1m")) == "KRW-BTC|1m"
+    assert market_partitions.partitions_defs[0].name == "symbol"
+    with pytest.raises(ValueError, match="invalid symbol"):
+        partition_key("KRW|BTC", "1m")
+
+
+def test_two_partitions_end_to_end(instance, data_dir):
+    for symbol, timeframe in (("KRW-BTC", "1m"), ("KRW-ETH", "15m")):
+        result = run_partition(instance, symbol, timeframe)
+        assert result.success
+        tf_minutes = 1 if timeframe == "1m" else 15
+        span_start = END - pd.Timedelta(days=2)
+
+        raw = pd.read_parquet(data_dir / "assets" / "raw_candles" / symbol / f"{timeframe}.parquet")
+        assert list(raw.columns) == list(CANDLE_COLUMNS) and (raw.dtypes == "float64").all()
+        assert str(raw.index.tz) == "UTC" and raw.index.is_monotonic_increasing and raw.index.is_unique
+        assert raw.index[0] == span_start - warmup_bars() * pd.Timedelta(minutes=tf_minutes)
+        assert raw.index[-1] == END - pd.Timedelta(minutes=tf_minutes)
+        assert (raw.index.to_series().diff().dropna() == pd.Timedelta(minutes=tf_minutes)).all()
+        assert raw.attrs["span_start"] == span_start.isoformat()
+
+        ind = pd.read_parquet(data_dir / "assets" / "indicators" / symbol / f"{timeframe}.parquet")
+        assert ind.index[0] == span_start and len(ind) == 2 * 1440 // tf_minutes
+        assert list(ind.columns) == [*CANDLE_COLUMNS, *INDICATOR_COLUMNS]
+        assert not ind.isna().any().any()
+
+        feats = pd.read_parquet(data_dir / "assets" / "features" / symbol / f"{timeframe}.parquet")
+        assert (feats.dtypes == "float32").all() and TARGET in feats.columns
+        assert np.isfinite(feats.to_numpy()).all()
+        assert feats.attrs["scaler"]["columns"] == [c for c in feats.columns if c != TARGET]
+
+        key = partition_key(symbol, timeframe)
+        raw_meta = latest_metadata(instance, "raw_candles", key)
+        expected = SyntheticSource().fetch(symbol, timeframe, raw.index[0], END)
+        assert raw_meta["missing_bars_filled"] == len(raw) - len(expected)
+        assert raw_meta["span_rows"] == len(ind) and raw_meta["dagster/row_count"] == len(raw)
+        assert raw_meta["warmup_bars"] == warmup_bars()
+        assert "|" in raw_meta["preview"] and raw_meta["first_bar"] == raw.index[0].isoformat()
+        feat_meta = latest_metadata(instance, "features", key)
+        assert feat_meta["dagster/row_count"] == len(feats)
+        assert feat_meta["scaler_fit_start"] == feats.index[0].isoformat()
+        ind_meta = latest_metadata(instance, "indicators", key)
+        assert ind_meta["warmup_rows_trimmed"] == warmup_bars()
+
+
+def test_rematerializing_fetches_nothing_new(instance):
+    assert run_partition(instance, "KRW-BTC", "5m").success
+    assert run_partition(instance, "KRW-BTC", "5m").success
+    assert latest_metadata(instance, "raw_candles", partition_key("KRW-BTC", "5m"))["candles_fetched"] == 0
+
+
+def test_upbit_source_through_run_config_and_unknown_symbol(instance, data_dir):
+    start = END - pd.Timedelta(days=20) - warmup_bars() * pd.Timedelta(minutes=60)
+    exchange = FakeUpbit({("KRW-BTC", "60m"): SyntheticSource(seed=8).fetch("KRW-BTC", "60m", start, END)}, per_second=1000)
+    try:
+        config = {"ops": {"raw_candles": {"config": {"days": 20.0, "end": END.isoformat()}}}, "resources": {"candle_source": {"config": {
+            "kind": "upbit", "upbit_base_url": exchange.url, "upbit_requests_per_second": 1000}}}}
+        assert run_partition(instance, "KRW-BTC", "60m", config).success
+        assert all(r["path"] == "/v1/candles/minutes/60" for r in exchange.requests)
+        add_symbols(instance, ["KRW-NOPE"])
+        failed = run_partition(instance, "KRW-NOPE", "60m", config)
+        assert not failed.success
+        error = failed.get_step_failure_events()[0].event_specific_data.error
+        assert "KRW-NOPE 60m: Upbit does not know this market" in error.to_string()
+        assert not (data_dir / "assets" / "raw_candles" / "KRW-NOPE").exists()
+    finally:
+        exchange.stop()
+
+
+def test_atomic_write_leaves_no_temp_files(instance, data_dir):
+    assert run_partition(instance, "KRW-ETH", "5m").success
+    files = sorted(p.name for p in (data_dir / "assets").rglob("*") if p.is_file())
+    assert files == ["5m.parquet"] * 3
+
+
+def test_too_short_span_fails_with_a_clear_error(instance, data_dir):
+    failed = run_partition(instance, "KRW-ETH", "30m")
+    assert not failed.success
+    error = failed.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "KRW-ETH 30m: 75 rows are too few for a split with gap 64" in error
+    assert not (data_dir / "assets" / "features").exists()

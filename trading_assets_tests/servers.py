@@ -1,0 +1,159 @@
+"""Real servers for the tests: a PostgreSQL cluster and a local stand-in for Upbit's REST API."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster from Debian's ``postgresql`` package, on a free loopback port."""
+
+    def __init__(self) -> None:
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not bins or not os.path.exists(os.path.join(os.path.dirname(bins[-1]), "postgres")):
+            raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql (done by .ci/run)")
+        self.bin = os.path.dirname(bins[-1])
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="ta-pg-")
+        self.user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run("initdb", "-D", f"{self.dir}/data", "-A", "trust", "-U", "postgres", "--no-sync")
+        self._run("pg_ctl", "-D", f"{self.dir}/data", "-w", "-l", f"{self.dir}/log", "-o",
+                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def _run(self, tool: str, *args: str) -> None:
+        cmd = [f"{self.bin}/{tool}", *args]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+    def create_database(self, name: str) -> str:
+        """Create database ``name``; returns its SQLAlchemy URL."""
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", f"{self.dir}/data", "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class FakeUpbit:
+    """Serves candles in Upbit's exact JSON format from a candle frame per (market, timeframe).
+
+    Implements ``GET /v1/candles/minutes/{unit}`` and ``/v1/candles/days`` with ``market``, ``to``
+    (exclusive; ISO 8601 with ``Z``/offset or ``yyyy-MM-dd HH:mm:ss``, UTC) and ``count`` (<= 200),
+    newest first; the ``Remaining-Req`` header with a per-second budget; 429 when over it; 404 for
+    an unknown market. ``fail_next`` queues status codes to answer before serving normally.
+    """
+
+    def __init__(self, candles: dict[tuple[str, str], pd.DataFrame], per_second: int = 10) -> None:
+        self.candles = candles
+        self.per_second = per_second
+        self.fail_next: deque[int] = deque()
+        self.requests: list[dict[str, str]] = []
+        self._window: deque[float] = deque()
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):  # noqa: N802
+                status, body, headers = fake.answer(self.path)
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def answer(self, raw_path: str) -> tuple[int, object, dict[str, str]]:
+        import time
+
+        url = urlparse(raw_path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        with self._lock:
+            self.requests.append({"path": url.path, **query})
+            now = time.monotonic()
+            while self._window and now - self._window[0] >= 1.0:
+                self._window.popleft()
+            if self.fail_next:
+                code = self.fail_next.popleft()
+                return code, {"error": {"name": str(code), "message": "injected failure"}}, {}
+            if len(self._window) >= self.per_second:
+                return 429, {"error": {"name": "too_many_requests", "message": "Too many requests"}}, {}
+            self._window.append(now)
+            remaining = {"Remaining-Req": f"group=candles; min=600; sec={self.per_second - len(self._window)}"}
+        if url.path == "/v1/candles/days":
+            timeframe = "1d"
+        elif url.path.startswith("/v1/candles/minutes/"):
+            timeframe = f"{url.path.rsplit('/', 1)[1]}m"
+        else:
+            return 404, {"error": {"name": "404", "message": "Not found"}}, remaining
+        market = query.get("market", "")
+        if (market, timeframe) not in self.candles:
+            return 404, {"error": {"name": "404", "message": "Code not found"}}, remaining
+        count = int(query.get("count", "1"))
+        if not 1 <= count <= 200:
+            return 400, {"error": {"name": "invalid_parameter", "message": "count must be 1..200"}}, remaining
+        to = pd.Timestamp(query["to"]) if "to" in query else pd.Timestamp.now(tz="UTC")
+        to = to.tz_localize("UTC") if to.tzinfo is None else to.tz_convert("UTC")
+        frame = self.candles[(market, timeframe)]
+        page = frame.loc[frame.index < to].iloc[-count:].iloc[::-1]
+        return 200, [_upbit_row(market, timeframe, ts, row) for ts, row in page.iterrows()], remaining
+
+
+def _upbit_row(market: str, timeframe: str, ts: pd.Timestamp, row: pd.Series) -> dict[str, object]:
+    kst = ts.tz_convert("Asia/Seoul")
+    out = {
+        "market": market,
+        "candle_date_time_utc": ts.strftime("%Y-%m-%dT%H:%M:%S"),
+        "candle_date_time_kst": kst.strftime("%Y-%m-%dT%H:%M:%S"),
+        "opening_price": float(row["open"]),
+        "high_price": float(row["high"]),
+        "low_price": float(row["low"]),
+        "trade_price": float(row["close"]),
+        "timestamp": int((ts + pd.Timedelta(seconds=59)).value // 1_000_000),  # last trade, not the bar start
+        "candle_acc_trade_price": float(row["value"]),
+        "candle_acc_trade_volume": float(row["volume"]),
+    }
+    if timeframe == "1d":
+        out.update(prev_closing_price=float(row["open"]), change_price=float(row["close"] - row["open"]),
+                   change_rate=float(row["close"] / row["open"] - 1), converted_trade_price=None)
+    else:
+        out["unit"] = int(timeframe[:-1])
+    return out

@@ -1,0 +1,136 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from trading_assets.candles import fill_candle_grid
+from trading_assets.errors import CandleDataError
+from trading_assets.features import (
+    TARGET,
+    FeatureConfig,
+    Scaler,
+    build_features,
+    clip_outliers,
+    default_fit_span,
+)
+from trading_assets.indicators import compute_indicators, warmup_bars
+from trading_assets.sources import SyntheticSource
+from trading_assets.splits import chronological_split
+from trading_assets_tests.conftest import END
+
+SPAN_START = END - pd.Timedelta(days=3)
+
+
+def _indicators(end=END):
+    start = SPAN_START - warmup_bars() * pd.Timedelta(minutes=5)
+    raw = SyntheticSource(seed=21).fetch("KRW-ETH", "5m", start, end)
+    return compute_indicators(fill_candle_grid(raw, "5m", start, end).frame, SPAN_START).frame
+
+
+@pytest.fixture(scope="module")
+def indicators():
+    return _indicators()
+
+
+def test_model_ready_float32_with_target(indicators):
+    result = build_features(indicators, "KRW-ETH", "5m")
+    frame = result.frame
+    assert (frame.dtypes == "float32").all() and TARGET in frame.columns
+    assert np.isfinite(frame.to_numpy()).all()
+    close = indicators["close"]
+    expected_target = np.log(close.shift(-1) / close).reindex(frame.index)
+    np.testing.assert_allclose(frame[TARGET], expected_target, rtol=1e-5)
+    assert frame.index[-1] < indicators.index[-1]  # the last bar has no next candle
+    assert frame.index[0] == indicators.index[20]  # 20-bar feature lookback
+    assert result.report.rows_dropped == 20
+
+
+def test_scaler_fit_on_train_span_only(indicators):
+    result = build_features(indicators, "KRW-ETH", "5m")
+    features = result.frame.drop(columns=TARGET)
+    split = chronological_split(len(features), 0.7, 0.15, 64)
+    train = features.iloc[split.train.start:split.train.stop]
+    assert result.scaler.fit_start == features.index[0].isoformat()
+    assert result.scaler.fit_end == features.index[split.train.stop - 1].isoformat()
+    np.testing.assert_allclose(train.mean(), 0, atol=1e-4)
+    np.testing.assert_allclose(train.std(ddof=0), 1, atol=1e-3)
+    # the same parameters reproduce the frame (inference scales identically)
+    again = build_features(indicators, "KRW-ETH", "5m", scaler=Scaler.from_dict(result.scaler.to_dict()))
+    pd.testing.assert_frame_equal(again.frame, result.frame)
+
+
+def test_no_look_ahead_with_fit_span_fixed(indicators):
+    full = build_features(indicators, "KRW-ETH", "5m")
+    for cut in (indicators.index[400], indicators.index[len(indicators) // 2]):
+        truncated = _indicators(end=cut + pd.Timedelta(minutes=5))  # candles up to and including `cut`
+        assert truncated.index[-1] == cut
+        part = build_features(truncated, "KRW-ETH", "5m", scaler=full.scaler).frame
+        common = part.index
+        assert len(common) > 100
+        pd.testing.assert_frame_equal(part, full.frame.loc[common])
+
+
+def test_backward_fill_would_be_caught(indicators):
+    """The no-look-ahead comparison above is sensitive: a backward fill breaks it."""
+    holes = indicators.copy()
+    holes.iloc[300:310, holes.columns.get_loc("rsi_14")] = np.nan
+    cut = holes.index[305]
+    full = build_features(holes, "KRW-ETH", "5m", FeatureConfig(ffill_limit=10))
+    part = build_features(holes.loc[:cut], "KRW-ETH", "5m", FeatureConfig(ffill_limit=10), scaler=full.scaler)
+    pd.testing.assert_frame_equal(part.frame, full.frame.loc[part.frame.index])
+    leaky = holes.bfill()
+    full_leaky = build_features(leaky, "KRW-ETH", "5m", scaler=full.scaler).frame
+    part_leaky = build_features(holes.loc[:cut].bfill(), "KRW-ETH", "5m", scaler=full.scaler).frame
+    assert not full_leaky.loc[part_leaky.index].equals(part_leaky)
+
+
+def test_pollution_is_coerced_and_reported_or_stops(indicators):
+    polluted = indicators.astype({"rsi_14": object})
+    polluted.iloc[[50, 51], polluted.columns.get_loc("rsi_14")] = "KRW-ETH"
+    polluted["market"] = "KRW-ETH"
+    result = build_features(polluted, "KRW-ETH", "5m")
+    assert result.report.pollution.coerced == {"rsi_14": 2}
+    assert "'KRW-ETH'" in result.report.pollution.examples["rsi_14"][0]
+    assert "non-numeric" in result.report.pollution.dropped_columns["market"]
+    assert result.report.filled["rsi_14"] == 2  # forward-filled, never back-filled
+    clean = build_features(indicators, "KRW-ETH", "5m", scaler=result.scaler).frame
+    t = indicators.index[51]
+    assert result.frame.loc[t, "rsi_14"] == clean.loc[indicators.index[49], "rsi_14"]
+    polluted.iloc[:, polluted.columns.get_loc("rsi_14")] = "KRW-ETH"
+    with pytest.raises(CandleDataError, match="KRW-ETH 5m column 'rsi_14'"):
+        build_features(polluted, "KRW-ETH", "5m")
+
+
+def test_forward_fill_has_a_limit(indicators):
+    holes = indicators.copy()
+    holes.iloc[200:209, holes.columns.get_loc("adx_14")] = np.nan
+    result = build_features(holes, "KRW-ETH", "5m", FeatureConfig(ffill_limit=5))
+    assert result.report.filled["adx_14"] == 5
+    assert result.report.rows_dropped == 20 + 4
+    assert holes.index[205] not in result.frame.index and holes.index[204] in result.frame.index
+
+
+def test_outlier_clipping_uses_the_previous_block_only():
+    rng = np.random.default_rng(0)
+    idx = pd.date_range("2024-01-01", periods=1000, freq="1min", tz="UTC")
+    frame = pd.DataFrame({"x": rng.standard_normal(1000)}, index=idx)
+    frame.iloc[550, 0] = 100.0
+    frame.iloc[50, 0] = 100.0  # first block: nothing to compare with, left alone
+    clipped, counts = clip_outliers(frame, window=100, k=5.0)
+    assert clipped["x"].iloc[50] == 100.0
+    block = frame["x"].iloc[400:500]
+    med = block.median()
+    mad = (block - med).abs().median() * 1.4826
+    assert clipped["x"].iloc[550] == pytest.approx(med + 5 * mad)
+    assert counts["x"] >= 1
+    # causal: clipping a prefix gives the prefix of the clipped whole
+    prefix, _ = clip_outliers(frame.iloc[:560], window=100, k=5.0)
+    pd.testing.assert_frame_equal(prefix, clipped.iloc[:560])
+
+
+def test_default_fit_span_matches_training_split():
+    idx = pd.date_range("2024-01-01", periods=1000, freq="1min", tz="UTC")
+    start, end = default_fit_span(idx, FeatureConfig(split_gap=10))
+    split = chronological_split(1000, 0.7, 0.15, 10)
+    assert start == idx[0] and end == idx[split.train.stop - 1]
+    with pytest.raises(ValueError, match="too few"):
+        chronological_split(20, gap=10)
