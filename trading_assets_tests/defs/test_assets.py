@@ -1,5 +1,10 @@
 """Materialize raw_candles -> indicators -> features through Dagster and check what was stored."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,3 +127,13 @@ def test_too_short_span_fails_with_a_clear_error(instance, data_dir):
     error = failed.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "KRW-ETH 30m: 75 rows are too few for a split with gap 64" in error
     assert not (data_dir / "assets" / "features").exists()
+
+
+def test_code_location_validates_from_workspace(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    dagster = Path(sys.executable).with_name("dagster")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    out = subprocess.run([str(dagster), "definitions", "validate", "-w", str(root / "workspace.yaml")],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Validation successful for code location trading_assets" in out.stderr + out.stdout
