@@ -148,6 +148,10 @@ def _feature_columns(col: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
+with np.errstate(divide="ignore", invalid="ignore"):
+    FEATURE_COLUMNS: tuple[str, ...] = tuple(_feature_columns({c: np.ones(30) for c in INPUT_COLUMNS}))
+
+
 def derive_matrix(ind: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     """Scale-free features from candles and indicators (all trailing), as a column-major matrix."""
     col = {c: ind[c].to_numpy(dtype="float64") for c in INPUT_COLUMNS}

@@ -3,12 +3,14 @@
 from dagster import Definitions
 
 from trading_assets.defs.assets import features, indicators, raw_candles
+from trading_assets.defs.checks import data_checks
 from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.jobs import market_data_job
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 
 defs = Definitions(
     assets=[raw_candles, indicators, features],
+    asset_checks=data_checks,
     jobs=[market_data_job],
     resources={
         "parquet_io_manager": ParquetIOManager(),

@@ -1,0 +1,172 @@
+"""Partition-aware asset checks on every data asset, built from the Pandera schemas.
+
+Each check evaluates the partition that was just materialized (``partitions_def=``) and is
+blocking: an ERROR stops the downstream assets of that partition in the same run. Severity:
+
+* schema, dtype pollution, NaN rate over budget, broken bar grid (duplicates, disorder, holes): ERROR;
+* many filled (missing) candles, incomplete coverage of the requested span: WARN.
+
+No `from __future__ import annotations` here: Dagster reads the config annotations.
+"""
+
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetChecksDefinition,
+    AssetsDefinition,
+    Config,
+    MetadataValue,
+    asset_check,
+)
+from pydantic import Field
+
+from trading_assets import quality
+from trading_assets.candles import CANDLE_COLUMNS
+from trading_assets.features import FEATURE_COLUMNS, TARGET
+from trading_assets.indicators import INDICATOR_COLUMNS
+from trading_assets.schemas import IndicatorsModel, RawCandlesModel, features_schema
+from trading_assets.defs.assets import features, indicators, raw_candles
+from trading_assets.defs.partitions import market_partitions, split_partition_key
+
+NUMERIC_COLUMNS = {
+    "raw_candles": CANDLE_COLUMNS,
+    "indicators": (*CANDLE_COLUMNS, *INDICATOR_COLUMNS),
+    "features": (*FEATURE_COLUMNS, TARGET),
+}
+SCHEMAS = {
+    "raw_candles": RawCandlesModel,
+    "indicators": IndicatorsModel,
+    "features": features_schema(list(FEATURE_COLUMNS)),
+}
+
+
+class NanRateConfig(Config):
+    """NaN budget of one asset: a default rate and per-column overrides (0.0 = none allowed)."""
+
+    max_nan_rate: float = Field(default=0.0, ge=0, le=1, description="Largest NaN share allowed in any column")
+    column_max_nan_rate: dict[str, float] = Field(default_factory=dict, description="Per-column overrides")
+
+
+class ContinuityConfig(Config):
+    """When a complete but patched bar grid deserves a warning."""
+
+    max_filled_fraction: float = Field(default=0.05, ge=0, le=1,
+                                       description="WARN when more than this share of bars was filled")
+    min_coverage: float = Field(default=1.0, ge=0, le=1,
+                                description="WARN when fewer of the requested span's bars are present")
+
+
+def _context_metadata(context: AssetCheckExecutionContext) -> dict[str, Any]:
+    symbol, timeframe = split_partition_key(context.partition_key)
+    return {"symbol": symbol, "timeframe": timeframe, "partition": str(context.partition_key)}
+
+
+def _schema_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
+    name = asset_def.key.to_user_string()
+    schema = SCHEMAS[name]
+
+    @asset_check(asset=asset_def, name="schema", partitions_def=market_partitions, blocking=True,
+                 description=f"Pandera schema of {name}: columns, dtypes and value rules.")
+    def check(context: AssetCheckExecutionContext, frame: pd.DataFrame) -> AssetCheckResult:
+        failures = quality.schema_failures(frame, schema)
+        return AssetCheckResult(
+            passed=not failures,
+            severity=AssetCheckSeverity.ERROR,
+            description=None if not failures else "; ".join(
+                f"{f['column']}: {f['check']} x{f['count']}" for f in failures[:5]),
+            metadata={**_context_metadata(context), "failed_rules": len(failures),
+                      "failures": MetadataValue.json(failures), "rows": len(frame)},
+        )
+
+    return check
+
+
+def _pollution_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
+    name = asset_def.key.to_user_string()
+    numeric = NUMERIC_COLUMNS[name]
+
+    @asset_check(asset=asset_def, name="dtype_pollution", partitions_def=market_partitions, blocking=True,
+                 description=f"No strings/objects inside the numeric columns of {name}, no unexpected columns.")
+    def check(context: AssetCheckExecutionContext, frame: pd.DataFrame) -> AssetCheckResult:
+        found = quality.dtype_pollution(frame, numeric)
+        polluted = {c: f["count"] for c, f in found.columns.items()}
+        return AssetCheckResult(
+            passed=found.clean,
+            severity=AssetCheckSeverity.ERROR,
+            description=None if found.clean else
+            f"non-numeric cells {polluted}, unexpected columns {list(found.unexpected_columns)}",
+            metadata={**_context_metadata(context), "polluted_cells": sum(polluted.values()),
+                      "polluted_columns": MetadataValue.json(found.columns),
+                      "unexpected_columns": MetadataValue.json(found.unexpected_columns)},
+        )
+
+    return check
+
+
+def _nan_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
+    name = asset_def.key.to_user_string()
+
+    @asset_check(asset=asset_def, name="nan_rate", partitions_def=market_partitions, blocking=True,
+                 description=f"Share of NaN per column of {name} against its budget (default 0 %).")
+    def check(context: AssetCheckExecutionContext, config: NanRateConfig, frame: pd.DataFrame) -> AssetCheckResult:
+        rates = quality.nan_rates(frame)
+        over = {c: {"rate": r, "max": config.column_max_nan_rate.get(c, config.max_nan_rate)}
+                for c, r in rates.items() if r > config.column_max_nan_rate.get(c, config.max_nan_rate)}
+        return AssetCheckResult(
+            passed=not over,
+            severity=AssetCheckSeverity.ERROR,
+            description=None if not over else "NaN over budget: " + ", ".join(
+                f"{c} {v['rate']:.2%} > {v['max']:.2%}" for c, v in over.items()),
+            metadata={**_context_metadata(context), "max_nan_rate": max(rates.values(), default=0.0),
+                      "over_budget": MetadataValue.json(over), "nan_rates": MetadataValue.json(rates)},
+        )
+
+    return check
+
+
+def _continuity_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
+    name = asset_def.key.to_user_string()
+
+    @asset_check(asset=asset_def, name="continuity", partitions_def=market_partitions, blocking=True,
+                 description=f"{name}: no duplicated or disordered bars, no holes in the grid, coverage of the "
+                 "requested span; WARN when many bars were filled.")
+    def check(context: AssetCheckExecutionContext, config: ContinuityConfig, frame: pd.DataFrame) -> AssetCheckResult:
+        _, timeframe = split_partition_key(context.partition_key)
+        attrs = frame.attrs
+        span_start = pd.Timestamp(attrs["span_start"]) if "span_start" in attrs else None
+        span_end = pd.Timestamp(attrs["span_end"]) if "span_end" in attrs else None
+        c = quality.continuity(frame, timeframe, span_start, span_end, int(attrs.get("filled_bars", 0)))
+        broken = c.duplicated_timestamps or c.out_of_order or c.gaps
+        filled_fraction = c.filled_bars / c.rows if c.rows else 0.0
+        warn = filled_fraction > config.max_filled_fraction or c.coverage < config.min_coverage
+        problems = [text for cond, text in (
+            (c.duplicated_timestamps, f"{c.duplicated_timestamps} duplicated timestamps"),
+            (c.out_of_order, f"{c.out_of_order} bars out of order"),
+            (c.gaps, f"{c.gaps} gaps ({c.missing_bars} missing bars)"),
+            (filled_fraction > config.max_filled_fraction, f"{filled_fraction:.1%} of bars filled"),
+            (c.coverage < config.min_coverage, f"coverage {c.coverage:.1%} of the requested span"),
+        ) if cond]
+        return AssetCheckResult(
+            passed=not (broken or warn),
+            severity=AssetCheckSeverity.ERROR if broken else AssetCheckSeverity.WARN,
+            description="; ".join(problems) or None,
+            metadata={**_context_metadata(context), "rows": c.rows, "expected_rows": c.expected_rows,
+                      "coverage": c.coverage, "duplicated_timestamps": c.duplicated_timestamps,
+                      "out_of_order": c.out_of_order, "gaps": c.gaps, "missing_bars": c.missing_bars,
+                      "filled_bars": c.filled_bars, "filled_fraction": filled_fraction,
+                      "gap_examples": MetadataValue.json(c.gap_examples),
+                      "duplicate_examples": MetadataValue.json(c.duplicate_examples)},
+        )
+
+    return check
+
+
+data_checks: list[AssetChecksDefinition] = [
+    *(factory(a) for a in (raw_candles, indicators, features) for factory in (_schema_check, _pollution_check, _nan_check)),
+    _continuity_check(raw_candles),
+    _continuity_check(indicators),
+]

@@ -1,0 +1,98 @@
+"""Pandera schemas: the single source of truth for each data asset's columns, dtypes and value rules.
+
+Missing values are deliberately *not* part of the raw and indicator schemas (``nullable=True``):
+their budget is the NaN-rate check's (per asset and column, default 0 %), so a NaN burst is reported
+once, by that check, with the rate of every column. Features allow no NaN at all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Index, Series
+
+from trading_assets.candles import CANDLE_COLUMNS
+from trading_assets.features import TARGET
+from trading_assets.indicators import INDICATOR_COLUMNS
+
+UTC_NS = {"unit": "ns", "tz": "UTC"}
+
+
+class CandleModel(pa.DataFrameModel):
+    """Canonical candles: float64 OHLCV, consistent OHLC, unique increasing UTC bar starts."""
+
+    open_time: Index[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=UTC_NS, unique=True)
+    open: Series[np.float64] = pa.Field(gt=0, nullable=True)
+    high: Series[np.float64] = pa.Field(gt=0, nullable=True)
+    low: Series[np.float64] = pa.Field(gt=0, nullable=True)
+    close: Series[np.float64] = pa.Field(gt=0, nullable=True)
+    volume: Series[np.float64] = pa.Field(ge=0, nullable=True)
+    value: Series[np.float64] = pa.Field(ge=0, nullable=True)
+
+    class Config:
+        strict = True
+        coerce = False
+
+    @pa.check("open_time", name="monotonic_increasing", element_wise=False)
+    def _increasing(cls, index: pd.Series) -> bool:
+        return bool(pd.Index(index).is_monotonic_increasing)
+
+    @pa.dataframe_check(name="high_covers_open_close")
+    def _high(cls, df: pd.DataFrame) -> pd.Series:
+        return ~(df["high"] < df[["open", "close", "low"]].max(axis=1))
+
+    @pa.dataframe_check(name="low_under_open_close")
+    def _low(cls, df: pd.DataFrame) -> pd.Series:
+        return ~(df["low"] > df[["open", "close"]].min(axis=1))
+
+
+class RawCandlesModel(CandleModel):
+    """``raw_candles``."""
+
+
+class IndicatorsModel(CandleModel):
+    """``indicators``: candles plus float64 indicators, bounded ones within their ranges."""
+
+    sma_5: Series[np.float64] = pa.Field(nullable=True)
+    sma_20: Series[np.float64] = pa.Field(nullable=True)
+    ema_12: Series[np.float64] = pa.Field(nullable=True)
+    ema_26: Series[np.float64] = pa.Field(nullable=True)
+    macd: Series[np.float64] = pa.Field(nullable=True)
+    macd_signal: Series[np.float64] = pa.Field(nullable=True)
+    macd_hist: Series[np.float64] = pa.Field(nullable=True)
+    rsi_14: Series[np.float64] = pa.Field(ge=0, le=100, nullable=True)
+    bb_upper_20: Series[np.float64] = pa.Field(nullable=True)
+    bb_middle_20: Series[np.float64] = pa.Field(nullable=True)
+    bb_lower_20: Series[np.float64] = pa.Field(nullable=True)
+    atr_14: Series[np.float64] = pa.Field(ge=0, nullable=True)
+    stoch_k: Series[np.float64] = pa.Field(ge=0, le=100, nullable=True)
+    stoch_d: Series[np.float64] = pa.Field(ge=0, le=100, nullable=True)
+    mfi_14: Series[np.float64] = pa.Field(ge=0, le=100, nullable=True)
+    obv: Series[np.float64] = pa.Field(nullable=True)
+    sar: Series[np.float64] = pa.Field(gt=0, nullable=True)
+    cci_20: Series[np.float64] = pa.Field(nullable=True)
+    adx_14: Series[np.float64] = pa.Field(ge=0, le=100, nullable=True)
+    willr_14: Series[np.float64] = pa.Field(ge=-100, le=0, nullable=True)
+    volume_rsi_14: Series[np.float64] = pa.Field(ge=0, le=100, nullable=True)
+    roc_10: Series[np.float64] = pa.Field(nullable=True)
+    volume_sma_20: Series[np.float64] = pa.Field(ge=0, nullable=True)
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+def features_schema(feature_columns: list[str]) -> pa.DataFrameSchema:
+    """``features``: every column float32, finite, no NaN, no constant feature column."""
+    finite = pa.Check(lambda s: pd.Series(np.isfinite(s.to_numpy()), index=s.index), name="finite")
+    not_constant = pa.Check(lambda s: len(s) < 2 or bool(s.nunique() > 1), name="not_constant")
+    columns = {c: pa.Column(np.float32, [finite, not_constant], nullable=False) for c in feature_columns}
+    columns[TARGET] = pa.Column(np.float32, finite, nullable=False)
+    return pa.DataFrameSchema(
+        columns, index=pa.Index(pd.DatetimeTZDtype("ns", "UTC"), unique=True, name="open_time"), strict=True,
+        name="FeaturesSchema")
+
+
+SCHEMAS = {"raw_candles": RawCandlesModel, "indicators": IndicatorsModel}
+EXPECTED_NUMERIC = {"raw_candles": CANDLE_COLUMNS, "indicators": (*CANDLE_COLUMNS, *INDICATOR_COLUMNS)}
