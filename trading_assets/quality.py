@@ -26,14 +26,20 @@ def schema_failures(frame: pd.DataFrame, schema: pa.DataFrameSchema | type[pa.Da
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        cases = exc.failure_cases.copy()
-        cases["column"] = cases["column"].where(cases["column"].notna(), cases["schema_context"]).astype(str)
-        cases["check"] = cases["check"].astype(str)
+        cases = exc.failure_cases
         out = []
+        row_level = cases["schema_context"] == "DataFrameSchema"
+        for check, group in cases[row_level].groupby("check", sort=False):
+            rows = group.pivot_table(index="index", columns="column", values="failure_case", aggfunc="first")
+            out.append({"column": "dataframe", "check": str(check), "count": len(rows),
+                        "examples": [{k: float(v) for k, v in r.items()} for r in rows.head(5).to_dict("records")],
+                        "rows": _examples(t.isoformat() for t in rows.index[:5])})
+        cases = cases[~row_level].copy()
+        cases["column"] = cases["column"].where(cases["column"].notna(), cases["schema_context"]).astype(str)
         for (column, check), group in cases.groupby(["column", "check"], sort=False):
             out.append({
                 "column": column,
-                "check": check,
+                "check": str(check),
                 "count": int(len(group)),
                 "examples": _examples(group["failure_case"]),
                 "rows": _examples(group["index"].dropna()),

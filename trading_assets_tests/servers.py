@@ -157,3 +157,40 @@ def _upbit_row(market: str, timeframe: str, ts: pd.Timestamp, row: pd.Series) ->
     else:
         out["unit"] = int(timeframe[:-1])
     return out
+
+
+class WebhookReceiver:
+    """A local stand-in for a Slack incoming webhook: records each POSTed JSON body.
+
+    ``fail_next`` answers that many requests with HTTP 500 first (a webhook that is down).
+    """
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.fail_next = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if receiver.fail_next > 0:
+                    receiver.fail_next -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                receiver.bodies.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T000/B000"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -7,14 +7,17 @@ from trading_assets.defs.checks import data_checks
 from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.jobs import market_data_job
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+from trading_assets.defs.sensors import AlertResource, build_alert_sensor
 
 defs = Definitions(
     assets=[raw_candles, indicators, features],
     asset_checks=data_checks,
     jobs=[market_data_job],
+    sensors=[build_alert_sensor(data_checks)],
     resources={
         "parquet_io_manager": ParquetIOManager(),
         "candle_source": CandleSourceResource(),
         "candle_store": CandleStoreResource(),
+        "alerts": AlertResource(),
     },
 )
