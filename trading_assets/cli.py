@@ -79,15 +79,18 @@ def main(verbose: bool) -> None:
 @click.option("--source", type=click.Choice(["synthetic", "upbit", "files"]), default=None,
               help="Candle source (default: the resource's configuration, synthetic)")
 @click.option("--files-dir", default=None, help="Directory of candle files for --source files")
+@click.option("--assets", "which", type=click.Choice(["all", "data"]), default="all", show_default=True,
+              help="all: candles to trained model; data: raw_candles, indicators, features")
 def materialize(symbols: str, timeframes: str, days: float, end: str | None, source: str | None,
-                files_dir: str | None) -> None:
-    """Materialize the data assets (and their checks) in-process for symbols x timeframes."""
+                files_dir: str | None, which: str) -> None:
+    """Materialize the assets (and their checks) in-process for symbols x timeframes."""
     from trading_assets.defs import defs
+    from trading_assets.training.tracking import default_tracking_uri
 
     instance = get_instance()
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
     add_symbols(instance, symbol_list)
-    job = defs.resolve_job_def("market_data_job")
+    job = defs.resolve_job_def("full_pipeline_job" if which == "all" else "market_data_job")
     run_config = market_run_config(days, end, source, files_dir)
     failed = []
     for symbol in symbol_list:
@@ -102,6 +105,8 @@ def materialize(symbols: str, timeframes: str, days: float, end: str | None, sou
     base = data_dir() / "assets"
     click.echo(f"Parquet outputs: {base}/<asset>/<symbol>/<timeframe>.parquet")
     click.echo(f"Dagster instance: {instance.root_directory}")
+    if which == "all":
+        click.echo(f"MLflow store: {default_tracking_uri()} (models trading_assets-<symbol>-<timeframe>)")
     if failed:
         click.echo(f"failed partitions: {', '.join(failed)}", err=True)
         sys.exit(1)

@@ -1,0 +1,67 @@
+"""Sequence regressors: (batch, seq_len, n_features) -> (batch,) predicted return (standardised)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+ModelKind = Literal["bilstm", "lstm", "gru", "transformer"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: ModelKind = "bilstm"
+    hidden_size: int = 32
+    num_layers: int = 1
+    dropout: float = 0.1
+    num_heads: int = 4  # transformer only
+
+
+class RecurrentRegressor(nn.Module):
+    """LSTM / GRU (optionally bidirectional); the last step's hidden state feeds a linear head."""
+
+    def __init__(self, n_features: int, config: ModelConfig) -> None:
+        super().__init__()
+        rnn = nn.GRU if config.kind == "gru" else nn.LSTM
+        self.bidirectional = config.kind == "bilstm"
+        self.rnn = rnn(n_features, config.hidden_size, config.num_layers, batch_first=True,
+                       dropout=config.dropout if config.num_layers > 1 else 0.0, bidirectional=self.bidirectional)
+        self.head = nn.Sequential(nn.Dropout(config.dropout),
+                                  nn.Linear(config.hidden_size * (2 if self.bidirectional else 1), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1]).squeeze(-1)
+
+
+class TransformerRegressor(nn.Module):
+    """Transformer encoder with a causal mask and learned positions; reads the last position."""
+
+    def __init__(self, n_features: int, config: ModelConfig, max_len: int = 4096) -> None:
+        super().__init__()
+        d_model = config.hidden_size
+        if d_model % config.num_heads:
+            raise ValueError(f"hidden_size {d_model} must be divisible by num_heads {config.num_heads}")
+        self.embed = nn.Linear(n_features, d_model)
+        self.position = nn.Parameter(torch.randn(max_len, d_model) / math.sqrt(d_model))
+        layer = nn.TransformerEncoderLayer(d_model, config.num_heads, 4 * d_model, config.dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        h = self.embed(x) + self.position[:length]
+        mask = nn.Transformer.generate_square_subsequent_mask(length, device=x.device, dtype=h.dtype)
+        return self.head(self.encoder(h, mask=mask, is_causal=True)[:, -1]).squeeze(-1)
+
+
+def build_model(n_features: int, config: ModelConfig) -> nn.Module:
+    if config.kind == "transformer":
+        return TransformerRegressor(n_features, config)
+    if config.kind in ("bilstm", "lstm", "gru"):
+        return RecurrentRegressor(n_features, config)
+    raise ValueError(f"unknown model kind {config.kind!r}; expected bilstm, lstm, gru or transformer")

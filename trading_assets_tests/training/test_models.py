@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from trading_assets.training.models import ModelConfig, build_model
+
+
+@pytest.mark.parametrize("kind", ["bilstm", "lstm", "gru", "transformer"])
+def test_forward_and_backward(kind):
+    torch.manual_seed(0)
+    model = build_model(7, ModelConfig(kind, hidden_size=16, num_layers=2, num_heads=4))
+    x = torch.randn(5, 12, 7, requires_grad=True)
+    out = model(x)
+    assert out.shape == (5,) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_transformer_is_causal():
+    torch.manual_seed(0)
+    model = build_model(3, ModelConfig("transformer", hidden_size=8, num_layers=1, num_heads=2, dropout=0.0)).eval()
+    x = torch.randn(1, 10, 3)
+    with torch.no_grad():
+        full = model.encoder(model.embed(x) + model.position[:10],
+                             mask=torch.nn.Transformer.generate_square_subsequent_mask(10), is_causal=True)
+        prefix = model.encoder(model.embed(x[:, :6]) + model.position[:6],
+                               mask=torch.nn.Transformer.generate_square_subsequent_mask(6), is_causal=True)
+    torch.testing.assert_close(full[:, :6], prefix, rtol=1e-5, atol=1e-5)
+
+
+def test_research_preset_is_one_switch_away():
+    from trading_assets.training.trainer import PRESETS
+
+    model_config, train_config = PRESETS["research"]
+    assert (model_config.kind, model_config.hidden_size, model_config.num_layers) == ("bilstm", 1024, 4)
+    assert (train_config.learning_rate, train_config.batch_size) == (5e-4, 128)
+    with pytest.raises(ValueError, match="unknown model kind"):
+        build_model(3, ModelConfig("mlp"))  # type: ignore[arg-type]
