@@ -21,6 +21,7 @@ Every step is causal: the value of a feature at time t uses indicator rows at or
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -152,11 +153,31 @@ with np.errstate(divide="ignore", invalid="ignore"):
     FEATURE_COLUMNS: tuple[str, ...] = tuple(_feature_columns({c: np.ones(30) for c in INPUT_COLUMNS}))
 
 
+FeatureFn = Callable[[dict[str, np.ndarray]], np.ndarray]
+_EXTRA_FEATURES: dict[str, FeatureFn] = {}
+
+
+def register_feature(name: str, fn: FeatureFn) -> None:
+    """Add a feature computed from the indicator columns (float64 arrays by name).
+
+    It goes through the same cleaning, clipping and scaling as the built-in ones, and through the
+    look-ahead check on ``features``, which fails if it uses any row after t.
+    """
+    if name in FEATURE_COLUMNS or name == TARGET:
+        raise ValueError(f"feature name {name!r} is taken")
+    _EXTRA_FEATURES[name] = fn
+
+
+def unregister_feature(name: str) -> None:
+    _EXTRA_FEATURES.pop(name, None)
+
+
 def derive_matrix(ind: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     """Scale-free features from candles and indicators (all trailing), as a column-major matrix."""
     col = {c: ind[c].to_numpy(dtype="float64") for c in INPUT_COLUMNS}
     with np.errstate(divide="ignore", invalid="ignore"):
         columns = _feature_columns(col)
+        columns.update({name: np.asarray(fn(col), dtype="float64") for name, fn in _EXTRA_FEATURES.items()})
     out = np.empty((len(ind), len(columns)), dtype="float64", order="F")
     for j, values in enumerate(columns.values()):
         out[:, j] = values

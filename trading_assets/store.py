@@ -17,7 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from trading_assets.candles import CANDLE_COLUMNS, empty_candles, normalize_candles
+from trading_assets.candles import CANDLE_COLUMNS, FilledCandles, empty_candles, fill_candle_grid, normalize_candles
 from trading_assets.sources.base import CandleSource
 from trading_assets.timeframes import to_utc
 
@@ -161,6 +161,13 @@ class CandleStore:
             result.fetched_spans.append((lo, hi))
             log.info("collected %d %s %s candles in [%s, %s) from %s", len(candles), symbol, timeframe, lo, hi, source.name)
         return result
+
+    def filled_window(self, source: CandleSource, symbol: str, timeframe: str, start: pd.Timestamp,
+                      end: pd.Timestamp) -> tuple[FilledCandles, CollectResult]:
+        """Collect ``[start, end)`` incrementally, load it and fill the bar grid (see ``fill_candle_grid``)."""
+        collected = self.collect(source, symbol, timeframe, start, end)
+        candles = self.load(symbol, timeframe, start, end)
+        return fill_candle_grid(candles, timeframe, start, end), collected
 
     def dispose(self) -> None:
         self.engine.dispose()

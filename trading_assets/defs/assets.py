@@ -10,7 +10,6 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from trading_assets.candles import fill_candle_grid
 from trading_assets.errors import EmptySourceError
 from trading_assets.features import FeatureConfig, build_features
 from trading_assets.indicators import compute_indicators, prepare_candles, warmup_bars
@@ -64,13 +63,11 @@ def raw_candles(
     source = candle_source.get_source()
     store = candle_store.get_store()
     try:
-        collected = store.collect(source, symbol, timeframe, fetch_start, span_end)
-        candles = store.load(symbol, timeframe, fetch_start, span_end)
+        filled, collected = store.filled_window(source, symbol, timeframe, fetch_start, span_end)
     finally:
         store.dispose()
-    if candles.empty or candles.index[-1] < span_start:
+    if filled.frame.empty or filled.frame.index[-1] < span_start:
         raise EmptySourceError(symbol, timeframe, f"{source.name} has no candles in [{span_start}, {span_end})")
-    filled = fill_candle_grid(candles, timeframe, fetch_start, span_end)
     frame = filled.frame
     in_span = frame.index >= span_start
     if filled.leading_missing:

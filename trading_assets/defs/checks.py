@@ -32,15 +32,21 @@ from trading_assets.schemas import IndicatorsModel, RawCandlesModel, features_sc
 from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 
+def _feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The built-in features plus any registered extra feature the frame carries (its scaler knows them)."""
+    scaled = frame.attrs.get("scaler", {}).get("columns", [])
+    return [*FEATURE_COLUMNS, *(c for c in scaled if c not in FEATURE_COLUMNS)]
+
+
 NUMERIC_COLUMNS = {
-    "raw_candles": CANDLE_COLUMNS,
-    "indicators": (*CANDLE_COLUMNS, *INDICATOR_COLUMNS),
-    "features": (*FEATURE_COLUMNS, TARGET),
+    "raw_candles": lambda frame: CANDLE_COLUMNS,
+    "indicators": lambda frame: (*CANDLE_COLUMNS, *INDICATOR_COLUMNS),
+    "features": lambda frame: (*_feature_columns(frame), TARGET),
 }
 SCHEMAS = {
-    "raw_candles": RawCandlesModel,
-    "indicators": IndicatorsModel,
-    "features": features_schema(list(FEATURE_COLUMNS)),
+    "raw_candles": lambda frame: RawCandlesModel,
+    "indicators": lambda frame: IndicatorsModel,
+    "features": lambda frame: features_schema(_feature_columns(frame)),
 }
 
 
@@ -72,7 +78,7 @@ def _schema_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     @asset_check(asset=asset_def, name="schema", partitions_def=market_partitions, blocking=True,
                  description=f"Pandera schema of {name}: columns, dtypes and value rules.")
     def check(context: AssetCheckExecutionContext, frame: pd.DataFrame) -> AssetCheckResult:
-        failures = quality.schema_failures(frame, schema)
+        failures = quality.schema_failures(frame, schema(frame))
         return AssetCheckResult(
             passed=not failures,
             severity=AssetCheckSeverity.ERROR,
@@ -92,7 +98,7 @@ def _pollution_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     @asset_check(asset=asset_def, name="dtype_pollution", partitions_def=market_partitions, blocking=True,
                  description=f"No strings/objects inside the numeric columns of {name}, no unexpected columns.")
     def check(context: AssetCheckExecutionContext, frame: pd.DataFrame) -> AssetCheckResult:
-        found = quality.dtype_pollution(frame, numeric)
+        found = quality.dtype_pollution(frame, numeric(frame))
         polluted = {c: f["count"] for c, f in found.columns.items()}
         return AssetCheckResult(
             passed=found.clean,

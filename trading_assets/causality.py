@@ -1,0 +1,133 @@
+"""Look-ahead and warm-up analysis, built on the very functions the assets use.
+
+* :func:`features_look_ahead` / :func:`indicators_look_ahead`: recompute the asset from its
+  upstream truncated at a few cut points t (scaler held fixed) and compare rows <= t with what was
+  stored. A causal computation gives identical rows; anything else used data after t.
+* :func:`warmup_drift`: recompute the indicators with more history before the span and measure
+  how far values inside the span move, and for how many bars.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from trading_assets.features import FeatureConfig, Scaler, build_features
+from trading_assets.indicators import compute_indicators, prepare_candles
+
+# Cut points as fractions of the span: their prefixes add up to about one extra computation.
+CUT_FRACTIONS = (0.15, 0.35, 0.5)
+
+
+@dataclass(frozen=True)
+class ColumnDiff:
+    column: str
+    first_timestamp: str
+    max_abs_diff: float
+    rows: int
+    cut: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"column": self.column, "first_timestamp": self.first_timestamp, "max_abs_diff": self.max_abs_diff,
+                "rows": self.rows, "cut": self.cut}
+
+
+def cut_points(index: pd.DatetimeIndex, key: str, fractions: tuple[float, ...] = CUT_FRACTIONS) -> list[pd.Timestamp]:
+    """Deterministic cut timestamps inside ``index``: fixed fractions, jittered per partition ``key``."""
+    if len(index) < 4:
+        return []
+    jitter = (zlib.crc32(key.encode()) % 1000) / 1000 * 0.05
+    positions = sorted({min(len(index) - 2, max(1, int((f + jitter) * len(index)))) for f in fractions})
+    return [index[p] for p in positions]
+
+
+def compare_prefix(stored: pd.DataFrame, recomputed: pd.DataFrame, cut: pd.Timestamp,
+                   rtol: float = 1e-6, atol: float = 1e-9) -> list[ColumnDiff]:
+    """Columns whose recomputed rows differ from the stored rows (rows present in both, up to ``cut``)."""
+    common = recomputed.index.intersection(stored.index[stored.index <= cut])
+    diffs = []
+    for col in stored.columns:
+        if col not in recomputed.columns:
+            diffs.append(ColumnDiff(str(col), "column missing when recomputed", float("nan"), len(common), cut.isoformat()))
+            continue
+        a = stored.loc[common, col].to_numpy(dtype="float64")
+        b = recomputed.loc[common, col].to_numpy(dtype="float64")
+        same = np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
+        if not same.all():
+            bad = ~same
+            delta = np.abs(a[bad] - b[bad])
+            diffs.append(ColumnDiff(str(col), common[bad][0].isoformat(),
+                                    float(np.nanmax(delta)) if np.isfinite(delta).any() else float("inf"),
+                                    int(bad.sum()), cut.isoformat()))
+    extra_rows = recomputed.index.difference(stored.index)
+    if len(extra_rows):
+        diffs.append(ColumnDiff("<rows>", extra_rows[0].isoformat(), float("nan"), len(extra_rows), cut.isoformat()))
+    return diffs
+
+
+def _first_per_column(diffs: list[ColumnDiff]) -> list[ColumnDiff]:
+    first: dict[str, ColumnDiff] = {}
+    for d in sorted(diffs, key=lambda d: d.first_timestamp):
+        first.setdefault(d.column, d)
+    return list(first.values())
+
+
+def features_look_ahead(indicators: pd.DataFrame, stored: pd.DataFrame, symbol: str, timeframe: str,
+                        config: FeatureConfig, cuts: list[pd.Timestamp]) -> list[ColumnDiff]:
+    """Rebuild features from indicators up to each cut with the stored scaler; report differing columns."""
+    scaler = Scaler.from_dict(stored.attrs["scaler"])
+    diffs: list[ColumnDiff] = []
+    for cut in cuts:
+        recomputed = build_features(indicators.loc[:cut], symbol, timeframe, config, scaler=scaler).frame
+        diffs.extend(compare_prefix(stored, recomputed, cut))
+    return _first_per_column(diffs)
+
+
+def indicators_look_ahead(raw_candles: pd.DataFrame, stored: pd.DataFrame, symbol: str, timeframe: str,
+                          cuts: list[pd.Timestamp]) -> list[ColumnDiff]:
+    """Recompute indicators from candles up to each cut; report differing columns."""
+    span_start = stored.index[0]
+    candles, _ = prepare_candles(raw_candles, symbol, timeframe)
+    diffs: list[ColumnDiff] = []
+    for cut in cuts:
+        recomputed = compute_indicators(candles.loc[:cut], span_start).frame
+        diffs.extend(compare_prefix(stored, recomputed, cut))
+    return _first_per_column(diffs)
+
+
+@dataclass(frozen=True)
+class WarmupDrift:
+    column: str
+    max_abs_diff: float
+    max_rel_diff: float
+    bars_to_converge: int  # bars of history (warm-up + span rows) until the values agree for good
+
+    def as_dict(self) -> dict[str, object]:
+        return {"column": self.column, "max_abs_diff": self.max_abs_diff, "max_rel_diff": self.max_rel_diff,
+                "bars_to_converge": self.bars_to_converge}
+
+
+def warmup_drift(stored: pd.DataFrame, longer_candles: pd.DataFrame, symbol: str, timeframe: str,
+                 warmup: int, tolerance: float = 1e-4) -> list[WarmupDrift]:
+    """Indicator columns that move inside the span when computed from ``longer_candles``.
+
+    A value "moves" when it differs by more than ``tolerance`` x the column's spread (std) inside
+    the span. ``bars_to_converge`` counts from the start of the stored history (``warmup`` bars
+    before the span): that much warm-up would have been enough.
+    """
+    candles, _ = prepare_candles(longer_candles, symbol, timeframe)
+    longer = compute_indicators(candles, stored.index[0]).frame.reindex(stored.index)
+    out = []
+    for col in stored.columns:
+        a, b = stored[col].to_numpy(dtype="float64"), longer[col].to_numpy(dtype="float64")
+        scale = float(np.nanstd(a)) or 1.0
+        delta = np.abs(a - b)
+        moved = (delta > tolerance * scale) | (np.isnan(a) != np.isnan(b))
+        if moved.any():
+            last = int(np.flatnonzero(moved)[-1])
+            out.append(WarmupDrift(str(col), float(np.nanmax(delta)), float(np.nanmax(delta) / scale),
+                                   warmup + last + 1))
+    return out

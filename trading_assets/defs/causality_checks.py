@@ -1,0 +1,128 @@
+"""Look-ahead checks on features and indicators, warm-up sufficiency on indicators.
+
+They call the same domain functions as the assets (see trading_assets.causality), on the stored
+upstream partition, so they cost about one extra computation of the asset. Both can be switched
+off per run (``enabled: false``) for huge spans.
+
+No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
+"""
+
+import pandas as pd
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetIn,
+    Config,
+    MetadataValue,
+    asset_check,
+)
+from pydantic import Field
+
+from trading_assets.causality import (
+    CUT_FRACTIONS,
+    cut_points,
+    features_look_ahead,
+    indicators_look_ahead,
+    warmup_drift,
+)
+from trading_assets.features import FeatureConfig
+from trading_assets.timeframes import get_timeframe
+from trading_assets.defs.assets import features, indicators
+from trading_assets.defs.partitions import market_partitions, split_partition_key
+from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+
+
+class LookAheadConfig(Config):
+    enabled: bool = Field(default=True, description="Switch the check off (e.g. for huge spans)")
+    cut_fractions: list[float] = Field(default=list(CUT_FRACTIONS),
+                                       description="Cut points as fractions of the span (jittered per partition)")
+
+
+class WarmupConfig(Config):
+    enabled: bool = Field(default=True, description="Switch the check off (e.g. for huge spans)")
+    history_factor: float = Field(default=2.0, gt=1, description="Recompute with this many times the warm-up")
+    tolerance: float = Field(default=1e-4, gt=0, description="Allowed move, as a share of the column's std in the span")
+
+
+def _skipped(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    return AssetCheckResult(passed=True, description="disabled by config",
+                            metadata={"partition": str(context.partition_key), "skipped": True})
+
+
+def _look_ahead_result(context: AssetCheckExecutionContext, diffs, cuts) -> AssetCheckResult:
+    first = min(diffs, key=lambda d: d.first_timestamp) if diffs else None
+    return AssetCheckResult(
+        passed=not diffs,
+        severity=AssetCheckSeverity.ERROR,
+        description=None if not diffs else "uses data after t: " + ", ".join(
+            f"{d.column} from {d.first_timestamp}" for d in diffs[:5]),
+        metadata={"partition": str(context.partition_key), "cut_points": MetadataValue.json([c.isoformat() for c in cuts]),
+                  "non_causal_columns": MetadataValue.json([d.as_dict() for d in diffs]),
+                  "first_column": first.column if first else "", "first_timestamp": first.first_timestamp if first else ""},
+    )
+
+
+@asset_check(asset=features, name="no_look_ahead", partitions_def=market_partitions, blocking=True,
+             additional_ins={"indicators": AssetIn("indicators")},
+             description="Rebuild features from indicators truncated at a few cut points t (scaler fixed) and "
+             "compare rows <= t with the stored features: any difference is look-ahead.")
+def features_no_look_ahead(context: AssetCheckExecutionContext, config: LookAheadConfig, frame: pd.DataFrame,
+                           indicators: pd.DataFrame) -> AssetCheckResult:
+    if not config.enabled:
+        return _skipped(context)
+    symbol, timeframe = split_partition_key(context.partition_key)
+    cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions))
+    feature_config = FeatureConfig(**frame.attrs.get("feature_config", {}))
+    diffs = features_look_ahead(indicators, frame, symbol, timeframe, feature_config, cuts)
+    return _look_ahead_result(context, diffs, cuts)
+
+
+@asset_check(asset=indicators, name="no_look_ahead", partitions_def=market_partitions, blocking=True,
+             additional_ins={"raw_candles": AssetIn("raw_candles")},
+             description="Recompute indicators from candles truncated at a few cut points t and compare rows <= t.")
+def indicators_no_look_ahead(context: AssetCheckExecutionContext, config: LookAheadConfig, frame: pd.DataFrame,
+                             raw_candles: pd.DataFrame) -> AssetCheckResult:
+    if not config.enabled:
+        return _skipped(context)
+    symbol, timeframe = split_partition_key(context.partition_key)
+    cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions))
+    return _look_ahead_result(context, indicators_look_ahead(raw_candles, frame, symbol, timeframe, cuts), cuts)
+
+
+@asset_check(asset=indicators, name="warmup_sufficient", partitions_def=market_partitions, blocking=False,
+             additional_ins={"raw_candles": AssetIn("raw_candles")},
+             description="Recompute indicators with more history before the span; WARN when values inside the "
+             "span move, with the warm-up that would have been enough.")
+def indicators_warmup_sufficient(context: AssetCheckExecutionContext, config: WarmupConfig, frame: pd.DataFrame,
+                                 raw_candles: pd.DataFrame, candle_source: CandleSourceResource,
+                                 candle_store: CandleStoreResource) -> AssetCheckResult:
+    if not config.enabled:
+        return _skipped(context)
+    symbol, timeframe = split_partition_key(context.partition_key)
+    tf = get_timeframe(timeframe)
+    warmup = int(raw_candles.attrs["warmup_bars"])
+    longer_warmup = int(warmup * config.history_factor)
+    span_start, span_end = frame.index[0], pd.Timestamp(raw_candles.attrs["span_end"])
+    store = candle_store.get_store()
+    try:
+        longer, _ = store.filled_window(candle_source.get_source(), symbol, timeframe,
+                                        span_start - longer_warmup * tf.delta, span_end)
+    finally:
+        store.dispose()
+    drifts = warmup_drift(frame, longer.frame, symbol, timeframe, warmup, config.tolerance)
+    needed = max((d.bars_to_converge for d in drifts), default=0)
+    history = len(longer.frame.loc[: span_start - tf.delta])
+    advice = (f"{timeframe} needs more than {warmup} warm-up bars: at least {needed} "
+              f"(lower CandleWindowConfig.warmup_tolerance or raise it by hand)") if drifts else ""
+    return AssetCheckResult(
+        passed=not drifts,
+        severity=AssetCheckSeverity.WARN,
+        description=advice or None,
+        metadata={"partition": str(context.partition_key), "warmup_bars": warmup, "compared_with_bars": history,
+                  "moved_columns": MetadataValue.json([d.as_dict() for d in drifts]),
+                  "bars_needed": needed, "tolerance": config.tolerance},
+    )
+
+
+causality_checks = [features_no_look_ahead, indicators_no_look_ahead, indicators_warmup_sufficient]

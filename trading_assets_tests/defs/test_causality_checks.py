@@ -1,0 +1,128 @@
+"""Look-ahead and warm-up checks on real materializations: clean, leaky feature, short warm-up."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import instance_for_test
+
+from trading_assets.causality import cut_points
+from trading_assets.defs import defs
+from trading_assets.defs.partitions import add_symbols, partition_key
+from trading_assets.features import register_feature, unregister_feature
+from trading_assets.indicators import warmup_bars
+from trading_assets_tests.conftest import END
+
+KEY = partition_key("KRW-BTC", "5m")
+
+
+@pytest.fixture
+def instance(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with instance_for_test(temp_dir=str(home)) as inst:
+        add_symbols(inst, ["KRW-BTC"])
+        yield inst
+
+
+def run(instance, tolerance=None):
+    config = {"days": 3.0, "end": END.isoformat(), **({"warmup_tolerance": tolerance} if tolerance else {})}
+    return defs.resolve_job_def("market_data_job").execute_in_process(
+        partition_key=KEY, instance=instance, run_config={"ops": {"raw_candles": {"config": config}}},
+        raise_on_error=False)
+
+
+def check(result, asset, name):
+    [e] = [e for e in result.get_asset_check_evaluations()
+           if e.asset_key.to_user_string() == asset and e.check_name == name]
+    return e, {k: v.value for k, v in e.metadata.items()}
+
+
+@pytest.fixture
+def leaky():
+    names = []
+
+    def register(name, fn):
+        register_feature(name, fn)
+        names.append(name)
+
+    yield register
+    for name in names:
+        unregister_feature(name)
+
+
+def test_clean_partition_passes_both(instance):
+    result = run(instance)
+    assert result.success
+    for asset in ("features", "indicators"):
+        evaluation, meta = check(result, asset, "no_look_ahead")
+        assert evaluation.passed and meta["non_causal_columns"] == [] and len(meta["cut_points"]) == 3
+        assert evaluation.partition == str(KEY)
+    evaluation, meta = check(result, "indicators", "warmup_sufficient")
+    assert evaluation.passed and meta["moved_columns"] == [] and meta["bars_needed"] == 0
+    assert meta["warmup_bars"] == warmup_bars() and meta["compared_with_bars"] == 2 * warmup_bars()
+
+
+def _first_cut_position(features_index, indicators_index):
+    cuts = cut_points(features_index, str(KEY))
+    return cuts, int(indicators_index.get_loc(cuts[0]))
+
+
+def test_backward_fill_is_caught_with_column_and_timestamp(instance, leaky, data_dir):
+    def sparse_then_backfilled(col):
+        x = col["rsi_14"].copy()
+        x[np.arange(len(x)) % 50 != 0] = np.nan
+        return pd.Series(x).bfill().to_numpy()
+
+    leaky("leaky_bfill", sparse_then_backfilled)
+    result = run(instance)
+    assert not result.success
+    evaluation, meta = check(result, "features", "no_look_ahead")
+    assert not evaluation.passed and evaluation.severity.value == "ERROR"
+    assert [d["column"] for d in meta["non_causal_columns"]] == ["leaky_bfill"]
+    feats = pd.read_parquet(data_dir / "assets" / "features" / "KRW-BTC" / "5m.parquet")
+    ind = pd.read_parquet(data_dir / "assets" / "indicators" / "KRW-BTC" / "5m.parquet")
+    cuts, c = _first_cut_position(feats.index, ind.index)
+    anchor = c - c % 50
+    assert meta["first_column"] == "leaky_bfill"
+    assert meta["first_timestamp"] == ind.index[anchor + 1].isoformat()
+    assert meta["non_causal_columns"][0]["cut"] == cuts[0].isoformat()
+    assert meta["non_causal_columns"][0]["max_abs_diff"] > 0
+    failure = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "blocking asset check failed" in failure
+
+
+def test_centred_window_is_caught_at_the_row_before_the_cut(instance, leaky, data_dir):
+    leaky("leaky_centred", lambda col: pd.Series(col["close"]).rolling(5, center=True).mean().to_numpy() / col["close"] - 1)
+    result = run(instance)
+    evaluation, meta = check(result, "features", "no_look_ahead")
+    assert not evaluation.passed
+    assert [d["column"] for d in meta["non_causal_columns"]] == ["leaky_centred"]
+    feats = pd.read_parquet(data_dir / "assets" / "features" / "KRW-BTC" / "5m.parquet")
+    first_cut = cut_points(feats.index, str(KEY))[0]
+    assert meta["first_timestamp"] == (first_cut - pd.Timedelta(minutes=5)).isoformat()
+
+
+def test_too_short_warmup_is_caught(instance):
+    result = run(instance, tolerance=0.3)
+    assert result.success  # WARN does not block
+    evaluation, meta = check(result, "indicators", "warmup_sufficient")
+    assert not evaluation.passed and evaluation.severity.value == "WARN"
+    moved = {d["column"]: d for d in meta["moved_columns"]}
+    assert {"adx_14", "rsi_14", "ema_26", "macd_signal"} <= set(moved)
+    assert "sma_20" not in moved and "close" not in moved
+    assert meta["warmup_bars"] == warmup_bars(0.3) < meta["bars_needed"] == max(d["bars_to_converge"] for d in moved.values())
+    assert moved["adx_14"]["bars_to_converge"] > moved["rsi_14"]["bars_to_converge"]
+    assert f"5m needs more than {meta['warmup_bars']} warm-up bars" in evaluation.description
+    # the look-ahead checks are unaffected by the warm-up length
+    assert check(result, "indicators", "no_look_ahead")[0].passed
+
+
+def test_checks_can_be_switched_off(instance, leaky):
+    leaky("leaky_centred", lambda col: pd.Series(col["close"]).rolling(5, center=True).mean().to_numpy())
+    config = {"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}},
+                      "features_no_look_ahead": {"config": {"enabled": False}},
+                      "indicators_warmup_sufficient": {"config": {"enabled": False}}}}
+    result = defs.resolve_job_def("market_data_job").execute_in_process(
+        partition_key=KEY, instance=instance, run_config=config, raise_on_error=False)
+    evaluation, meta = check(result, "features", "no_look_ahead")
+    assert evaluation.passed and meta["skipped"] is True
