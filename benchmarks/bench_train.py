@@ -19,9 +19,10 @@ import pandas as pd
 import torch
 
 from trading_assets.features import FEATURE_COLUMNS, TARGET
-from trading_assets.training.models import ModelConfig, build_model
+from trading_assets.training.config import PRESETS, ModelConfig, TrainConfig
+from trading_assets.training.models import build_model
 from trading_assets.training.sequences import build_sequences
-from trading_assets.training.trainer import PRESETS, TrainConfig, train
+from trading_assets.training.trainer import train
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from trading_assets.defs.partitions import (
     add_symbols,
     partition_key,
 )
-from trading_assets.settings import data_dir
+from trading_assets.settings import data_dir, default_tracking_uri
 from trading_assets.timeframes import TIMEFRAMES, validate_symbol
 
 log = logging.getLogger("trading_assets.cli")
@@ -32,7 +32,9 @@ def get_instance() -> DagsterInstance:
     if not os.environ.get("DAGSTER_HOME"):
         home = data_dir() / "dagster_home"
         home.mkdir(parents=True, exist_ok=True)
-        (home / "dagster.yaml").touch()
+        config = home / "dagster.yaml"
+        if not config.exists():  # SQLite storage (Dagster's default); no telemetry, no pop-ups
+            config.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
         os.environ["DAGSTER_HOME"] = str(home)
     return DagsterInstance.get()
 
@@ -54,6 +56,17 @@ def _timeframes(value: str) -> list[str]:
     if bad:
         raise click.BadParameter(f"unknown timeframe(s) {bad}; expected some of {', '.join(TIMEFRAMES)}")
     return tfs
+
+
+def selection_string(selection: str) -> str:
+    """``+features,raw_candles`` -> Dagster's ``+key:features or key:raw_candles``; full syntax passes through."""
+    if ":" in selection or " " in selection.strip():
+        return selection
+    parts = []
+    for item in _csv(selection):
+        name = item.strip("+")
+        parts.append(item[: len(item) - len(item.lstrip("+"))] + f"key:{name}" + item[len(item.rstrip("+")):])
+    return " or ".join(parts)
 
 
 def market_run_config(days: float, end: str | None, source: str | None, files_dir: str | None) -> dict[str, Any]:
@@ -85,7 +98,6 @@ def materialize(symbols: str, timeframes: str, days: float, end: str | None, sou
                 files_dir: str | None, which: str) -> None:
     """Materialize the assets (and their checks) in-process for symbols x timeframes."""
     from trading_assets.defs import defs
-    from trading_assets.training.tracking import default_tracking_uri
 
     instance = get_instance()
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
@@ -110,6 +122,50 @@ def materialize(symbols: str, timeframes: str, days: float, end: str | None, sou
     if failed:
         click.echo(f"failed partitions: {', '.join(failed)}", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option("--symbols", default=",".join(DEFAULT_SYMBOLS), show_default=True, help="Comma-separated markets")
+@click.option("--timeframes", default="1m", show_default=True, help="Comma-separated timeframes")
+@click.option("--select", "selection", default="raw_candles,indicators,features", show_default=True,
+              help="Dagster asset selection, e.g. 'features', '+features' (with upstream), 'raw_candles,indicators'")
+@click.option("--days", default=None, type=float, help="Requested span in days (raw_candles config)")
+@click.option("--end", default=None, help="Exclusive end of the span (ISO 8601, UTC); default now")
+@click.option("--url", default=None, help="Dagster webserver URL to send the backfill to (default: in-process)")
+@click.option("--workspace", default="workspace.yaml", show_default=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--wait/--no-wait", default=False, help="Wait until the daemon has run every partition")
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait with --wait")
+def backfill(symbols: str, timeframes: str, selection: str, days: float | None, end: str | None, url: str | None,
+             workspace: str, wait: bool, timeout: float) -> None:
+    """Launch a real asset backfill (run by the daemon) over symbols x timeframes."""
+    from dagster import AssetSelection
+
+    from trading_assets.backfill import backfill_params, launch_backfill, wait_for_backfill
+    from trading_assets.defs import defs
+
+    instance = get_instance()
+    symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
+    add_symbols(instance, symbol_list)
+    try:
+        keys = AssetSelection.from_string(selection_string(selection)).resolve(defs.resolve_asset_graph())
+    except Exception as exc:  # noqa: BLE001 - show the selection error as a usage error
+        raise click.BadParameter(f"{selection!r}: {exc}") from exc
+    asset_names = sorted(k.to_user_string() for k in keys)
+    partitions = [str(partition_key(s, t)) for s in symbol_list for t in tf_list]
+    run_config = None
+    if days is not None or end is not None:
+        raw = {k: v for k, v in {"days": days, "end": end}.items() if v is not None}
+        run_config = {"ops": {"raw_candles": {"config": raw}}} if "raw_candles" in asset_names else None
+    backfill_id = launch_backfill(instance, backfill_params(partitions, asset_names, run_config),
+                                  Path(workspace), url)
+    click.echo(f"backfill {backfill_id}: {len(partitions)} partitions x {', '.join(asset_names)}")
+    click.echo(f"watch it in the UI: /runs/b/{backfill_id} (needs dagster-daemon running on this instance)")
+    if wait:
+        statuses = wait_for_backfill(instance, backfill_id, timeout)
+        for run_id, status in sorted(statuses.items()):
+            click.echo(f"run {run_id}: {status}")
+        if any(s != "SUCCESS" for s in statuses.values()) or not statuses:
+            sys.exit(1)
 
 
 @main.group()

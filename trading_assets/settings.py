@@ -14,3 +14,8 @@ def data_dir() -> Path:
 def default_db_url() -> str:
     """``$TRADING_DB_URL``, or a SQLite file in the data folder."""
     return os.environ.get("TRADING_DB_URL") or f"sqlite:///{data_dir() / 'candles.sqlite'}"
+
+
+def default_tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, or a SQLite store in ``<data dir>/mlflow`` (the registry needs a database)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"

@@ -194,3 +194,33 @@ class WebhookReceiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class DagsterProcess:
+    """``dagster-daemon run`` or ``dagster-webserver`` on loopback, started and stopped by a test."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: str, log_path: str) -> None:
+        self.args, self.env, self.cwd, self.log_path = args, env, cwd, log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "DagsterProcess":
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        import signal
+
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout)
+        self._log.close()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        with open(self.log_path, encoding="utf8", errors="replace") as f:
+            return f.read()[-chars:]

@@ -1,6 +1,11 @@
-"""The one Definitions object of the code location."""
+"""The one Definitions object of the code location.
 
-from dagster import Definitions
+Runs use the in-process executor: the steps of one partition are sequential anyway (asset, its
+checks, the next asset), and a subprocess per step would re-import pandas/TA-Lib/Dagster each time.
+Parallelism comes from running partitions as separate runs (queued coordinator, dagster.yaml).
+"""
+
+from dagster import Definitions, in_process_executor
 
 from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.causality_checks import causality_checks
@@ -8,6 +13,7 @@ from trading_assets.defs.checks import data_checks
 from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.jobs import full_pipeline_job, market_data_job, training_job
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+from trading_assets.defs.schedules import build_schedules
 from trading_assets.defs.sensors import AlertResource, build_alert_sensor
 from trading_assets.defs.training import MlflowResource, trained_model
 
@@ -15,7 +21,9 @@ defs = Definitions(
     assets=[raw_candles, indicators, features, trained_model],
     asset_checks=[*data_checks, *causality_checks],
     jobs=[market_data_job, training_job, full_pipeline_job],
+    schedules=build_schedules(),
     sensors=[build_alert_sensor([*data_checks, *causality_checks, trained_model])],
+    executor=in_process_executor,
     resources={
         "parquet_io_manager": ParquetIOManager(),
         "candle_source": CandleSourceResource(),

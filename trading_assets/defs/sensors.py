@@ -77,9 +77,11 @@ def _failed_steps(instance: DagsterInstance, run_id: str) -> set[str]:
     return {e.step_key for e in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)}
 
 
-def _alert_for(record: AssetCheckExecutionRecord, alerts: AlertResource, planned: bool) -> CheckAlert:
+def _alert_for(record: AssetCheckExecutionRecord, alerts: AlertResource, planned: bool,
+               partition_tag: str | None) -> CheckAlert:
     if planned:  # the check's own step crashed before producing a result
-        return CheckAlert(record.id, record.key.asset_key.to_user_string(), record.partition, record.key.name,
+        return CheckAlert(record.id, record.key.asset_key.to_user_string(), record.partition or partition_tag,
+                          record.key.name,
                           "ERROR", "the check crashed before producing a result (see the run's logs)", {},
                           record.run_id, alerts.run_url(record.run_id), record.create_timestamp)
     evaluation = record.event.dagster_event.event_specific_data
@@ -87,7 +89,7 @@ def _alert_for(record: AssetCheckExecutionRecord, alerts: AlertResource, planned
     return CheckAlert(
         event_id=record.id,
         asset=record.key.asset_key.to_user_string(),
-        partition=record.partition or evaluation.partition or metadata.get("partition"),
+        partition=record.partition or evaluation.partition or metadata.get("partition") or partition_tag,
         check=record.key.name,
         severity=evaluation.severity.value,
         description=evaluation.description,
@@ -98,16 +100,20 @@ def _alert_for(record: AssetCheckExecutionRecord, alerts: AlertResource, planned
     )
 
 
-def build_alert_sensor(checks: Sequence[AssetChecksDefinition]) -> SensorDefinition:
-    """A sensor alerting once on each failed evaluation of ``checks``.
+def build_alert_sensor(checks: Sequence[AssetChecksDefinition], interval_seconds: int | None = None) -> SensorDefinition:
+    """A sensor alerting once on each failed evaluation of ``checks``, every ``interval_seconds``
+    (default ``$TRADING_ALERT_SENSOR_INTERVAL`` or 30).
 
     The cursor maps each check to the id of the last execution handled. An execution still
     running stops the scan of its check there, so it is alerted once it has a result.
     """
+    if interval_seconds is None:
+        interval_seconds = int(os.environ.get("TRADING_ALERT_SENSOR_INTERVAL", "30"))
     step_of = {key: c.node_def.name for c in checks for key in c.check_keys}
     check_keys = list(step_of)
 
-    @sensor(name="asset_check_alerts", minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+    @sensor(name="asset_check_alerts", minimum_interval_seconds=interval_seconds,
+            default_status=DefaultSensorStatus.RUNNING,
             description="Alerts (webhook + log file) on each new failed asset-check evaluation.")
     def asset_check_alerts(context: SensorEvaluationContext, alerts: AlertResource):
         cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
@@ -123,7 +129,9 @@ def build_alert_sensor(checks: Sequence[AssetChecksDefinition]) -> SensorDefinit
                         cursor[name] = record.id  # skipped (upstream blocked or failed, run canceled)
                         continue
                 if record.status != AssetCheckExecutionRecordStatus.SUCCEEDED:
-                    alert = _alert_for(record, alerts, planned=record.status == AssetCheckExecutionRecordStatus.PLANNED)
+                    run = context.instance.get_run_by_id(record.run_id)
+                    alert = _alert_for(record, alerts, record.status == AssetCheckExecutionRecordStatus.PLANNED,
+                                       run.tags.get("dagster/partition") if run else None)
                     delivered = deliver(alert, alerts.resolved_log_path(), alerts.resolved_webhook(),
                                         alerts.retries, alerts.backoff_seconds)
                     context.log.info(f"alert {alert.asset} {alert.partition} {alert.check}: webhook "

@@ -21,17 +21,9 @@ from dagster import (
 from pydantic import Field
 
 from trading_assets.errors import CandleDataError
+from trading_assets.settings import default_tracking_uri
 from trading_assets.splits import chronological_split
-from trading_assets.training.models import ModelConfig, build_model
-from trading_assets.training.sequences import build_sequences
-from trading_assets.training.tracking import (
-    SequencePredictor,
-    connect,
-    content_hash,
-    default_tracking_uri,
-    log_training_run,
-)
-from trading_assets.training.trainer import PRESETS, TrainConfig, train
+from trading_assets.training.config import PRESETS, ModelConfig, TrainConfig
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 
 GPU_POOL = "gpu"
@@ -100,6 +92,12 @@ class TrainedModelConfig(Config):
 )
 def trained_model(context: AssetExecutionContext, config: TrainedModelConfig, features: pd.DataFrame,
                   mlflow_tracking: MlflowResource) -> MaterializeResult:
+    # torch and mlflow load here, not with the code location: data steps and the UI stay light
+    from trading_assets.training.models import build_model
+    from trading_assets.training.sequences import build_sequences
+    from trading_assets.training.tracking import SequencePredictor, connect, content_hash, log_training_run
+    from trading_assets.training.trainer import train
+
     symbol, timeframe = split_partition_key(context.partition_key)
     model_config, train_config = config.resolve()
     feature_config = features.attrs.get("feature_config", {})

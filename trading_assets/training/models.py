@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 
-ModelKind = Literal["bilstm", "lstm", "gru", "transformer"]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    kind: ModelKind = "bilstm"
-    hidden_size: int = 32
-    num_layers: int = 1
-    dropout: float = 0.1
-    num_heads: int = 4  # transformer only
+from trading_assets.training.config import ModelConfig
 
 
 class RecurrentRegressor(nn.Module):

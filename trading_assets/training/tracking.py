@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from trading_assets.features import TARGET
-from trading_assets.settings import data_dir
 from trading_assets.training.trainer import TrainReport
 
 log = logging.getLogger(__name__)
@@ -32,11 +30,6 @@ log = logging.getLogger(__name__)
 
 class MlflowUnavailableError(RuntimeError):
     """The tracking server cannot be used; raised before any training starts."""
-
-
-def default_tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI``, or a SQLite store in ``<data dir>/mlflow`` (the registry needs a database)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"
 
 
 def registered_model_name(symbol: str, timeframe: str) -> str:

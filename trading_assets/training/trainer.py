@@ -13,30 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from trading_assets.training.models import ModelConfig
+from trading_assets.training.config import TrainConfig
 from trading_assets.training.sequences import SequenceData
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 3
-    grad_clip: float = 1.0
-    seed: int = 42
-    device: str = "auto"
-    amp: bool = True  # bf16 autocast when on CUDA
-
-
-# The research team's bidirectional LSTM.
-PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
-    "research": (ModelConfig("bilstm", hidden_size=1024, num_layers=4, dropout=0.2),
-                 TrainConfig(learning_rate=5e-4, batch_size=128)),
-}
 
 
 class TrainingError(RuntimeError):

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from trading_assets.training.models import ModelConfig, build_model
+from trading_assets.training.config import PRESETS, ModelConfig
+from trading_assets.training.models import build_model
 
 
 @pytest.mark.parametrize("kind", ["bilstm", "lstm", "gru", "transformer"])
@@ -28,8 +29,6 @@ def test_transformer_is_causal():
 
 
 def test_research_preset_is_one_switch_away():
-    from trading_assets.training.trainer import PRESETS
-
     model_config, train_config = PRESETS["research"]
     assert (model_config.kind, model_config.hidden_size, model_config.num_layers) == ("bilstm", 1024, 4)
     assert (train_config.learning_rate, train_config.batch_size) == (5e-4, 128)

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from trading_assets.training.models import ModelConfig, build_model
+from trading_assets.training.config import ModelConfig, TrainConfig
+from trading_assets.training.models import build_model
 from trading_assets.training.sequences import build_sequences
-from trading_assets.training.trainer import TrainConfig, TrainingError, baseline_losses, select_device, train
+from trading_assets.training.trainer import TrainingError, baseline_losses, evaluate, select_device, train
 from trading_assets_tests.training.test_sequences import _frame
 
 CONFIG = TrainConfig(epochs=6, batch_size=64, patience=2, device="cpu")
@@ -29,8 +30,6 @@ def test_early_stopping_restores_the_best_checkpoint():
     assert report.epochs_run == len(vals) < 30  # stopped early on noise
     assert report.best_epoch == 1 + vals.index(min(vals)) and report.val_loss == min(vals)
     assert report.epochs_run - report.best_epoch == 2
-    from trading_assets.training.trainer import evaluate
-
     restored = evaluate(model, data, data.validation_ends, 256, report.target_mean, report.target_std,
                         torch.device("cpu"), False)
     assert restored == pytest.approx(report.val_loss, rel=1e-6)
