@@ -4,6 +4,17 @@ from dagster import AssetSelection, define_asset_job
 
 from trading_assets.defs.partitions import market_partitions
 
+# On Kubernetes (deploy/k8s), runs that train ask for one GPU on the GPU node pool; the tag
+# trading_assets/gpu is limited per GPU node by the run coordinator. Elsewhere these tags are inert.
+GPU_K8S_CONFIG = {
+    "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"cpu": "4", "memory": "16Gi"}}},
+    "pod_spec_config": {
+        "node_selector": {"trading-assets/node-pool": "gpu"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    },
+}
+GPU_RUN_TAGS = {"dagster-k8s/config": GPU_K8S_CONFIG, "trading_assets/gpu": "1"}
+
 DATA_ASSETS = AssetSelection.assets("raw_candles", "indicators", "features")
 MODEL_ASSETS = AssetSelection.assets("trained_model")
 
@@ -18,10 +29,12 @@ training_job = define_asset_job(
     selection=MODEL_ASSETS,
     partitions_def=market_partitions,
     description="trained_model for one partition, from its stored features.",
+    tags=GPU_RUN_TAGS,
 )
 full_pipeline_job = define_asset_job(
     "full_pipeline_job",
     selection=DATA_ASSETS | MODEL_ASSETS,
     partitions_def=market_partitions,
     description="The whole graph for one partition: candles to a registered model.",
+    tags=GPU_RUN_TAGS,
 )

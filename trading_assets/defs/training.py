@@ -24,6 +24,7 @@ from trading_assets.errors import CandleDataError
 from trading_assets.settings import default_tracking_uri
 from trading_assets.splits import chronological_split
 from trading_assets.training.config import PRESETS, ModelConfig, TrainConfig
+from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 
 GPU_POOL = "gpu"
@@ -85,6 +86,7 @@ class TrainedModelConfig(Config):
     group_name="models",
     kinds={"pytorch", "mlflow"},
     pool=GPU_POOL,
+    op_tags={"dagster-k8s/config": GPU_K8S_CONFIG},  # per-step pods under k8s_job_executor
     check_specs=[AssetCheckSpec("beats_baseline", asset="trained_model",
                                 description="WARN when validation loss does not beat the best naive baseline")],
     description="A PyTorch sequence model per partition, trained on the chronological train span of `features`, "
