@@ -43,14 +43,21 @@ def main() -> None:
         batch, lr = preset_train.batch_size, preset_train.learning_rate
     else:
         model_config, batch, lr = ModelConfig(args.kind, args.hidden, args.layers), 256, 1e-3
-    config = TrainConfig(epochs=args.epochs, batch_size=batch, learning_rate=lr, patience=args.epochs + 1,
-                         device=args.device, amp=not args.no_amp)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=batch,
+        learning_rate=lr,
+        patience=args.epochs + 1,
+        device=args.device,
+        amp=not args.no_amp,
+    )
     # rows so that the 70 % train span holds `sequences` samples
     rows = int((args.sequences + args.seq_len) / 0.7) + 2 * (args.seq_len + 1) + 10
     rng = np.random.default_rng(0)
     idx = pd.date_range("2024-01-01", periods=rows, freq="1min", tz="UTC")
-    frame = pd.DataFrame(rng.standard_normal((rows, len(FEATURE_COLUMNS))).astype("float32"), index=idx,
-                         columns=list(FEATURE_COLUMNS))
+    frame = pd.DataFrame(
+        rng.standard_normal((rows, len(FEATURE_COLUMNS))).astype("float32"), index=idx, columns=list(FEATURE_COLUMNS)
+    )
     frame[TARGET] = (rng.standard_normal(rows) * 1e-3).astype("float32")
     data = build_sequences(frame, args.seq_len)
     model = build_model(len(FEATURE_COLUMNS), model_config)
@@ -60,11 +67,15 @@ def main() -> None:
     epochs = report.history
     steady = epochs[1:] or epochs
     per_epoch = sum(e["train_seconds"] for e in steady) / len(steady)
-    print(f"device                : {report.device}{' (bf16 autocast)' if config.amp and 'cuda' in report.device else ''}")
+    print(
+        f"device                : {report.device}{' (bf16 autocast)' if config.amp and 'cuda' in report.device else ''}"
+    )
     if torch.cuda.is_available() and "cuda" in report.device:
         print(f"gpu                   : {torch.cuda.get_device_name(torch.device(report.device))}")
-    print(f"model                 : {model_config.kind} hidden {model_config.hidden_size} x {model_config.num_layers} "
-          f"layers, {params:,} parameters, batch {batch}, seq_len {args.seq_len}")
+    print(
+        f"model                 : {model_config.kind} hidden {model_config.hidden_size} x {model_config.num_layers} "
+        f"layers, {params:,} parameters, batch {batch}, seq_len {args.seq_len}"
+    )
     print(f"training sequences    : {len(data.train_ends):,} per epoch")
     print(f"first epoch (warm-up) : {epochs[0]['train_seconds']:.3f} s")
     print(f"seconds per epoch     : {per_epoch:.3f} s (mean of epochs 2..{len(epochs)})")

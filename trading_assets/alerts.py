@@ -38,9 +38,12 @@ class CheckAlert:
     def text(self) -> str:
         icon = ":rotating_light:" if self.severity == "ERROR" else ":warning:"
         figures = ", ".join(f"{k}={v}" for k, v in self.figures.items())
-        return (f"{icon} {self.severity}: check `{self.check}` failed on `{self.asset}` partition "
-                f"`{self.partition}`: {self.description or 'no description'}"
-                + (f" ({figures})" if figures else "") + f" <{self.run_url}|run {self.run_id[:8]}>")
+        return (
+            f"{icon} {self.severity}: check `{self.check}` failed on `{self.asset}` partition "
+            f"`{self.partition}`: {self.description or 'no description'}"
+            + (f" ({figures})" if figures else "")
+            + f" <{self.run_url}|run {self.run_id[:8]}>"
+        )
 
 
 def append_line(path: Path, record: dict[str, Any]) -> None:
@@ -54,8 +57,14 @@ def append_line(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def post_webhook(url: str, text: str, retries: int = 3, backoff_seconds: float = 1.0, timeout: float = 5.0,
-                 sleep: Callable[[float], None] = time.sleep) -> tuple[bool, str]:
+def post_webhook(
+    url: str,
+    text: str,
+    retries: int = 3,
+    backoff_seconds: float = 1.0,
+    timeout: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[bool, str]:
     """POST ``{"text": ...}`` (Slack incoming-webhook format); returns (delivered, last error)."""
     error = ""
     for attempt in range(retries + 1):
@@ -73,11 +82,17 @@ def post_webhook(url: str, text: str, retries: int = 3, backoff_seconds: float =
     return False, error
 
 
-def deliver(alert: CheckAlert, log_path: Path, webhook_url: str | None, retries: int = 3,
-            backoff_seconds: float = 1.0) -> bool:
+def deliver(
+    alert: CheckAlert, log_path: Path, webhook_url: str | None, retries: int = 3, backoff_seconds: float = 1.0
+) -> bool:
     """Send one alert; the log line records whether the webhook got it."""
-    delivered, error = (post_webhook(webhook_url, alert.text(), retries, backoff_seconds) if webhook_url
-                        else (False, "no webhook configured"))
-    append_line(log_path, {**asdict(alert), "text": alert.text(), "webhook_delivered": delivered,
-                           "webhook_error": error or None})
+    delivered, error = (
+        post_webhook(webhook_url, alert.text(), retries, backoff_seconds)
+        if webhook_url
+        else (False, "no webhook configured")
+    )
+    append_line(
+        log_path,
+        {**asdict(alert), "text": alert.text(), "webhook_delivered": delivered, "webhook_error": error or None},
+    )
     return delivered

@@ -30,8 +30,12 @@ mutation LaunchBackfill($params: LaunchBackfillParams!) {
 """
 
 
-def backfill_params(partition_keys: Sequence[str], asset_keys: Sequence[str], run_config: dict[str, Any] | None,
-                    title: str | None = None) -> dict[str, Any]:
+def backfill_params(
+    partition_keys: Sequence[str],
+    asset_keys: Sequence[str],
+    run_config: dict[str, Any] | None,
+    title: str | None = None,
+) -> dict[str, Any]:
     params: dict[str, Any] = {
         "partitionNames": list(partition_keys),
         "assetSelection": [{"path": [key]} for key in asset_keys],
@@ -50,16 +54,18 @@ def _graphql_in_process(instance: DagsterInstance, workspace: Path, variables: d
 
     with WorkspaceProcessContext(instance, WorkspaceFileTarget([str(workspace)])) as process_context:
         context = process_context.create_request_context()
-        result = asyncio.run(create_schema().execute_async(LAUNCH_BACKFILL, context_value=context,
-                                                           variable_values=variables))
+        result = asyncio.run(
+            create_schema().execute_async(LAUNCH_BACKFILL, context_value=context, variable_values=variables)
+        )
     if result.errors:
         raise RuntimeError(f"GraphQL errors: {[str(e) for e in result.errors]}")
     return result.data
 
 
 def _graphql_over_http(url: str, variables: dict[str, Any]) -> dict[str, Any]:
-    response = requests.post(url.rstrip("/") + "/graphql", json={"query": LAUNCH_BACKFILL, "variables": variables},
-                             timeout=60)
+    response = requests.post(
+        url.rstrip("/") + "/graphql", json={"query": LAUNCH_BACKFILL, "variables": variables}, timeout=60
+    )
     response.raise_for_status()
     body = response.json()
     if body.get("errors"):
@@ -67,8 +73,9 @@ def _graphql_over_http(url: str, variables: dict[str, Any]) -> dict[str, Any]:
     return body["data"]
 
 
-def launch_backfill(instance: DagsterInstance, params: dict[str, Any], workspace: Path | None = None,
-                    url: str | None = None) -> str:
+def launch_backfill(
+    instance: DagsterInstance, params: dict[str, Any], workspace: Path | None = None, url: str | None = None
+) -> str:
     """Submit the backfill; returns its id. Raises with the server's message on failure."""
     variables = {"params": params}
     data = _graphql_over_http(url, variables) if url else _graphql_in_process(instance, workspace, variables)
@@ -78,8 +85,9 @@ def launch_backfill(instance: DagsterInstance, params: dict[str, Any], workspace
     return answer["backfillId"]
 
 
-def wait_for_backfill(instance: DagsterInstance, backfill_id: str, timeout: float = 3600.0,
-                      poll: float = 2.0) -> dict[str, str]:
+def wait_for_backfill(
+    instance: DagsterInstance, backfill_id: str, timeout: float = 3600.0, poll: float = 2.0
+) -> dict[str, str]:
     """Wait until the daemon has finished the backfill and all its runs; returns run id -> status."""
     from dagster import DagsterRunStatus, RunsFilter
     from dagster._core.execution.backfill import BulkActionStatus

@@ -53,13 +53,19 @@ def normalize_candles(frame: pd.DataFrame, symbol: str, timeframe: str) -> pd.Da
         bad = values.isna().to_numpy() & ~pd.isna(raw)
         if bad.any():
             raise CandleDataError(
-                symbol, timeframe, f"{int(bad.sum())} non-numeric value(s)", col,
+                symbol,
+                timeframe,
+                f"{int(bad.sum())} non-numeric value(s)",
+                col,
                 [f"{ts.isoformat()}: {v!r}" for ts, v in zip(index[bad][:5], raw[bad][:5])],
             )
         if values.isna().any():
             nan = values.isna().to_numpy()
             raise CandleDataError(
-                symbol, timeframe, f"{int(nan.sum())} missing value(s)", col,
+                symbol,
+                timeframe,
+                f"{int(nan.sum())} missing value(s)",
+                col,
                 [ts.isoformat() for ts in index[nan][:5]],
             )
         out[col] = values.to_numpy()
@@ -72,8 +78,11 @@ def normalize_candles(frame: pd.DataFrame, symbol: str, timeframe: str) -> pd.Da
         conflicting = dupes.groupby(level=0).nunique().gt(1).any(axis=1)
         if conflicting.any():
             raise CandleDataError(
-                symbol, timeframe, f"{int(conflicting.sum())} bar start(s) delivered twice with different values",
-                "open_time", [ts.isoformat() for ts in conflicting[conflicting].index[:5]],
+                symbol,
+                timeframe,
+                f"{int(conflicting.sum())} bar start(s) delivered twice with different values",
+                "open_time",
+                [ts.isoformat() for ts in conflicting[conflicting].index[:5]],
             )
         out = out[~out.index.duplicated(keep="first")]
     out = out.sort_index()
@@ -81,8 +90,11 @@ def normalize_candles(frame: pd.DataFrame, symbol: str, timeframe: str) -> pd.Da
     off_grid = out.index != out.index.floor(tf.freq)
     if off_grid.any():
         raise CandleDataError(
-            symbol, timeframe, f"{int(off_grid.sum())} bar start(s) not on the {timeframe} grid",
-            "open_time", [ts.isoformat() for ts in out.index[off_grid][:5]],
+            symbol,
+            timeframe,
+            f"{int(off_grid.sum())} bar start(s) not on the {timeframe} grid",
+            "open_time",
+            [ts.isoformat() for ts in out.index[off_grid][:5]],
         )
     for problem in candle_problems(out):
         raise CandleDataError(symbol, timeframe, problem.description, problem.column, _rows(out, problem.mask))
@@ -132,9 +144,7 @@ class FilledCandles:
         return int(self.filled_mask.sum())
 
 
-def fill_candle_grid(
-    frame: pd.DataFrame, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
-) -> FilledCandles:
+def fill_candle_grid(frame: pd.DataFrame, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> FilledCandles:
     """Reindex ``frame`` to every bar of ``[start, end)`` and make missing candles explicit.
 
     Exchanges emit no candle for a bar without trades. A missing bar becomes a flat candle at the

@@ -31,8 +31,13 @@ class ColumnDiff:
     cut: str
 
     def as_dict(self) -> dict[str, object]:
-        return {"column": self.column, "first_timestamp": self.first_timestamp, "max_abs_diff": self.max_abs_diff,
-                "rows": self.rows, "cut": self.cut}
+        return {
+            "column": self.column,
+            "first_timestamp": self.first_timestamp,
+            "max_abs_diff": self.max_abs_diff,
+            "rows": self.rows,
+            "cut": self.cut,
+        }
 
 
 def cut_points(index: pd.DatetimeIndex, key: str, fractions: tuple[float, ...] = CUT_FRACTIONS) -> list[pd.Timestamp]:
@@ -44,14 +49,17 @@ def cut_points(index: pd.DatetimeIndex, key: str, fractions: tuple[float, ...] =
     return [index[p] for p in positions]
 
 
-def compare_prefix(stored: pd.DataFrame, recomputed: pd.DataFrame, cut: pd.Timestamp,
-                   rtol: float = 1e-6, atol: float = 1e-9) -> list[ColumnDiff]:
+def compare_prefix(
+    stored: pd.DataFrame, recomputed: pd.DataFrame, cut: pd.Timestamp, rtol: float = 1e-6, atol: float = 1e-9
+) -> list[ColumnDiff]:
     """Columns whose recomputed rows differ from the stored rows (rows present in both, up to ``cut``)."""
     common = recomputed.index.intersection(stored.index[stored.index <= cut])
     diffs = []
     for col in stored.columns:
         if col not in recomputed.columns:
-            diffs.append(ColumnDiff(str(col), "column missing when recomputed", float("nan"), len(common), cut.isoformat()))
+            diffs.append(
+                ColumnDiff(str(col), "column missing when recomputed", float("nan"), len(common), cut.isoformat())
+            )
             continue
         a = stored.loc[common, col].to_numpy(dtype="float64")
         b = recomputed.loc[common, col].to_numpy(dtype="float64")
@@ -59,9 +67,15 @@ def compare_prefix(stored: pd.DataFrame, recomputed: pd.DataFrame, cut: pd.Times
         if not same.all():
             bad = ~same
             delta = np.abs(a[bad] - b[bad])
-            diffs.append(ColumnDiff(str(col), common[bad][0].isoformat(),
-                                    float(np.nanmax(delta)) if np.isfinite(delta).any() else float("inf"),
-                                    int(bad.sum()), cut.isoformat()))
+            diffs.append(
+                ColumnDiff(
+                    str(col),
+                    common[bad][0].isoformat(),
+                    float(np.nanmax(delta)) if np.isfinite(delta).any() else float("inf"),
+                    int(bad.sum()),
+                    cut.isoformat(),
+                )
+            )
     extra_rows = recomputed.index.difference(stored.index)
     if len(extra_rows):
         diffs.append(ColumnDiff("<rows>", extra_rows[0].isoformat(), float("nan"), len(extra_rows), cut.isoformat()))
@@ -75,8 +89,14 @@ def _first_per_column(diffs: list[ColumnDiff]) -> list[ColumnDiff]:
     return list(first.values())
 
 
-def features_look_ahead(indicators: pd.DataFrame, stored: pd.DataFrame, symbol: str, timeframe: str,
-                        config: FeatureConfig, cuts: list[pd.Timestamp]) -> list[ColumnDiff]:
+def features_look_ahead(
+    indicators: pd.DataFrame,
+    stored: pd.DataFrame,
+    symbol: str,
+    timeframe: str,
+    config: FeatureConfig,
+    cuts: list[pd.Timestamp],
+) -> list[ColumnDiff]:
     """Rebuild features from indicators up to each cut with the stored scaler; report differing columns."""
     scaler = Scaler.from_dict(stored.attrs["scaler"])
     diffs: list[ColumnDiff] = []
@@ -86,8 +106,9 @@ def features_look_ahead(indicators: pd.DataFrame, stored: pd.DataFrame, symbol: 
     return _first_per_column(diffs)
 
 
-def indicators_look_ahead(raw_candles: pd.DataFrame, stored: pd.DataFrame, symbol: str, timeframe: str,
-                          cuts: list[pd.Timestamp]) -> list[ColumnDiff]:
+def indicators_look_ahead(
+    raw_candles: pd.DataFrame, stored: pd.DataFrame, symbol: str, timeframe: str, cuts: list[pd.Timestamp]
+) -> list[ColumnDiff]:
     """Recompute indicators from candles up to each cut; report differing columns."""
     span_start = stored.index[0]
     candles, _ = prepare_candles(raw_candles, symbol, timeframe)
@@ -106,12 +127,22 @@ class WarmupDrift:
     bars_to_converge: int  # bars of history (warm-up + span rows) until the values agree for good
 
     def as_dict(self) -> dict[str, object]:
-        return {"column": self.column, "max_abs_diff": self.max_abs_diff, "max_rel_diff": self.max_rel_diff,
-                "bars_to_converge": self.bars_to_converge}
+        return {
+            "column": self.column,
+            "max_abs_diff": self.max_abs_diff,
+            "max_rel_diff": self.max_rel_diff,
+            "bars_to_converge": self.bars_to_converge,
+        }
 
 
-def warmup_drift(stored: pd.DataFrame, longer_candles: pd.DataFrame, symbol: str, timeframe: str,
-                 warmup: int, tolerance: float = 1e-4) -> list[WarmupDrift]:
+def warmup_drift(
+    stored: pd.DataFrame,
+    longer_candles: pd.DataFrame,
+    symbol: str,
+    timeframe: str,
+    warmup: int,
+    tolerance: float = 1e-4,
+) -> list[WarmupDrift]:
     """Indicator columns that move inside the span when computed from ``longer_candles``.
 
     A value "moves" when it differs by more than ``tolerance`` x the column's spread (std) inside
@@ -128,6 +159,7 @@ def warmup_drift(stored: pd.DataFrame, longer_candles: pd.DataFrame, symbol: str
         moved = (delta > tolerance * scale) | (np.isnan(a) != np.isnan(b))
         if moved.any():
             last = int(np.flatnonzero(moved)[-1])
-            out.append(WarmupDrift(str(col), float(np.nanmax(delta)), float(np.nanmax(delta) / scale),
-                                   warmup + last + 1))
+            out.append(
+                WarmupDrift(str(col), float(np.nanmax(delta)), float(np.nanmax(delta) / scale), warmup + last + 1)
+            )
     return out

@@ -62,8 +62,13 @@ def coerce_numeric(
             examples = [f"{ts.isoformat()}: {v!r}" for ts, v in series[bad].head(5).items()]
             if count > max_fraction * len(series):
                 raise CandleDataError(
-                    symbol, timeframe, f"{count} of {len(series)} values are not numeric "
-                    f"(more than {max_fraction:.1%}); refusing to go on", col, examples)
+                    symbol,
+                    timeframe,
+                    f"{count} of {len(series)} values are not numeric "
+                    f"(more than {max_fraction:.1%}); refusing to go on",
+                    col,
+                    examples,
+                )
             report.coerced[col] = count
             report.examples[col] = examples
         out[col] = pd.to_numeric(series, errors="coerce").astype("float64")

@@ -65,7 +65,7 @@ def selection_string(selection: str) -> str:
     parts = []
     for item in _csv(selection):
         name = item.strip("+")
-        parts.append(item[: len(item) - len(item.lstrip("+"))] + f"key:{name}" + item[len(item.rstrip("+")):])
+        parts.append(item[: len(item) - len(item.lstrip("+"))] + f"key:{name}" + item[len(item.rstrip("+")) :])
     return " or ".join(parts)
 
 
@@ -89,13 +89,24 @@ def main(verbose: bool) -> None:
 @click.option("--timeframes", default="1m", show_default=True, help="Comma-separated timeframes")
 @click.option("--days", default=7.0, show_default=True, help="Requested span in days")
 @click.option("--end", default=None, help="Exclusive end of the span (ISO 8601, UTC); default now")
-@click.option("--source", type=click.Choice(["synthetic", "upbit", "files"]), default=None,
-              help="Candle source (default: the resource's configuration, synthetic)")
+@click.option(
+    "--source",
+    type=click.Choice(["synthetic", "upbit", "files"]),
+    default=None,
+    help="Candle source (default: the resource's configuration, synthetic)",
+)
 @click.option("--files-dir", default=None, help="Directory of candle files for --source files")
-@click.option("--assets", "which", type=click.Choice(["all", "data"]), default="all", show_default=True,
-              help="all: candles to trained model; data: raw_candles, indicators, features")
-def materialize(symbols: str, timeframes: str, days: float, end: str | None, source: str | None,
-                files_dir: str | None, which: str) -> None:
+@click.option(
+    "--assets",
+    "which",
+    type=click.Choice(["all", "data"]),
+    default="all",
+    show_default=True,
+    help="all: candles to trained model; data: raw_candles, indicators, features",
+)
+def materialize(
+    symbols: str, timeframes: str, days: float, end: str | None, source: str | None, files_dir: str | None, which: str
+) -> None:
     """Materialize the assets (and their checks) in-process for symbols x timeframes."""
     from trading_assets.defs import defs
 
@@ -108,8 +119,9 @@ def materialize(symbols: str, timeframes: str, days: float, end: str | None, sou
     for symbol in symbol_list:
         for timeframe in tf_list:
             key = partition_key(symbol, timeframe)
-            result = job.execute_in_process(partition_key=key, instance=instance, run_config=run_config,
-                                            raise_on_error=False)
+            result = job.execute_in_process(
+                partition_key=key, instance=instance, run_config=run_config, raise_on_error=False
+            )
             status = "ok" if result.success else "FAILED"
             click.echo(f"{key}: {status} (run {result.run_id})")
             if not result.success:
@@ -127,16 +139,30 @@ def materialize(symbols: str, timeframes: str, days: float, end: str | None, sou
 @main.command()
 @click.option("--symbols", default=",".join(DEFAULT_SYMBOLS), show_default=True, help="Comma-separated markets")
 @click.option("--timeframes", default="1m", show_default=True, help="Comma-separated timeframes")
-@click.option("--select", "selection", default="raw_candles,indicators,features", show_default=True,
-              help="Dagster asset selection, e.g. 'features', '+features' (with upstream), 'raw_candles,indicators'")
+@click.option(
+    "--select",
+    "selection",
+    default="raw_candles,indicators,features",
+    show_default=True,
+    help="Dagster asset selection, e.g. 'features', '+features' (with upstream), 'raw_candles,indicators'",
+)
 @click.option("--days", default=None, type=float, help="Requested span in days (raw_candles config)")
 @click.option("--end", default=None, help="Exclusive end of the span (ISO 8601, UTC); default now")
 @click.option("--url", default=None, help="Dagster webserver URL to send the backfill to (default: in-process)")
 @click.option("--workspace", default="workspace.yaml", show_default=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--wait/--no-wait", default=False, help="Wait until the daemon has run every partition")
 @click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait with --wait")
-def backfill(symbols: str, timeframes: str, selection: str, days: float | None, end: str | None, url: str | None,
-             workspace: str, wait: bool, timeout: float) -> None:
+def backfill(
+    symbols: str,
+    timeframes: str,
+    selection: str,
+    days: float | None,
+    end: str | None,
+    url: str | None,
+    workspace: str,
+    wait: bool,
+    timeout: float,
+) -> None:
     """Launch a real asset backfill (run by the daemon) over symbols x timeframes."""
     from dagster import AssetSelection
 
@@ -156,8 +182,7 @@ def backfill(symbols: str, timeframes: str, selection: str, days: float | None, 
     if days is not None or end is not None:
         raw = {k: v for k, v in {"days": days, "end": end}.items() if v is not None}
         run_config = {"ops": {"raw_candles": {"config": raw}}} if "raw_candles" in asset_names else None
-    backfill_id = launch_backfill(instance, backfill_params(partitions, asset_names, run_config),
-                                  Path(workspace), url)
+    backfill_id = launch_backfill(instance, backfill_params(partitions, asset_names, run_config), Path(workspace), url)
     click.echo(f"backfill {backfill_id}: {len(partitions)} partitions x {', '.join(asset_names)}")
     click.echo(f"watch it in the UI: /runs/b/{backfill_id} (needs dagster-daemon running on this instance)")
     if wait:

@@ -10,7 +10,8 @@ Every step is causal: the value of a feature at time t uses indicator rows at or
    oscillators as they are, OBV as a 20-bar flow ratio).
 3. Missing values (coerced cells, 0/0): forward fill with a limit; never a backward fill.
    Rows still incomplete after that are dropped and counted.
-4. Outliers: each column is clipped to ``median +- k x 1.4826 x MAD`` of the previous block of
+4. Outliers: each column is clipped to ``median +- k x scale`` (scale: MAD-sigma, floored by the
+   mean absolute deviation, see :func:`clip_matrix`) of the previous block of
    ``clip_window`` rows (tumbling, trailing); the first block is left as is.
 5. Scaling: z-score with mean/std fit on an explicit fit span (by default the chronological
    train span of :func:`trading_assets.splits.chronological_split`) and returned as
@@ -38,6 +39,7 @@ from trading_assets.splits import chronological_split
 INPUT_COLUMNS: tuple[str, ...] = (*CANDLE_COLUMNS, *INDICATOR_COLUMNS)
 TARGET = "target"
 MAD_TO_SIGMA = 1.4826
+MEAN_AD_TO_SIGMA = 1.2533  # sqrt(pi / 2): mean absolute deviation -> sigma for a normal distribution
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,9 @@ class Scaler:
         return cls(**data)
 
     @classmethod
-    def fit(cls, values: np.ndarray, index: pd.DatetimeIndex, columns: list[str],
-            start: pd.Timestamp, end: pd.Timestamp) -> Scaler:
+    def fit(
+        cls, values: np.ndarray, index: pd.DatetimeIndex, columns: list[str], start: pd.Timestamp, end: pd.Timestamp
+    ) -> Scaler:
         """Fit on the rows of ``values`` whose time lies in ``[start, end]``."""
         lo, hi = index.searchsorted(start), index.searchsorted(end, side="right")
         if hi <= lo:
@@ -198,7 +201,10 @@ def _median_inplace(blocks: np.ndarray) -> np.ndarray:
 
 
 def clip_matrix(values: np.ndarray, window: int, k: float) -> np.ndarray:
-    """Clip ``values`` (rows x columns) in place to median +- k x MAD of the previous block of rows.
+    """Clip ``values`` (rows x columns) in place to median +- k x scale of the previous block of rows.
+
+    scale = max(1.4826 x MAD, 1.2533 x mean absolute deviation from the median): both estimate
+    sigma for normal data; the second keeps zero-inflated columns from being clipped to nothing.
 
     Returns the number of clipped cells per column. Thresholds are computed in float32 (they are
     thresholds, not data); the data keeps its dtype.
@@ -213,7 +219,10 @@ def clip_matrix(values: np.ndarray, window: int, k: float) -> np.ndarray:
     median = _median_inplace(blocks)
     np.subtract(blocks, median[..., None], out=blocks)
     np.abs(blocks, out=blocks)
-    mad = _median_inplace(blocks) * MAD_TO_SIGMA
+    # Scale: MAD, floored by the mean absolute deviation. Exchange data is zero-inflated (flat and
+    # filled bars): there the MAD collapses towards 0 and would clip ordinary moves.
+    mean_ad = blocks.mean(axis=-1) * MEAN_AD_TO_SIGMA
+    mad = np.maximum(_median_inplace(blocks) * MAD_TO_SIGMA, mean_ad)
     lo, hi = (median - k * mad).astype("float64"), (median + k * mad).astype("float64")  # (column, block)
     flat = mad == 0  # a block without spread gives no scale: no clipping
     lo[flat], hi[flat] = -np.inf, np.inf
@@ -294,7 +303,9 @@ def build_features(
         try:
             start, end = fit_span or default_fit_span(index, config)
         except ValueError as exc:
-            raise CandleDataError(symbol, timeframe, f"{exc}; request a longer span or set an explicit fit span") from exc
+            raise CandleDataError(
+                symbol, timeframe, f"{exc}; request a longer span or set an explicit fit span"
+            ) from exc
         scaler = Scaler.fit(values, index, names, start, end)
     out = np.empty((len(index), len(names) + 1), dtype="float32", order="F")
     values -= np.asarray(scaler.mean)

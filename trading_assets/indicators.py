@@ -17,6 +17,9 @@ undefined (0/0) and TA-Lib returns 0, which a model would read as "extremely ove
 * ``cci_20``: zero mean deviation -> TA-Lib's 0 is kept: it already is CCI's neutral value;
 * ``adx_14``: TA-Lib's value is kept (0 = no trend is the right reading of a flat market).
 
+Bounded oscillators are clipped to their range (:data:`BOUNDS`): TA-Lib's running sums land
+values like 100.00000000000006 or -4e-14 on real data, which a range check would reject.
+
 Every replacement is counted per column in :class:`IndicatorResult.flat_replacements`.
 
 ``obv`` is On-Balance Volume anchored at 0 on the first bar of the requested span: the raw running
@@ -39,10 +42,35 @@ from trading_assets.errors import CandleDataError
 from trading_assets.timeframes import to_utc
 
 INDICATOR_COLUMNS: tuple[str, ...] = (
-    "sma_5", "sma_20", "ema_12", "ema_26", "macd", "macd_signal", "macd_hist", "rsi_14",
-    "bb_upper_20", "bb_middle_20", "bb_lower_20", "atr_14", "stoch_k", "stoch_d", "mfi_14", "obv",
-    "sar", "cci_20", "adx_14", "willr_14", "volume_rsi_14", "roc_10", "volume_sma_20",
+    "sma_5",
+    "sma_20",
+    "ema_12",
+    "ema_26",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "rsi_14",
+    "bb_upper_20",
+    "bb_middle_20",
+    "bb_lower_20",
+    "atr_14",
+    "stoch_k",
+    "stoch_d",
+    "mfi_14",
+    "obv",
+    "sar",
+    "cci_20",
+    "adx_14",
+    "willr_14",
+    "volume_rsi_14",
+    "roc_10",
+    "volume_sma_20",
 )
+
+BOUNDS: dict[str, tuple[float, float]] = {
+    "rsi_14": (0.0, 100.0), "volume_rsi_14": (0.0, 100.0), "mfi_14": (0.0, 100.0), "stoch_k": (0.0, 100.0),
+    "stoch_d": (0.0, 100.0), "adx_14": (0.0, 100.0), "willr_14": (-100.0, 0.0),
+}
 
 # (TA-Lib function, its parameters, smoothing stages as (alpha, stages)) per indicator family.
 _WILDER = 1 / 14
@@ -98,8 +126,9 @@ def _rolling_count(mask: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def prepare_candles(candles: pd.DataFrame, symbol: str, timeframe: str, max_polluted_fraction: float = 0.01,
-                    ffill_limit: int = 5) -> tuple[pd.DataFrame, PollutionReport]:
+def prepare_candles(
+    candles: pd.DataFrame, symbol: str, timeframe: str, max_polluted_fraction: float = 0.01, ffill_limit: int = 5
+) -> tuple[pd.DataFrame, PollutionReport]:
     """Candles fit for TA-Lib: float64, no holes.
 
     Non-numeric cells (see :func:`~trading_assets.cleaning.coerce_numeric`) are forward-filled
@@ -111,8 +140,13 @@ def prepare_candles(candles: pd.DataFrame, symbol: str, timeframe: str, max_poll
     for col in CANDLE_COLUMNS:
         holes = frame[col].isna()
         if holes.any():
-            raise CandleDataError(symbol, timeframe, f"{int(holes.sum())} missing value(s) that cannot be "
-                                  f"forward-filled (limit {ffill_limit})", col, [t.isoformat() for t in frame.index[holes][:5]])
+            raise CandleDataError(
+                symbol,
+                timeframe,
+                f"{int(holes.sum())} missing value(s) that cannot be forward-filled (limit {ffill_limit})",
+                col,
+                [t.isoformat() for t in frame.index[holes][:5]],
+            )
     return frame, report
 
 
@@ -169,6 +203,9 @@ def compute_indicators(candles: pd.DataFrame, span_start: pd.Timestamp | None = 
 
     obv = talib.OBV(c, v)
     out["obv"] = obv - obv[first] if first < n else obv
+
+    for col, (low, high) in BOUNDS.items():  # running sums round a hair past the bounds (1e-14)
+        np.clip(out[col], low, high, out=out[col])
 
     frame = candles[list(CANDLE_COLUMNS)].copy()
     for col in INDICATOR_COLUMNS:

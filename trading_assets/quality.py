@@ -31,19 +31,27 @@ def schema_failures(frame: pd.DataFrame, schema: pa.DataFrameSchema | type[pa.Da
         row_level = cases["schema_context"] == "DataFrameSchema"
         for check, group in cases[row_level].groupby("check", sort=False):
             rows = group.pivot_table(index="index", columns="column", values="failure_case", aggfunc="first")
-            out.append({"column": "dataframe", "check": str(check), "count": len(rows),
-                        "examples": [{k: float(v) for k, v in r.items()} for r in rows.head(5).to_dict("records")],
-                        "rows": _examples(t.isoformat() for t in rows.index[:5])})
+            out.append(
+                {
+                    "column": "dataframe",
+                    "check": str(check),
+                    "count": len(rows),
+                    "examples": [{k: float(v) for k, v in r.items()} for r in rows.head(5).to_dict("records")],
+                    "rows": _examples(t.isoformat() for t in rows.index[:5]),
+                }
+            )
         cases = cases[~row_level].copy()
         cases["column"] = cases["column"].where(cases["column"].notna(), cases["schema_context"]).astype(str)
         for (column, check), group in cases.groupby(["column", "check"], sort=False):
-            out.append({
-                "column": column,
-                "check": str(check),
-                "count": int(len(group)),
-                "examples": _examples(group["failure_case"]),
-                "rows": _examples(group["index"].dropna()),
-            })
+            out.append(
+                {
+                    "column": column,
+                    "check": str(check),
+                    "count": int(len(group)),
+                    "examples": _examples(group["failure_case"]),
+                    "rows": _examples(group["index"].dropna()),
+                }
+            )
         return out
     return []
 
@@ -101,8 +109,13 @@ class Continuity:
     duplicate_examples: list[str] = field(default_factory=list)
 
 
-def continuity(frame: pd.DataFrame, timeframe: str, span_start: pd.Timestamp | None = None,
-               span_end: pd.Timestamp | None = None, filled_bars: int = 0) -> Continuity:
+def continuity(
+    frame: pd.DataFrame,
+    timeframe: str,
+    span_start: pd.Timestamp | None = None,
+    span_end: pd.Timestamp | None = None,
+    filled_bars: int = 0,
+) -> Continuity:
     """Duplicates, ordering, holes in the bar grid and coverage of the requested span."""
     tf = get_timeframe(timeframe)
     index = frame.index

@@ -90,8 +90,11 @@ def features_schema(feature_columns: list[str]) -> pa.DataFrameSchema:
     columns = {c: pa.Column(np.float32, [finite, not_constant], nullable=False) for c in feature_columns}
     columns[TARGET] = pa.Column(np.float32, finite, nullable=False)
     return pa.DataFrameSchema(
-        columns, index=pa.Index(pd.DatetimeTZDtype("ns", "UTC"), unique=True, name="open_time"), strict=True,
-        name="FeaturesSchema")
+        columns,
+        index=pa.Index(pd.DatetimeTZDtype("ns", "UTC"), unique=True, name="open_time"),
+        strict=True,
+        name="FeaturesSchema",
+    )
 
 
 SCHEMAS = {"raw_candles": RawCandlesModel, "indicators": IndicatorsModel}

@@ -18,8 +18,9 @@ class Split:
     test: range
 
 
-def chronological_split(n_rows: int, train_fraction: float = 0.7, validation_fraction: float = 0.15,
-                        gap: int = 64) -> Split:
+def chronological_split(
+    n_rows: int, train_fraction: float = 0.7, validation_fraction: float = 0.15, gap: int = 64
+) -> Split:
     """Split ``n_rows`` rows in time order, leaving ``gap`` rows unused between spans.
 
     ``gap`` should be at least the model's sequence length plus its horizon so that no window
@@ -34,6 +35,8 @@ def chronological_split(n_rows: int, train_fraction: float = 0.7, validation_fra
     validation = range(n_train + gap, n_train + gap + n_val)
     test = range(validation.stop + gap, n_rows)
     if min(len(train), len(validation), len(test)) <= 0:
-        raise ValueError(f"{n_rows} rows are too few for a split with gap {gap}: "
-                         f"train {len(train)}, validation {len(validation)}, test {len(test)}")
+        raise ValueError(
+            f"{n_rows} rows are too few for a split with gap {gap}: "
+            f"train {len(train)}, validation {len(validation)}, test {len(test)}"
+        )
     return Split(train, validation, test)

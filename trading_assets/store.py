@@ -68,8 +68,13 @@ class CandleStore:
     def _insert(self, table: sa.Table):
         return (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(table)
 
-    def upsert(self, symbol: str, timeframe: str, candles: pd.DataFrame,
-               covered: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> int:
+    def upsert(
+        self,
+        symbol: str,
+        timeframe: str,
+        candles: pd.DataFrame,
+        covered: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+    ) -> int:
         """Insert or update ``candles`` (canonical frame) in one transaction; returns the row count.
 
         ``covered`` extends the recorded coverage of the series in the same transaction.
@@ -77,7 +82,12 @@ class CandleStore:
         candles = normalize_candles(candles, symbol, timeframe)
         times = candles.index.as_unit("ms").asi8
         records = [
-            {"symbol": symbol, "timeframe": timeframe, "open_time": int(t), **dict(zip(CANDLE_COLUMNS, map(float, row)))}
+            {
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "open_time": int(t),
+                **dict(zip(CANDLE_COLUMNS, map(float, row))),
+            }
             for t, row in zip(times, candles[list(CANDLE_COLUMNS)].to_numpy())
         ]
         stmt = self._insert(candles_table)
@@ -92,21 +102,24 @@ class CandleStore:
                 self._extend_coverage(conn, symbol, timeframe, *covered)
         return len(records)
 
-    def _extend_coverage(self, conn: sa.Connection, symbol: str, timeframe: str,
-                         start: pd.Timestamp, end: pd.Timestamp) -> None:
+    def _extend_coverage(
+        self, conn: sa.Connection, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> None:
         current = self._coverage(conn, symbol, timeframe)
         lo, hi = _ms(start), _ms(end)
         if current is not None:
             lo, hi = min(lo, current[0]), max(hi, current[1])
         stmt = self._insert(coverage_table).values(symbol=symbol, timeframe=timeframe, start_ms=lo, end_ms=hi)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["symbol", "timeframe"], set_={"start_ms": lo, "end_ms": hi}))
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=["symbol", "timeframe"], set_={"start_ms": lo, "end_ms": hi})
+        )
 
     @staticmethod
     def _coverage(conn: sa.Connection, symbol: str, timeframe: str) -> tuple[int, int] | None:
         row = conn.execute(
             sa.select(coverage_table.c.start_ms, coverage_table.c.end_ms).where(
-                coverage_table.c.symbol == symbol, coverage_table.c.timeframe == timeframe)
+                coverage_table.c.symbol == symbol, coverage_table.c.timeframe == timeframe
+            )
         ).first()
         return (row[0], row[1]) if row else None
 
@@ -114,8 +127,11 @@ class CandleStore:
         """The span ``[start, end)`` already collected for this series, if any."""
         with self.engine.connect() as conn:
             span = self._coverage(conn, symbol, timeframe)
-        return None if span is None else (pd.Timestamp(span[0], unit="ms", tz="UTC"),
-                                          pd.Timestamp(span[1], unit="ms", tz="UTC"))
+        return (
+            None
+            if span is None
+            else (pd.Timestamp(span[0], unit="ms", tz="UTC"), pd.Timestamp(span[1], unit="ms", tz="UTC"))
+        )
 
     def load(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Stored candles with bar start in ``[start, end)``, as the canonical frame."""
@@ -137,8 +153,9 @@ class CandleStore:
         with self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(sa.select(coverage_table.c.symbol, coverage_table.c.timeframe))]
 
-    def collect(self, source: CandleSource, symbol: str, timeframe: str,
-                start: pd.Timestamp, end: pd.Timestamp) -> CollectResult:
+    def collect(
+        self, source: CandleSource, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> CollectResult:
         """Make the store hold everything the source has in ``[start, end)``, fetching only what is new.
 
         The collected span stays one contiguous interval: a request disjoint from it also fetches
@@ -159,11 +176,14 @@ class CandleStore:
             candles = source.fetch(symbol, timeframe, lo, hi)
             result.rows_fetched += self.upsert(symbol, timeframe, candles, covered=(lo, hi))
             result.fetched_spans.append((lo, hi))
-            log.info("collected %d %s %s candles in [%s, %s) from %s", len(candles), symbol, timeframe, lo, hi, source.name)
+            log.info(
+                "collected %d %s %s candles in [%s, %s) from %s", len(candles), symbol, timeframe, lo, hi, source.name
+            )
         return result
 
-    def filled_window(self, source: CandleSource, symbol: str, timeframe: str, start: pd.Timestamp,
-                      end: pd.Timestamp) -> tuple[FilledCandles, CollectResult]:
+    def filled_window(
+        self, source: CandleSource, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> tuple[FilledCandles, CollectResult]:
         """Collect ``[start, end)`` incrementally, load it and fill the bar grid (see ``fill_candle_grid``)."""
         collected = self.collect(source, symbol, timeframe, start, end)
         candles = self.load(symbol, timeframe, start, end)

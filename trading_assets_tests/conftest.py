@@ -6,7 +6,9 @@ import os
 
 import pandas as pd
 import pytest
+from dagster import instance_for_test
 
+from trading_assets.defs.partitions import DEFAULT_SYMBOLS, add_symbols
 from trading_assets.sources import SyntheticSource
 from trading_assets_tests.servers import PostgresServer
 
@@ -35,6 +37,22 @@ def postgres():
         pytest.skip(str(exc))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def bare_instance(tmp_path):
+    """A Dagster instance in a temporary DAGSTER_HOME (SQLite), no symbols registered."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
+
+
+@pytest.fixture
+def instance(bare_instance):
+    """A temporary Dagster instance with the default symbols (KRW-BTC, KRW-ETH) registered."""
+    add_symbols(bare_instance, DEFAULT_SYMBOLS)
+    return bare_instance
 
 
 @pytest.fixture

@@ -38,8 +38,17 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run("initdb", "-D", f"{self.dir}/data", "-A", "trust", "-U", "postgres", "--no-sync")
-        self._run("pg_ctl", "-D", f"{self.dir}/data", "-w", "-l", f"{self.dir}/log", "-o",
-                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            f"{self.dir}/data",
+            "-w",
+            "-l",
+            f"{self.dir}/log",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
 
     def _run(self, tool: str, *args: str) -> None:
         cmd = [f"{self.bin}/{tool}", *args]
@@ -152,8 +161,12 @@ def _upbit_row(market: str, timeframe: str, ts: pd.Timestamp, row: pd.Series) ->
         "candle_acc_trade_volume": float(row["volume"]),
     }
     if timeframe == "1d":
-        out.update(prev_closing_price=float(row["open"]), change_price=float(row["close"] - row["open"]),
-                   change_rate=float(row["close"] / row["open"] - 1), converted_trade_price=None)
+        out.update(
+            prev_closing_price=float(row["open"]),
+            change_price=float(row["close"] - row["open"]),
+            change_rate=float(row["close"] / row["open"] - 1),
+            converted_trade_price=None,
+        )
     else:
         out["unit"] = int(timeframe[:-1])
     return out
@@ -205,8 +218,9 @@ class DagsterProcess:
 
     def start(self) -> "DagsterProcess":
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         return self
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -9,8 +9,17 @@ from trading_assets.errors import CandleDataError
 def _frame(n=5, start="2024-01-01"):
     idx = pd.date_range(start, periods=n, freq="1min", tz="UTC", name="open_time")
     close = 100 + np.arange(n, dtype=float)
-    return pd.DataFrame({"open": close - 0.5, "high": close + 1, "low": close - 1, "close": close,
-                         "volume": np.ones(n), "value": close}, index=idx)
+    return pd.DataFrame(
+        {
+            "open": close - 0.5,
+            "high": close + 1,
+            "low": close - 1,
+            "close": close,
+            "volume": np.ones(n),
+            "value": close,
+        },
+        index=idx,
+    )
 
 
 def test_normalize_keeps_good_candles_as_float64_utc():
@@ -22,12 +31,15 @@ def test_normalize_keeps_good_candles_as_float64_utc():
     assert str(out.index.tz) == "UTC" and out.index.name == "open_time"
 
 
-@pytest.mark.parametrize("column,value,message", [
-    ("close", "KRW-BTC", "non-numeric"),
-    ("high", 50.0, "high < low"),
-    ("volume", -1.0, "negative volume"),
-    ("open", np.nan, "missing value"),
-])
+@pytest.mark.parametrize(
+    "column,value,message",
+    [
+        ("close", "KRW-BTC", "non-numeric"),
+        ("high", 50.0, "high < low"),
+        ("volume", -1.0, "negative volume"),
+        ("open", np.nan, "missing value"),
+    ],
+)
 def test_normalize_names_symbol_timeframe_column_and_rows(column, value, message):
     frame = _frame().astype(object)
     frame.iloc[2, frame.columns.get_loc(column)] = value

@@ -8,8 +8,9 @@ from trading_assets_tests.conftest import END
 
 def test_materialize_default_partitions_and_symbols(data_dir, monkeypatch):
     runner = CliRunner()
-    result = runner.invoke(main, ["materialize", "--days", "1", "--end", END.isoformat(), "--timeframes", "5m",
-                                  "--assets", "data"])
+    result = runner.invoke(
+        main, ["materialize", "--days", "1", "--end", END.isoformat(), "--timeframes", "5m", "--assets", "data"]
+    )
     assert result.exit_code == 0, result.output
     assert "KRW-BTC|5m: ok" in result.output and "KRW-ETH|5m: ok" in result.output
     for asset in ("raw_candles", "indicators", "features"):

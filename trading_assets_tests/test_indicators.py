@@ -6,6 +6,7 @@ import talib
 from trading_assets.candles import fill_candle_grid
 from trading_assets.errors import CandleDataError
 from trading_assets.indicators import (
+    BOUNDS,
     INDICATOR_COLUMNS,
     compute_indicators,
     indicator_warmups,
@@ -41,13 +42,28 @@ def test_each_indicator_equals_talib_directly(candles):
     upper, middle, lower = talib.BBANDS(c, 20, 2.0, 2.0, 0)
     slowk, slowd = talib.STOCH(h, lo, c, 5, 3, 0, 3, 0)
     expected = {
-        "sma_5": talib.SMA(c, 5), "sma_20": talib.SMA(c, 20), "ema_12": talib.EMA(c, 12),
-        "ema_26": talib.EMA(c, 26), "macd": macd, "macd_signal": signal, "macd_hist": hist,
-        "rsi_14": talib.RSI(c, 14), "bb_upper_20": upper, "bb_middle_20": middle, "bb_lower_20": lower,
-        "atr_14": talib.ATR(h, lo, c, 14), "stoch_k": slowk, "stoch_d": slowd,
-        "mfi_14": talib.MFI(h, lo, c, v, 14), "obv": talib.OBV(c, v) - talib.OBV(c, v)[0],
-        "sar": talib.SAR(h, lo, 0.02, 0.2), "cci_20": talib.CCI(h, lo, c, 20), "adx_14": talib.ADX(h, lo, c, 14),
-        "willr_14": talib.WILLR(h, lo, c, 14), "volume_rsi_14": talib.RSI(v, 14), "roc_10": talib.ROC(c, 10),
+        "sma_5": talib.SMA(c, 5),
+        "sma_20": talib.SMA(c, 20),
+        "ema_12": talib.EMA(c, 12),
+        "ema_26": talib.EMA(c, 26),
+        "macd": macd,
+        "macd_signal": signal,
+        "macd_hist": hist,
+        "rsi_14": talib.RSI(c, 14),
+        "bb_upper_20": upper,
+        "bb_middle_20": middle,
+        "bb_lower_20": lower,
+        "atr_14": talib.ATR(h, lo, c, 14),
+        "stoch_k": slowk,
+        "stoch_d": slowd,
+        "mfi_14": talib.MFI(h, lo, c, v, 14),
+        "obv": talib.OBV(c, v) - talib.OBV(c, v)[0],
+        "sar": talib.SAR(h, lo, 0.02, 0.2),
+        "cci_20": talib.CCI(h, lo, c, 20),
+        "adx_14": talib.ADX(h, lo, c, 14),
+        "willr_14": talib.WILLR(h, lo, c, 14),
+        "volume_rsi_14": talib.RSI(v, 14),
+        "roc_10": talib.ROC(c, 10),
         "volume_sma_20": talib.SMA(v, 20),
     }
     assert set(expected) == set(INDICATOR_COLUMNS)
@@ -59,8 +75,10 @@ def test_flat_market_gives_neutral_values_not_zero():
     idx = pd.date_range("2024-01-01", periods=120, freq="1min", tz="UTC", name="open_time")
     price = np.r_[np.linspace(100, 110, 60), np.full(60, 110.0)]
     volume = np.r_[np.linspace(1, 2, 60), np.zeros(60)]
-    frame = pd.DataFrame({"open": price, "high": price, "low": price, "close": price,
-                          "volume": volume, "value": volume * price}, index=idx)
+    frame = pd.DataFrame(
+        {"open": price, "high": price, "low": price, "close": price, "volume": volume, "value": volume * price},
+        index=idx,
+    )
     result = compute_indicators(frame)
     tail = result.frame.iloc[-30:]
     assert (tail["mfi_14"] == 50).all() and (tail["willr_14"] == -50).all()
@@ -109,3 +127,21 @@ def test_prepare_candles_coerces_few_strings_and_rejects_many(candles):
     polluted["close"] = "KRW-BTC"
     with pytest.raises(CandleDataError, match=r"KRW-BTC 5m column 'close': \d+ of \d+ values are not numeric"):
         prepare_candles(polluted, "KRW-BTC", "5m")
+
+
+def test_bounded_oscillators_stay_in_range_on_tiny_choppy_prices():
+    """Real 1m data at 0.0016 per unit pushed TA-Lib's running SMAs to 100.00000000000006."""
+    rng = np.random.default_rng(5)
+    n = 20_000
+    steps = rng.choice([-1, 0, 0, 0, 1], size=n) * 1e-8
+    close = 0.0016 + np.cumsum(steps)
+    high = close + rng.choice([0, 0, 1e-8], size=n)
+    low = close - rng.choice([0, 0, 1e-8], size=n)
+    idx = pd.date_range("2017-11-05", periods=n, freq="1min", tz="UTC", name="open_time")
+    volume = rng.exponential(50, n) * (rng.random(n) > 0.2)
+    frame = pd.DataFrame({"open": close, "high": high, "low": low, "close": close, "volume": volume,
+                          "value": volume * close}, index=idx)
+    out = compute_indicators(frame).frame
+    for col, (low_bound, high_bound) in BOUNDS.items():
+        values = out[col].dropna()
+        assert values.between(low_bound, high_bound).all(), col

@@ -26,7 +26,9 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/candles.sqlite"
     else:
-        url = request.getfixturevalue("postgres").create_database(f"store_{tmp_path.name[-12:].lower().replace('-', '_')}")
+        url = request.getfixturevalue("postgres").create_database(
+            f"store_{tmp_path.name[-12:].lower().replace('-', '_')}"
+        )
     s = CandleStore(url)
     yield s
     s.dispose()

@@ -3,22 +3,22 @@
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
-
 from dataclasses import asdict
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
+from trading_assets.defs.metadata import counts_metadata, frame_metadata
+from trading_assets.defs.partitions import market_partitions, split_partition_key
+from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 from trading_assets.errors import EmptySourceError
 from trading_assets.features import FeatureConfig, build_features
 from trading_assets.indicators import compute_indicators, prepare_candles, warmup_bars
 from trading_assets.timeframes import get_timeframe, to_utc
-from trading_assets.defs.metadata import counts_metadata, frame_metadata
-from trading_assets.defs.partitions import market_partitions, split_partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 
-GROUP = "market_data"
+# Every data asset: one partitioning, one Parquet file per partition, one group.
+DATA_ASSET = {"partitions_def": market_partitions, "io_manager_key": "parquet_io_manager", "group_name": "market_data"}
 
 
 class CandleWindowConfig(Config):
@@ -26,11 +26,17 @@ class CandleWindowConfig(Config):
 
     days: float = Field(default=7.0, gt=0, description="Length of the requested span in days")
     end: str | None = Field(
-        default=None, description="Exclusive end of the span (ISO 8601, UTC unless an offset is given); "
-        "default: now. Clamped to the start of the bar in progress, which is not closed yet.")
+        default=None,
+        description="Exclusive end of the span (ISO 8601, UTC unless an offset is given); "
+        "default: now. Clamped to the start of the bar in progress, which is not closed yet.",
+    )
     warmup_tolerance: float = Field(
-        default=1e-6, gt=0, lt=1, description="How far smoothed indicators may still depend on where the history "
-        "starts; sets the warm-up length (see trading_assets.indicators.warmup_bars)")
+        default=1e-6,
+        gt=0,
+        lt=1,
+        description="How far smoothed indicators may still depend on where the history "
+        "starts; sets the warm-up length (see trading_assets.indicators.warmup_bars)",
+    )
 
 
 def requested_span(config: CandleWindowConfig, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -42,9 +48,7 @@ def requested_span(config: CandleWindowConfig, timeframe: str) -> tuple[pd.Times
 
 
 @asset(
-    partitions_def=market_partitions,
-    io_manager_key="parquet_io_manager",
-    group_name=GROUP,
+    **DATA_ASSET,
     kinds={"pandas", "parquet"},
     description="OHLCV candles on the full bar grid (UTC), the requested span plus indicator warm-up; "
     "missing bars filled flat at the previous close with zero volume, and counted.",
@@ -73,35 +77,43 @@ def raw_candles(
     if filled.leading_missing:
         context.log.warning(
             f"{symbol} {timeframe}: history starts {filled.leading_missing} bars after the warm-up start "
-            f"{fetch_start}; indicators early in the span may not have converged")
+            f"{fetch_start}; indicators early in the span may not have converged"
+        )
     frame.attrs = {
-        "symbol": symbol, "timeframe": timeframe, "span_start": span_start.isoformat(),
-        "span_end": span_end.isoformat(), "warmup_bars": warmup, "filled_bars": filled.filled,
-    }
-    context.log.info(f"{symbol} {timeframe}: {len(frame)} bars ({filled.filled} filled), "
-                     f"fetched {collected.rows_fetched} new candles from {source.name}")
-    return Output(frame, metadata={
-        **frame_metadata(frame),
         "symbol": symbol,
         "timeframe": timeframe,
-        "source": source.name,
         "span_start": span_start.isoformat(),
         "span_end": span_end.isoformat(),
-        "span_rows": int(in_span.sum()),
         "warmup_bars": warmup,
-        "warmup_rows": int((~in_span).sum()),
-        "missing_bars_filled": filled.filled,
-        "missing_bars_filled_in_span": int((filled.filled_mask & in_span).sum()),
-        "leading_missing_bars": filled.leading_missing,
-        "candles_fetched": collected.rows_fetched,
-        "fetched_spans": MetadataValue.json([[a.isoformat(), b.isoformat()] for a, b in collected.fetched_spans]),
-    })
+        "filled_bars": filled.filled,
+    }
+    context.log.info(
+        f"{symbol} {timeframe}: {len(frame)} bars ({filled.filled} filled), "
+        f"fetched {collected.rows_fetched} new candles from {source.name}"
+    )
+    return Output(
+        frame,
+        metadata={
+            **frame_metadata(frame),
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "source": source.name,
+            "span_start": span_start.isoformat(),
+            "span_end": span_end.isoformat(),
+            "span_rows": int(in_span.sum()),
+            "warmup_bars": warmup,
+            "warmup_rows": int((~in_span).sum()),
+            "missing_bars_filled": filled.filled,
+            "missing_bars_filled_in_span": int((filled.filled_mask & in_span).sum()),
+            "leading_missing_bars": filled.leading_missing,
+            "candles_fetched": collected.rows_fetched,
+            "fetched_spans": MetadataValue.json([[a.isoformat(), b.isoformat()] for a, b in collected.fetched_spans]),
+        },
+    )
 
 
 @asset(
-    partitions_def=market_partitions,
-    io_manager_key="parquet_io_manager",
-    group_name=GROUP,
+    **DATA_ASSET,
     kinds={"pandas", "parquet", "talib"},
     description="Candles plus 23 TA-Lib indicators over exactly the requested span (warm-up trimmed).",
 )
@@ -115,14 +127,17 @@ def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Out
     nan_counts = frame.isna().sum()
     if nan_counts.any():
         context.log.warning(f"{symbol} {timeframe}: NaN after warm-up trimming: {nan_counts[nan_counts > 0].to_dict()}")
-    return Output(frame, metadata={
-        **frame_metadata(frame),
-        "warmup_rows_trimmed": result.warmup_rows_trimmed,
-        "nan_counts": counts_metadata(nan_counts.to_dict()),
-        "flat_window_replacements": counts_metadata(result.flat_replacements),
-        "coerced_cells": counts_metadata(pollution.coerced),
-        "dropped_columns": MetadataValue.json(pollution.dropped_columns),
-    })
+    return Output(
+        frame,
+        metadata={
+            **frame_metadata(frame),
+            "warmup_rows_trimmed": result.warmup_rows_trimmed,
+            "nan_counts": counts_metadata(nan_counts.to_dict()),
+            "flat_window_replacements": counts_metadata(result.flat_replacements),
+            "coerced_cells": counts_metadata(pollution.coerced),
+            "dropped_columns": MetadataValue.json(pollution.dropped_columns),
+        },
+    )
 
 
 class FeaturesConfig(Config):
@@ -131,8 +146,9 @@ class FeaturesConfig(Config):
     ffill_limit: int = Field(default=5, ge=0, description="Forward-fill at most this many missing values in a row")
     clip_window: int = Field(default=240, ge=10, description="Rows per block of the trailing median/MAD clipping")
     clip_k: float = Field(default=6.0, gt=0, description="Clip at median +- k x MAD-sigma")
-    max_polluted_fraction: float = Field(default=0.01, ge=0, le=1,
-                                         description="Most non-numeric cells per column before the step stops")
+    max_polluted_fraction: float = Field(
+        default=0.01, ge=0, le=1, description="Most non-numeric cells per column before the step stops"
+    )
     train_fraction: float = Field(default=0.7, description="Chronological train share; the scaler is fit on it")
     validation_fraction: float = Field(default=0.15, description="Chronological validation share")
     split_gap: int = Field(default=64, ge=0, description="Rows left out between train, validation and test")
@@ -151,9 +167,7 @@ class FeaturesConfig(Config):
 
 
 @asset(
-    partitions_def=market_partitions,
-    io_manager_key="parquet_io_manager",
-    group_name=GROUP,
+    **DATA_ASSET,
     kinds={"pandas", "parquet"},
     description="Model-ready float32 features (cleaned, outlier-clipped, scaled on the train span) plus "
     "`target`, the next candle's log return. Scaler parameters are stored with the frame (attrs['scaler']).",
@@ -162,20 +176,29 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, indicators:
     symbol, timeframe = split_partition_key(context.partition_key)
     result = build_features(indicators, symbol, timeframe, config.feature_config(), fit_span=config.fit_span())
     frame, report = result.frame, result.report
-    frame.attrs = {**indicators.attrs, "scaler": result.scaler.to_dict(), "feature_config": asdict(config.feature_config())}
+    frame.attrs = {
+        **indicators.attrs,
+        "scaler": result.scaler.to_dict(),
+        "feature_config": asdict(config.feature_config()),
+    }
     for col, examples in report.pollution.examples.items():
-        context.log.warning(f"{symbol} {timeframe}: coerced {report.pollution.coerced[col]} non-numeric cells "
-                            f"in '{col}', e.g. {examples[:3]}")
-    return Output(frame, metadata={
-        **frame_metadata(frame),
-        "feature_columns": MetadataValue.json([c for c in frame.columns if c != "target"]),
-        "scaler_fit_start": result.scaler.fit_start,
-        "scaler_fit_end": result.scaler.fit_end,
-        "coerced_cells": counts_metadata(report.pollution.coerced),
-        "coerced_examples": MetadataValue.json(report.pollution.examples),
-        "dropped_columns": MetadataValue.json(report.pollution.dropped_columns),
-        "non_finite_cells": counts_metadata(report.non_finite),
-        "forward_filled_cells": counts_metadata(report.filled),
-        "clipped_cells": counts_metadata(report.clipped),
-        "rows_dropped_incomplete": report.rows_dropped,
-    })
+        context.log.warning(
+            f"{symbol} {timeframe}: coerced {report.pollution.coerced[col]} non-numeric cells "
+            f"in '{col}', e.g. {examples[:3]}"
+        )
+    return Output(
+        frame,
+        metadata={
+            **frame_metadata(frame),
+            "feature_columns": MetadataValue.json([c for c in frame.columns if c != "target"]),
+            "scaler_fit_start": result.scaler.fit_start,
+            "scaler_fit_end": result.scaler.fit_end,
+            "coerced_cells": counts_metadata(report.pollution.coerced),
+            "coerced_examples": MetadataValue.json(report.pollution.examples),
+            "dropped_columns": MetadataValue.json(report.pollution.dropped_columns),
+            "non_finite_cells": counts_metadata(report.non_finite),
+            "forward_filled_cells": counts_metadata(report.filled),
+            "clipped_cells": counts_metadata(report.clipped),
+            "rows_dropped_incomplete": report.rows_dropped,
+        },
+    )

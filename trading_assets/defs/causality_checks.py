@@ -26,17 +26,18 @@ from trading_assets.causality import (
     indicators_look_ahead,
     warmup_drift,
 )
-from trading_assets.features import FeatureConfig
-from trading_assets.timeframes import get_timeframe
 from trading_assets.defs.assets import features, indicators
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+from trading_assets.features import FeatureConfig
+from trading_assets.timeframes import get_timeframe
 
 
 class LookAheadConfig(Config):
     enabled: bool = Field(default=True, description="Switch the check off (e.g. for huge spans)")
-    cut_fractions: list[float] = Field(default=list(CUT_FRACTIONS),
-                                       description="Cut points as fractions of the span (jittered per partition)")
+    cut_fractions: list[float] = Field(
+        default=list(CUT_FRACTIONS), description="Cut points as fractions of the span (jittered per partition)"
+    )
 
 
 class WarmupConfig(Config):
@@ -46,8 +47,11 @@ class WarmupConfig(Config):
 
 
 def _skipped(context: AssetCheckExecutionContext) -> AssetCheckResult:
-    return AssetCheckResult(passed=True, description="disabled by config",
-                            metadata={"partition": str(context.partition_key), "skipped": True})
+    return AssetCheckResult(
+        passed=True,
+        description="disabled by config",
+        metadata={"partition": str(context.partition_key), "skipped": True},
+    )
 
 
 def _look_ahead_result(context: AssetCheckExecutionContext, diffs, cuts) -> AssetCheckResult:
@@ -55,20 +59,31 @@ def _look_ahead_result(context: AssetCheckExecutionContext, diffs, cuts) -> Asse
     return AssetCheckResult(
         passed=not diffs,
         severity=AssetCheckSeverity.ERROR,
-        description=None if not diffs else "uses data after t: " + ", ".join(
-            f"{d.column} from {d.first_timestamp}" for d in diffs[:5]),
-        metadata={"partition": str(context.partition_key), "cut_points": MetadataValue.json([c.isoformat() for c in cuts]),
-                  "non_causal_columns": MetadataValue.json([d.as_dict() for d in diffs]),
-                  "first_column": first.column if first else "", "first_timestamp": first.first_timestamp if first else ""},
+        description=None
+        if not diffs
+        else "uses data after t: " + ", ".join(f"{d.column} from {d.first_timestamp}" for d in diffs[:5]),
+        metadata={
+            "partition": str(context.partition_key),
+            "cut_points": MetadataValue.json([c.isoformat() for c in cuts]),
+            "non_causal_columns": MetadataValue.json([d.as_dict() for d in diffs]),
+            "first_column": first.column if first else "",
+            "first_timestamp": first.first_timestamp if first else "",
+        },
     )
 
 
-@asset_check(asset=features, name="no_look_ahead", partitions_def=market_partitions, blocking=True,
-             additional_ins={"indicators": AssetIn("indicators")},
-             description="Rebuild features from indicators truncated at a few cut points t (scaler fixed) and "
-             "compare rows <= t with the stored features: any difference is look-ahead.")
-def features_no_look_ahead(context: AssetCheckExecutionContext, config: LookAheadConfig, frame: pd.DataFrame,
-                           indicators: pd.DataFrame) -> AssetCheckResult:
+@asset_check(
+    asset=features,
+    name="no_look_ahead",
+    partitions_def=market_partitions,
+    blocking=True,
+    additional_ins={"indicators": AssetIn("indicators")},
+    description="Rebuild features from indicators truncated at a few cut points t (scaler fixed) and "
+    "compare rows <= t with the stored features: any difference is look-ahead.",
+)
+def features_no_look_ahead(
+    context: AssetCheckExecutionContext, config: LookAheadConfig, frame: pd.DataFrame, indicators: pd.DataFrame
+) -> AssetCheckResult:
     if not config.enabled:
         return _skipped(context)
     symbol, timeframe = split_partition_key(context.partition_key)
@@ -78,11 +93,17 @@ def features_no_look_ahead(context: AssetCheckExecutionContext, config: LookAhea
     return _look_ahead_result(context, diffs, cuts)
 
 
-@asset_check(asset=indicators, name="no_look_ahead", partitions_def=market_partitions, blocking=True,
-             additional_ins={"raw_candles": AssetIn("raw_candles")},
-             description="Recompute indicators from candles truncated at a few cut points t and compare rows <= t.")
-def indicators_no_look_ahead(context: AssetCheckExecutionContext, config: LookAheadConfig, frame: pd.DataFrame,
-                             raw_candles: pd.DataFrame) -> AssetCheckResult:
+@asset_check(
+    asset=indicators,
+    name="no_look_ahead",
+    partitions_def=market_partitions,
+    blocking=True,
+    additional_ins={"raw_candles": AssetIn("raw_candles")},
+    description="Recompute indicators from candles truncated at a few cut points t and compare rows <= t.",
+)
+def indicators_no_look_ahead(
+    context: AssetCheckExecutionContext, config: LookAheadConfig, frame: pd.DataFrame, raw_candles: pd.DataFrame
+) -> AssetCheckResult:
     if not config.enabled:
         return _skipped(context)
     symbol, timeframe = split_partition_key(context.partition_key)
@@ -90,13 +111,23 @@ def indicators_no_look_ahead(context: AssetCheckExecutionContext, config: LookAh
     return _look_ahead_result(context, indicators_look_ahead(raw_candles, frame, symbol, timeframe, cuts), cuts)
 
 
-@asset_check(asset=indicators, name="warmup_sufficient", partitions_def=market_partitions, blocking=False,
-             additional_ins={"raw_candles": AssetIn("raw_candles")},
-             description="Recompute indicators with more history before the span; WARN when values inside the "
-             "span move, with the warm-up that would have been enough.")
-def indicators_warmup_sufficient(context: AssetCheckExecutionContext, config: WarmupConfig, frame: pd.DataFrame,
-                                 raw_candles: pd.DataFrame, candle_source: CandleSourceResource,
-                                 candle_store: CandleStoreResource) -> AssetCheckResult:
+@asset_check(
+    asset=indicators,
+    name="warmup_sufficient",
+    partitions_def=market_partitions,
+    blocking=False,
+    additional_ins={"raw_candles": AssetIn("raw_candles")},
+    description="Recompute indicators with more history before the span; WARN when values inside the "
+    "span move, with the warm-up that would have been enough.",
+)
+def indicators_warmup_sufficient(
+    context: AssetCheckExecutionContext,
+    config: WarmupConfig,
+    frame: pd.DataFrame,
+    raw_candles: pd.DataFrame,
+    candle_source: CandleSourceResource,
+    candle_store: CandleStoreResource,
+) -> AssetCheckResult:
     if not config.enabled:
         return _skipped(context)
     symbol, timeframe = split_partition_key(context.partition_key)
@@ -106,22 +137,34 @@ def indicators_warmup_sufficient(context: AssetCheckExecutionContext, config: Wa
     span_start, span_end = frame.index[0], pd.Timestamp(raw_candles.attrs["span_end"])
     store = candle_store.get_store()
     try:
-        longer, _ = store.filled_window(candle_source.get_source(), symbol, timeframe,
-                                        span_start - longer_warmup * tf.delta, span_end)
+        longer, _ = store.filled_window(
+            candle_source.get_source(), symbol, timeframe, span_start - longer_warmup * tf.delta, span_end
+        )
     finally:
         store.dispose()
     drifts = warmup_drift(frame, longer.frame, symbol, timeframe, warmup, config.tolerance)
     needed = max((d.bars_to_converge for d in drifts), default=0)
     history = len(longer.frame.loc[: span_start - tf.delta])
-    advice = (f"{timeframe} needs more than {warmup} warm-up bars: at least {needed} "
-              f"(lower CandleWindowConfig.warmup_tolerance or raise it by hand)") if drifts else ""
+    advice = (
+        (
+            f"{timeframe} needs more than {warmup} warm-up bars: at least {needed} "
+            f"(lower CandleWindowConfig.warmup_tolerance or raise it by hand)"
+        )
+        if drifts
+        else ""
+    )
     return AssetCheckResult(
         passed=not drifts,
         severity=AssetCheckSeverity.WARN,
         description=advice or None,
-        metadata={"partition": str(context.partition_key), "warmup_bars": warmup, "compared_with_bars": history,
-                  "moved_columns": MetadataValue.json([d.as_dict() for d in drifts]),
-                  "bars_needed": needed, "tolerance": config.tolerance},
+        metadata={
+            "partition": str(context.partition_key),
+            "warmup_bars": warmup,
+            "compared_with_bars": history,
+            "moved_columns": MetadataValue.json([d.as_dict() for d in drifts]),
+            "bars_needed": needed,
+            "tolerance": config.tolerance,
+        },
     )
 
 

@@ -15,8 +15,8 @@ import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetChecksDefinition,
+    AssetCheckSeverity,
     AssetsDefinition,
     Config,
     MetadataValue,
@@ -26,11 +26,12 @@ from pydantic import Field
 
 from trading_assets import quality
 from trading_assets.candles import CANDLE_COLUMNS
+from trading_assets.defs.assets import features, indicators, raw_candles
+from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.features import FEATURE_COLUMNS, TARGET
 from trading_assets.indicators import INDICATOR_COLUMNS
 from trading_assets.schemas import IndicatorsModel, RawCandlesModel, features_schema
-from trading_assets.defs.assets import features, indicators, raw_candles
-from trading_assets.defs.partitions import market_partitions, split_partition_key
+
 
 def _feature_columns(frame: pd.DataFrame) -> list[str]:
     """The built-in features plus any registered extra feature the frame carries (its scaler knows them)."""
@@ -60,10 +61,12 @@ class NanRateConfig(Config):
 class ContinuityConfig(Config):
     """When a complete but patched bar grid deserves a warning."""
 
-    max_filled_fraction: float = Field(default=0.05, ge=0, le=1,
-                                       description="WARN when more than this share of bars was filled")
-    min_coverage: float = Field(default=1.0, ge=0, le=1,
-                                description="WARN when fewer of the requested span's bars are present")
+    max_filled_fraction: float = Field(
+        default=0.05, ge=0, le=1, description="WARN when more than this share of bars was filled"
+    )
+    min_coverage: float = Field(
+        default=1.0, ge=0, le=1, description="WARN when fewer of the requested span's bars are present"
+    )
 
 
 def _context_metadata(context: AssetCheckExecutionContext) -> dict[str, Any]:
@@ -75,17 +78,27 @@ def _schema_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     name = asset_def.key.to_user_string()
     schema = SCHEMAS[name]
 
-    @asset_check(asset=asset_def, name="schema", partitions_def=market_partitions, blocking=True,
-                 description=f"Pandera schema of {name}: columns, dtypes and value rules.")
+    @asset_check(
+        asset=asset_def,
+        name="schema",
+        partitions_def=market_partitions,
+        blocking=True,
+        description=f"Pandera schema of {name}: columns, dtypes and value rules.",
+    )
     def check(context: AssetCheckExecutionContext, frame: pd.DataFrame) -> AssetCheckResult:
         failures = quality.schema_failures(frame, schema(frame))
         return AssetCheckResult(
             passed=not failures,
             severity=AssetCheckSeverity.ERROR,
-            description=None if not failures else "; ".join(
-                f"{f['column']}: {f['check']} x{f['count']}" for f in failures[:5]),
-            metadata={**_context_metadata(context), "failed_rules": len(failures),
-                      "failures": MetadataValue.json(failures), "rows": len(frame)},
+            description=None
+            if not failures
+            else "; ".join(f"{f['column']}: {f['check']} x{f['count']}" for f in failures[:5]),
+            metadata={
+                **_context_metadata(context),
+                "failed_rules": len(failures),
+                "failures": MetadataValue.json(failures),
+                "rows": len(frame),
+            },
         )
 
     return check
@@ -95,19 +108,28 @@ def _pollution_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     name = asset_def.key.to_user_string()
     numeric = NUMERIC_COLUMNS[name]
 
-    @asset_check(asset=asset_def, name="dtype_pollution", partitions_def=market_partitions, blocking=True,
-                 description=f"No strings/objects inside the numeric columns of {name}, no unexpected columns.")
+    @asset_check(
+        asset=asset_def,
+        name="dtype_pollution",
+        partitions_def=market_partitions,
+        blocking=True,
+        description=f"No strings/objects inside the numeric columns of {name}, no unexpected columns.",
+    )
     def check(context: AssetCheckExecutionContext, frame: pd.DataFrame) -> AssetCheckResult:
         found = quality.dtype_pollution(frame, numeric(frame))
         polluted = {c: f["count"] for c, f in found.columns.items()}
         return AssetCheckResult(
             passed=found.clean,
             severity=AssetCheckSeverity.ERROR,
-            description=None if found.clean else
-            f"non-numeric cells {polluted}, unexpected columns {list(found.unexpected_columns)}",
-            metadata={**_context_metadata(context), "polluted_cells": sum(polluted.values()),
-                      "polluted_columns": MetadataValue.json(found.columns),
-                      "unexpected_columns": MetadataValue.json(found.unexpected_columns)},
+            description=None
+            if found.clean
+            else f"non-numeric cells {polluted}, unexpected columns {list(found.unexpected_columns)}",
+            metadata={
+                **_context_metadata(context),
+                "polluted_cells": sum(polluted.values()),
+                "polluted_columns": MetadataValue.json(found.columns),
+                "unexpected_columns": MetadataValue.json(found.unexpected_columns),
+            },
         )
 
     return check
@@ -116,19 +138,32 @@ def _pollution_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
 def _nan_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     name = asset_def.key.to_user_string()
 
-    @asset_check(asset=asset_def, name="nan_rate", partitions_def=market_partitions, blocking=True,
-                 description=f"Share of NaN per column of {name} against its budget (default 0 %).")
+    @asset_check(
+        asset=asset_def,
+        name="nan_rate",
+        partitions_def=market_partitions,
+        blocking=True,
+        description=f"Share of NaN per column of {name} against its budget (default 0 %).",
+    )
     def check(context: AssetCheckExecutionContext, config: NanRateConfig, frame: pd.DataFrame) -> AssetCheckResult:
         rates = quality.nan_rates(frame)
-        over = {c: {"rate": r, "max": config.column_max_nan_rate.get(c, config.max_nan_rate)}
-                for c, r in rates.items() if r > config.column_max_nan_rate.get(c, config.max_nan_rate)}
+        over = {
+            c: {"rate": r, "max": config.column_max_nan_rate.get(c, config.max_nan_rate)}
+            for c, r in rates.items()
+            if r > config.column_max_nan_rate.get(c, config.max_nan_rate)
+        }
         return AssetCheckResult(
             passed=not over,
             severity=AssetCheckSeverity.ERROR,
-            description=None if not over else "NaN over budget: " + ", ".join(
-                f"{c} {v['rate']:.2%} > {v['max']:.2%}" for c, v in over.items()),
-            metadata={**_context_metadata(context), "max_nan_rate": max(rates.values(), default=0.0),
-                      "over_budget": MetadataValue.json(over), "nan_rates": MetadataValue.json(rates)},
+            description=None
+            if not over
+            else "NaN over budget: " + ", ".join(f"{c} {v['rate']:.2%} > {v['max']:.2%}" for c, v in over.items()),
+            metadata={
+                **_context_metadata(context),
+                "max_nan_rate": max(rates.values(), default=0.0),
+                "over_budget": MetadataValue.json(over),
+                "nan_rates": MetadataValue.json(rates),
+            },
         )
 
     return check
@@ -137,9 +172,14 @@ def _nan_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
 def _continuity_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     name = asset_def.key.to_user_string()
 
-    @asset_check(asset=asset_def, name="continuity", partitions_def=market_partitions, blocking=True,
-                 description=f"{name}: no duplicated or disordered bars, no holes in the grid, coverage of the "
-                 "requested span; WARN when many bars were filled.")
+    @asset_check(
+        asset=asset_def,
+        name="continuity",
+        partitions_def=market_partitions,
+        blocking=True,
+        description=f"{name}: no duplicated or disordered bars, no holes in the grid, coverage of the "
+        "requested span; WARN when many bars were filled.",
+    )
     def check(context: AssetCheckExecutionContext, config: ContinuityConfig, frame: pd.DataFrame) -> AssetCheckResult:
         _, timeframe = split_partition_key(context.partition_key)
         attrs = frame.attrs
@@ -149,30 +189,46 @@ def _continuity_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
         broken = c.duplicated_timestamps or c.out_of_order or c.gaps
         filled_fraction = c.filled_bars / c.rows if c.rows else 0.0
         warn = filled_fraction > config.max_filled_fraction or c.coverage < config.min_coverage
-        problems = [text for cond, text in (
-            (c.duplicated_timestamps, f"{c.duplicated_timestamps} duplicated timestamps"),
-            (c.out_of_order, f"{c.out_of_order} bars out of order"),
-            (c.gaps, f"{c.gaps} gaps ({c.missing_bars} missing bars)"),
-            (filled_fraction > config.max_filled_fraction, f"{filled_fraction:.1%} of bars filled"),
-            (c.coverage < config.min_coverage, f"coverage {c.coverage:.1%} of the requested span"),
-        ) if cond]
+        problems = [
+            text
+            for cond, text in (
+                (c.duplicated_timestamps, f"{c.duplicated_timestamps} duplicated timestamps"),
+                (c.out_of_order, f"{c.out_of_order} bars out of order"),
+                (c.gaps, f"{c.gaps} gaps ({c.missing_bars} missing bars)"),
+                (filled_fraction > config.max_filled_fraction, f"{filled_fraction:.1%} of bars filled"),
+                (c.coverage < config.min_coverage, f"coverage {c.coverage:.1%} of the requested span"),
+            )
+            if cond
+        ]
         return AssetCheckResult(
             passed=not (broken or warn),
             severity=AssetCheckSeverity.ERROR if broken else AssetCheckSeverity.WARN,
             description="; ".join(problems) or None,
-            metadata={**_context_metadata(context), "rows": c.rows, "expected_rows": c.expected_rows,
-                      "coverage": c.coverage, "duplicated_timestamps": c.duplicated_timestamps,
-                      "out_of_order": c.out_of_order, "gaps": c.gaps, "missing_bars": c.missing_bars,
-                      "filled_bars": c.filled_bars, "filled_fraction": filled_fraction,
-                      "gap_examples": MetadataValue.json(c.gap_examples),
-                      "duplicate_examples": MetadataValue.json(c.duplicate_examples)},
+            metadata={
+                **_context_metadata(context),
+                "rows": c.rows,
+                "expected_rows": c.expected_rows,
+                "coverage": c.coverage,
+                "duplicated_timestamps": c.duplicated_timestamps,
+                "out_of_order": c.out_of_order,
+                "gaps": c.gaps,
+                "missing_bars": c.missing_bars,
+                "filled_bars": c.filled_bars,
+                "filled_fraction": filled_fraction,
+                "gap_examples": MetadataValue.json(c.gap_examples),
+                "duplicate_examples": MetadataValue.json(c.duplicate_examples),
+            },
         )
 
     return check
 
 
 data_checks: list[AssetChecksDefinition] = [
-    *(factory(a) for a in (raw_candles, indicators, features) for factory in (_schema_check, _pollution_check, _nan_check)),
+    *(
+        factory(a)
+        for a in (raw_candles, indicators, features)
+        for factory in (_schema_check, _pollution_check, _nan_check)
+    ),
     _continuity_check(raw_candles),
     _continuity_check(indicators),
 ]

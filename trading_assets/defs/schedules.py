@@ -23,9 +23,9 @@ from dagster import (
     schedule,
 )
 
-from trading_assets.timeframes import TIMEFRAMES
 from trading_assets.defs.jobs import market_data_job, training_job
 from trading_assets.defs.partitions import SYMBOL_PARTITIONS_NAME, partition_key, split_partition_key
+from trading_assets.timeframes import TIMEFRAMES
 
 DEFAULT_REFRESH_CRONS = {
     "1m": "*/5 * * * *",
@@ -40,24 +40,36 @@ DEFAULT_TRAINING_CRON = "0 3 * * 0"  # weekly, Sunday 03:00 UTC
 
 
 def refresh_schedule(timeframe: str, cron: str) -> ScheduleDefinition:
-    @schedule(name=f"refresh_{timeframe}", cron_schedule=cron, job=market_data_job, execution_timezone="UTC",
-              default_status=DefaultScheduleStatus.STOPPED,
-              description=f"Refresh the newest {timeframe} candles and their indicators and features, all symbols.")
+    @schedule(
+        name=f"refresh_{timeframe}",
+        cron_schedule=cron,
+        job=market_data_job,
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.STOPPED,
+        description=f"Refresh the newest {timeframe} candles and their indicators and features, all symbols.",
+    )
     def _refresh(context: ScheduleEvaluationContext):
         symbols = context.instance.get_dynamic_partitions(SYMBOL_PARTITIONS_NAME)
         if not symbols:
             return SkipReason("no symbols registered")
         tick = context.scheduled_execution_time.isoformat()
-        return [RunRequest(run_key=f"{partition_key(s, timeframe)}@{tick}", partition_key=partition_key(s, timeframe))
-                for s in symbols]
+        return [
+            RunRequest(run_key=f"{partition_key(s, timeframe)}@{tick}", partition_key=partition_key(s, timeframe))
+            for s in symbols
+        ]
 
     return _refresh
 
 
 def training_schedule(cron: str) -> ScheduleDefinition:
-    @schedule(name="train_models", cron_schedule=cron, job=training_job, execution_timezone="UTC",
-              default_status=DefaultScheduleStatus.STOPPED,
-              description="Retrain trained_model for every partition whose features exist, on its own cadence.")
+    @schedule(
+        name="train_models",
+        cron_schedule=cron,
+        job=training_job,
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.STOPPED,
+        description="Retrain trained_model for every partition whose features exist, on its own cadence.",
+    )
     def _train(context: ScheduleEvaluationContext):
         keys = context.instance.get_materialized_partitions(AssetKey("features"))
         symbols = set(context.instance.get_dynamic_partitions(SYMBOL_PARTITIONS_NAME))
@@ -73,5 +85,7 @@ def training_schedule(cron: str) -> ScheduleDefinition:
 def build_schedules() -> list[ScheduleDefinition]:
     """The refresh schedules of every timeframe and the training schedule, cadences from the environment."""
     crons = {tf: os.environ.get(f"TRADING_REFRESH_CRON_{tf.upper()}", DEFAULT_REFRESH_CRONS[tf]) for tf in TIMEFRAMES}
-    return [*(refresh_schedule(tf, cron) for tf, cron in crons.items()),
-            training_schedule(os.environ.get("TRADING_TRAINING_CRON", DEFAULT_TRAINING_CRON))]
+    return [
+        *(refresh_schedule(tf, cron) for tf, cron in crons.items()),
+        training_schedule(os.environ.get("TRADING_TRAINING_CRON", DEFAULT_TRAINING_CRON)),
+    ]

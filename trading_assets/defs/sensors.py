@@ -8,16 +8,15 @@ No `from __future__ import annotations` here: Dagster reads the resource annotat
 
 import json
 import os
-from pathlib import Path
-
 from collections.abc import Sequence
+from pathlib import Path
 
 from dagster import (
     AssetCheckKey,
     AssetChecksDefinition,
     ConfigurableResource,
-    DagsterInstance,
     DagsterEventType,
+    DagsterInstance,
     DefaultSensorStatus,
     SensorDefinition,
     SensorEvaluationContext,
@@ -34,18 +33,30 @@ from trading_assets.alerts import CheckAlert, deliver
 from trading_assets.settings import data_dir
 
 _PAGE = 100
-_FIGURE_KEYS = ("polluted_cells", "max_nan_rate", "failed_rules", "coverage", "gaps", "duplicated_timestamps",
-                "filled_fraction", "rows")
+_FIGURE_KEYS = (
+    "polluted_cells",
+    "max_nan_rate",
+    "failed_rules",
+    "coverage",
+    "gaps",
+    "duplicated_timestamps",
+    "filled_fraction",
+    "rows",
+)
 
 
 class AlertResource(ConfigurableResource):
     """Where alerts go. Unset fields fall back to environment variables at send time."""
 
-    webhook_url: str | None = Field(default=None, description="Slack-compatible incoming webhook; "
-                                    "default $TRADING_ALERT_WEBHOOK_URL (none: log file only)")
+    webhook_url: str | None = Field(
+        default=None,
+        description="Slack-compatible incoming webhook; default $TRADING_ALERT_WEBHOOK_URL (none: log file only)",
+    )
     log_path: str | None = Field(default=None, description="JSON-lines alert log; default <data dir>/alerts.jsonl")
-    webui_url: str | None = Field(default=None, description="Base URL of the Dagster UI for run links; "
-                                  "default $DAGSTER_WEBUI_URL or http://127.0.0.1:3000")
+    webui_url: str | None = Field(
+        default=None,
+        description="Base URL of the Dagster UI for run links; default $DAGSTER_WEBUI_URL or http://127.0.0.1:3000",
+    )
     retries: int = Field(default=3, ge=0, description="Webhook retries before giving up on one alert")
     backoff_seconds: float = Field(default=1.0, ge=0, description="First retry delay, doubled each time")
 
@@ -77,13 +88,22 @@ def _failed_steps(instance: DagsterInstance, run_id: str) -> set[str]:
     return {e.step_key for e in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)}
 
 
-def _alert_for(record: AssetCheckExecutionRecord, alerts: AlertResource, planned: bool,
-               partition_tag: str | None) -> CheckAlert:
+def _alert_for(
+    record: AssetCheckExecutionRecord, alerts: AlertResource, planned: bool, partition_tag: str | None
+) -> CheckAlert:
     if planned:  # the check's own step crashed before producing a result
-        return CheckAlert(record.id, record.key.asset_key.to_user_string(), record.partition or partition_tag,
-                          record.key.name,
-                          "ERROR", "the check crashed before producing a result (see the run's logs)", {},
-                          record.run_id, alerts.run_url(record.run_id), record.create_timestamp)
+        return CheckAlert(
+            record.id,
+            record.key.asset_key.to_user_string(),
+            record.partition or partition_tag,
+            record.key.name,
+            "ERROR",
+            "the check crashed before producing a result (see the run's logs)",
+            {},
+            record.run_id,
+            alerts.run_url(record.run_id),
+            record.create_timestamp,
+        )
     evaluation = record.event.dagster_event.event_specific_data
     metadata = {k: v.value for k, v in evaluation.metadata.items()}
     return CheckAlert(
@@ -100,7 +120,9 @@ def _alert_for(record: AssetCheckExecutionRecord, alerts: AlertResource, planned
     )
 
 
-def build_alert_sensor(checks: Sequence[AssetChecksDefinition], interval_seconds: int | None = None) -> SensorDefinition:
+def build_alert_sensor(
+    checks: Sequence[AssetChecksDefinition], interval_seconds: int | None = None
+) -> SensorDefinition:
     """A sensor alerting once on each failed evaluation of ``checks``, every ``interval_seconds``
     (default ``$TRADING_ALERT_SENSOR_INTERVAL`` or 30).
 
@@ -112,9 +134,12 @@ def build_alert_sensor(checks: Sequence[AssetChecksDefinition], interval_seconds
     step_of = {key: c.node_def.name for c in checks for key in c.check_keys}
     check_keys = list(step_of)
 
-    @sensor(name="asset_check_alerts", minimum_interval_seconds=interval_seconds,
-            default_status=DefaultSensorStatus.RUNNING,
-            description="Alerts (webhook + log file) on each new failed asset-check evaluation.")
+    @sensor(
+        name="asset_check_alerts",
+        minimum_interval_seconds=interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Alerts (webhook + log file) on each new failed asset-check evaluation.",
+    )
     def asset_check_alerts(context: SensorEvaluationContext, alerts: AlertResource):
         cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
         sent = 0
@@ -130,12 +155,23 @@ def build_alert_sensor(checks: Sequence[AssetChecksDefinition], interval_seconds
                         continue
                 if record.status != AssetCheckExecutionRecordStatus.SUCCEEDED:
                     run = context.instance.get_run_by_id(record.run_id)
-                    alert = _alert_for(record, alerts, record.status == AssetCheckExecutionRecordStatus.PLANNED,
-                                       run.tags.get("dagster/partition") if run else None)
-                    delivered = deliver(alert, alerts.resolved_log_path(), alerts.resolved_webhook(),
-                                        alerts.retries, alerts.backoff_seconds)
-                    context.log.info(f"alert {alert.asset} {alert.partition} {alert.check}: webhook "
-                                     f"{'delivered' if delivered else 'not delivered'}")
+                    alert = _alert_for(
+                        record,
+                        alerts,
+                        record.status == AssetCheckExecutionRecordStatus.PLANNED,
+                        run.tags.get("dagster/partition") if run else None,
+                    )
+                    delivered = deliver(
+                        alert,
+                        alerts.resolved_log_path(),
+                        alerts.resolved_webhook(),
+                        alerts.retries,
+                        alerts.backoff_seconds,
+                    )
+                    context.log.info(
+                        f"alert {alert.asset} {alert.partition} {alert.check}: webhook "
+                        f"{'delivered' if delivered else 'not delivered'}"
+                    )
                     sent += 1
                 cursor[name] = record.id
                 context.update_cursor(json.dumps(cursor, sort_keys=True))  # after each alert: never sent twice

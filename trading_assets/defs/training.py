@@ -20,12 +20,12 @@ from dagster import (
 )
 from pydantic import Field
 
+from trading_assets.defs.jobs import GPU_K8S_CONFIG
+from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.errors import CandleDataError
 from trading_assets.settings import default_tracking_uri
 from trading_assets.splits import chronological_split
 from trading_assets.training.config import PRESETS, ModelConfig, TrainConfig
-from trading_assets.defs.jobs import GPU_K8S_CONFIG
-from trading_assets.defs.partitions import market_partitions, split_partition_key
 
 GPU_POOL = "gpu"
 
@@ -33,7 +33,9 @@ GPU_POOL = "gpu"
 class MlflowResource(ConfigurableResource):
     """Where training runs are tracked: one MLflow run per materialized partition."""
 
-    tracking_uri: str | None = Field(default=None, description="default $MLFLOW_TRACKING_URI, else SQLite in the data dir")
+    tracking_uri: str | None = Field(
+        default=None, description="default $MLFLOW_TRACKING_URI, else SQLite in the data dir"
+    )
     experiment: str = Field(default="trading_assets", description="MLflow experiment name")
 
     def resolved_uri(self) -> str:
@@ -69,15 +71,29 @@ class TrainedModelConfig(Config):
 
     def resolve(self) -> tuple[ModelConfig, TrainConfig]:
         model = ModelConfig(self.model, self.hidden_size, self.num_layers, self.dropout, self.num_heads)
-        training = TrainConfig(self.epochs, self.batch_size, self.learning_rate, self.weight_decay, self.patience,
-                               self.grad_clip, self.seed, self.device, self.amp)
+        training = TrainConfig(
+            self.epochs,
+            self.batch_size,
+            self.learning_rate,
+            self.weight_decay,
+            self.patience,
+            self.grad_clip,
+            self.seed,
+            self.device,
+            self.amp,
+        )
         if self.preset:
             if self.preset not in PRESETS:
                 raise ValueError(f"unknown preset {self.preset!r}; expected one of {sorted(PRESETS)}")
             preset_model, preset_train = PRESETS[self.preset]
             model = preset_model
-            training = TrainConfig(**{**asdict(training), "learning_rate": preset_train.learning_rate,
-                                      "batch_size": preset_train.batch_size})
+            training = TrainConfig(
+                **{
+                    **asdict(training),
+                    "learning_rate": preset_train.learning_rate,
+                    "batch_size": preset_train.batch_size,
+                }
+            )
         return model, training
 
 
@@ -87,13 +103,19 @@ class TrainedModelConfig(Config):
     kinds={"pytorch", "mlflow"},
     pool=GPU_POOL,
     op_tags={"dagster-k8s/config": GPU_K8S_CONFIG},  # per-step pods under k8s_job_executor
-    check_specs=[AssetCheckSpec("beats_baseline", asset="trained_model",
-                                description="WARN when validation loss does not beat the best naive baseline")],
+    check_specs=[
+        AssetCheckSpec(
+            "beats_baseline",
+            asset="trained_model",
+            description="WARN when validation loss does not beat the best naive baseline",
+        )
+    ],
     description="A PyTorch sequence model per partition, trained on the chronological train span of `features`, "
     "tracked in MLflow and registered as trading_assets-<symbol>-<timeframe>.",
 )
-def trained_model(context: AssetExecutionContext, config: TrainedModelConfig, features: pd.DataFrame,
-                  mlflow_tracking: MlflowResource) -> MaterializeResult:
+def trained_model(
+    context: AssetExecutionContext, config: TrainedModelConfig, features: pd.DataFrame, mlflow_tracking: MlflowResource
+) -> MaterializeResult:
     # torch and mlflow load here, not with the code location: data steps and the UI stay light
     from trading_assets.training.models import build_model
     from trading_assets.training.sequences import build_sequences
@@ -107,30 +129,54 @@ def trained_model(context: AssetExecutionContext, config: TrainedModelConfig, fe
     validation_fraction = feature_config.get("validation_fraction", 0.15)
     gap = feature_config.get("split_gap", config.seq_len + config.horizon)
     if gap < config.seq_len + config.horizon - 1:
-        raise CandleDataError(symbol, timeframe, f"the features' split gap ({gap} rows) is shorter than seq_len + "
-                              f"horizon - 1 ({config.seq_len + config.horizon - 1}); raise features.split_gap")
+        raise CandleDataError(
+            symbol,
+            timeframe,
+            f"the features' split gap ({gap} rows) is shorter than seq_len + "
+            f"horizon - 1 ({config.seq_len + config.horizon - 1}); raise features.split_gap",
+        )
     split = chronological_split(len(features), train_fraction, validation_fraction, gap)
     scaler = features.attrs.get("scaler", {})
     train_end = features.index[split.train.stop - 1]
     if scaler and pd.Timestamp(scaler["fit_end"]) > train_end:
-        raise CandleDataError(symbol, timeframe, f"the scaler was fit up to {scaler['fit_end']}, past the train span's "
-                              f"end {train_end.isoformat()}: validation data leaked into the scaling")
+        raise CandleDataError(
+            symbol,
+            timeframe,
+            f"the scaler was fit up to {scaler['fit_end']}, past the train span's "
+            f"end {train_end.isoformat()}: validation data leaked into the scaling",
+        )
 
     client, experiment_id = connect(mlflow_tracking.resolved_uri(), mlflow_tracking.experiment)  # fail early
     data = build_sequences(features, config.seq_len, config.horizon, train_fraction, validation_fraction, gap)
     model = build_model(len(data.feature_columns), model_config)
-    run = client.create_run(experiment_id, run_name=f"{symbol}|{timeframe}", tags={
-        "symbol": symbol, "timeframe": timeframe, "partition_key": str(context.partition_key),
-        "dagster_run_id": context.run_id, "dagster_asset": "trained_model"})
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{symbol}|{timeframe}",
+        tags={
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "partition_key": str(context.partition_key),
+            "dagster_run_id": context.run_id,
+            "dagster_asset": "trained_model",
+        },
+    )
     run_id = run.info.run_id
     try:
-        params = {**{f"model.{k}": v for k, v in asdict(model_config).items()},
-                  **{f"train.{k}": v for k, v in asdict(train_config).items()},
-                  "seq_len": config.seq_len, "horizon": config.horizon, "split_gap": gap,
-                  "train_fraction": train_fraction, "validation_fraction": validation_fraction,
-                  "train_samples": len(data.train_ends), "validation_samples": len(data.validation_ends),
-                  "test_samples": len(data.test_ends), "n_features": len(data.feature_columns),
-                  "parameters": sum(p.numel() for p in model.parameters()), "preset": config.preset or "none"}
+        params = {
+            **{f"model.{k}": v for k, v in asdict(model_config).items()},
+            **{f"train.{k}": v for k, v in asdict(train_config).items()},
+            "seq_len": config.seq_len,
+            "horizon": config.horizon,
+            "split_gap": gap,
+            "train_fraction": train_fraction,
+            "validation_fraction": validation_fraction,
+            "train_samples": len(data.train_ends),
+            "validation_samples": len(data.validation_ends),
+            "test_samples": len(data.test_ends),
+            "n_features": len(data.feature_columns),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "preset": config.preset or "none",
+        }
         for key, value in params.items():
             client.log_param(run_id, key, value)
 
@@ -140,10 +186,12 @@ def trained_model(context: AssetExecutionContext, config: TrainedModelConfig, fe
             context.log.info(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
 
         model, report = train(model, data, train_config, on_epoch)
-        predictor = SequencePredictor(model, data.feature_columns, config.seq_len, config.horizon,
-                                      report.target_mean, report.target_std)
-        registered = log_training_run(client, mlflow_tracking.resolved_uri(), run_id, predictor, features, report,
-                                      symbol, timeframe)
+        predictor = SequencePredictor(
+            model, data.feature_columns, config.seq_len, config.horizon, report.target_mean, report.target_std
+        )
+        registered = log_training_run(
+            client, mlflow_tracking.resolved_uri(), run_id, predictor, features, report, symbol, timeframe
+        )
         client.set_terminated(run_id, "FINISHED")
     except BaseException:
         client.set_terminated(run_id, "FAILED")
@@ -155,25 +203,41 @@ def trained_model(context: AssetExecutionContext, config: TrainedModelConfig, fe
         metadata={
             "mlflow_run_id": run_id,
             "mlflow_run": MetadataValue.url(mlflow_tracking.run_link(experiment_id, run_id))
-            if mlflow_tracking.resolved_uri().startswith("http") else mlflow_tracking.run_link(experiment_id, run_id),
+            if mlflow_tracking.resolved_uri().startswith("http")
+            else mlflow_tracking.run_link(experiment_id, run_id),
             "registered_model": registered["registered_model"],
             "registered_version": registered["registered_version"],
             "load_with": MetadataValue.md(
-                f"`mlflow.pyfunc.load_model(\"{registered['registered_uri']}\").predict(features_frame)`"),
+                f'`mlflow.pyfunc.load_model("{registered["registered_uri"]}").predict(features_frame)`'
+            ),
             "device": report.device,
-            "train_loss": report.train_loss, "val_loss": report.val_loss, "test_loss": report.test_loss,
-            "best_epoch": report.best_epoch, "epochs_run": report.epochs_run,
-            "wall_seconds": report.wall_seconds, "samples_per_second": report.samples_per_second,
+            "train_loss": report.train_loss,
+            "val_loss": report.val_loss,
+            "test_loss": report.test_loss,
+            "best_epoch": report.best_epoch,
+            "epochs_run": report.epochs_run,
+            "wall_seconds": report.wall_seconds,
+            "samples_per_second": report.samples_per_second,
             "peak_gpu_memory_mb": report.peak_gpu_memory_mb if report.peak_gpu_memory_mb is not None else 0.0,
             "baselines": MetadataValue.json(report.baselines),
             "features_sha256": content_hash(features),
         },
-        check_results=[AssetCheckResult(
-            check_name="beats_baseline", passed=beats, severity=AssetCheckSeverity.WARN,
-            description=None if beats else f"validation loss {report.val_loss:.4g} does not beat the "
-            f"{best_baseline} baseline ({report.baselines[best_baseline]['val_loss']:.4g})",
-            metadata={"val_loss": report.val_loss, "best_baseline": best_baseline,
-                      "best_baseline_val_loss": report.baselines[best_baseline]["val_loss"],
-                      "test_loss": report.test_loss,
-                      "baseline_test_loss": report.baselines[best_baseline]["test_loss"]})],
+        check_results=[
+            AssetCheckResult(
+                check_name="beats_baseline",
+                passed=beats,
+                severity=AssetCheckSeverity.WARN,
+                description=None
+                if beats
+                else f"validation loss {report.val_loss:.4g} does not beat the "
+                f"{best_baseline} baseline ({report.baselines[best_baseline]['val_loss']:.4g})",
+                metadata={
+                    "val_loss": report.val_loss,
+                    "best_baseline": best_baseline,
+                    "best_baseline_val_loss": report.baselines[best_baseline]["val_loss"],
+                    "test_loss": report.test_loss,
+                    "baseline_test_loss": report.baselines[best_baseline]["test_loss"],
+                },
+            )
+        ],
     )

@@ -68,7 +68,9 @@ def read_candle_file(path: Path, symbol: str, timeframe: str) -> pd.DataFrame:
             columns[canonical] = found
     missing = [c for c in ALIASES if c not in columns and c != "value"]
     if missing:
-        raise CandleDataError(symbol, timeframe, f"{path} lacks columns {missing} (have {list(raw.columns)})", missing[0])
+        raise CandleDataError(
+            symbol, timeframe, f"{path} lacks columns {missing} (have {list(raw.columns)})", missing[0]
+        )
     frame = raw[list(columns.values())].rename(columns={v: k for k, v in columns.items()})
     times = frame["open_time"]
     if pd.api.types.is_numeric_dtype(times):
@@ -77,12 +79,14 @@ def read_candle_file(path: Path, symbol: str, timeframe: str) -> pd.DataFrame:
         parsed = pd.to_datetime(times, utc=True, errors="coerce", format="mixed")
         bad = parsed.isna() & times.notna()
         if bad.any():
-            raise CandleDataError(symbol, timeframe, f"unparseable timestamps in {path}", "open_time",
-                                  times[bad].head(5).tolist())
+            raise CandleDataError(
+                symbol, timeframe, f"unparseable timestamps in {path}", "open_time", times[bad].head(5).tolist()
+            )
         frame["open_time"] = parsed
     if "value" not in frame.columns:
-        log.warning("%s %s: %s has no turnover column; estimating value = volume x typical price",
-                    symbol, timeframe, path)
+        log.warning(
+            "%s %s: %s has no turnover column; estimating value = volume x typical price", symbol, timeframe, path
+        )
         prices = frame[["high", "low", "close"]].apply(pd.to_numeric, errors="coerce")
         frame["value"] = pd.to_numeric(frame["volume"], errors="coerce") * prices.mean(axis=1)
     return normalize_candles(frame[["open_time", *CANDLE_COLUMNS]], symbol, timeframe)

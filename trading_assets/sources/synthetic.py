@@ -26,7 +26,9 @@ ANCHOR = pd.Timestamp("2015-01-01", tz="UTC")
 _N_DAYS = 40_000  # daily walk length from ANCHOR (to the 2120s)
 _REGIME_VOL = np.array([0.012, 0.03, 0.07])  # daily log-return volatility per regime
 _REGIME_STAY = 0.97
-_DAILY_TURNOVER = 5e10  # quote currency traded per day in the normal regime  # daily probability of staying in the current regime
+_DAILY_TURNOVER = (
+    5e10  # quote currency traded per day in the normal regime  # daily probability of staying in the current regime
+)
 
 
 def _symbol_key(symbol: str) -> int:

@@ -70,8 +70,9 @@ class UpbitSource:
         rows: list[dict[str, Any]] = []
         to = end
         while to > start:
-            page = self._get(path, {"market": symbol, "to": to.strftime("%Y-%m-%dT%H:%M:%SZ"), "count": PAGE_SIZE},
-                             symbol, timeframe)
+            page = self._get(
+                path, {"market": symbol, "to": to.strftime("%Y-%m-%dT%H:%M:%SZ"), "count": PAGE_SIZE}, symbol, timeframe
+            )
             if not page:
                 break
             rows.extend(page)

@@ -32,6 +32,8 @@ class TrainConfig:
 
 # The research team's bidirectional LSTM.
 PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
-    "research": (ModelConfig("bilstm", hidden_size=1024, num_layers=4, dropout=0.2),
-                 TrainConfig(learning_rate=5e-4, batch_size=128)),
+    "research": (
+        ModelConfig("bilstm", hidden_size=1024, num_layers=4, dropout=0.2),
+        TrainConfig(learning_rate=5e-4, batch_size=128),
+    ),
 }

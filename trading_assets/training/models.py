@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import nn
 
@@ -16,10 +17,17 @@ class RecurrentRegressor(nn.Module):
         super().__init__()
         rnn = nn.GRU if config.kind == "gru" else nn.LSTM
         self.bidirectional = config.kind == "bilstm"
-        self.rnn = rnn(n_features, config.hidden_size, config.num_layers, batch_first=True,
-                       dropout=config.dropout if config.num_layers > 1 else 0.0, bidirectional=self.bidirectional)
-        self.head = nn.Sequential(nn.Dropout(config.dropout),
-                                  nn.Linear(config.hidden_size * (2 if self.bidirectional else 1), 1))
+        self.rnn = rnn(
+            n_features,
+            config.hidden_size,
+            config.num_layers,
+            batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            bidirectional=self.bidirectional,
+        )
+        self.head = nn.Sequential(
+            nn.Dropout(config.dropout), nn.Linear(config.hidden_size * (2 if self.bidirectional else 1), 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)

@@ -46,17 +46,33 @@ class SequenceData:
     def to(self, device: torch.device) -> SequenceData:
         pin = device.type == "cuda"
         move = (lambda t: t.pin_memory().to(device, non_blocking=True)) if pin else (lambda t: t.to(device))
-        return SequenceData(move(self.features), move(self.labels), move(self.last_return), self.seq_len,
-                            self.horizon, self.split, self.train_ends.to(device), self.validation_ends.to(device),
-                            self.test_ends.to(device), self.feature_columns, self.index)
+        return SequenceData(
+            move(self.features),
+            move(self.labels),
+            move(self.last_return),
+            self.seq_len,
+            self.horizon,
+            self.split,
+            self.train_ends.to(device),
+            self.validation_ends.to(device),
+            self.test_ends.to(device),
+            self.feature_columns,
+            self.index,
+        )
 
 
 def _ends(span: range, seq_len: int, horizon: int) -> torch.Tensor:
     return torch.arange(span.start + seq_len - 1, span.stop - horizon + 1, dtype=torch.long)
 
 
-def build_sequences(frame: pd.DataFrame, seq_len: int, horizon: int = 1, train_fraction: float = 0.7,
-                    validation_fraction: float = 0.15, gap: int | None = None) -> SequenceData:
+def build_sequences(
+    frame: pd.DataFrame,
+    seq_len: int,
+    horizon: int = 1,
+    train_fraction: float = 0.7,
+    validation_fraction: float = 0.15,
+    gap: int | None = None,
+) -> SequenceData:
     """Windows over ``frame`` (features + ``target``) and the chronological split of their samples."""
     if seq_len < 1 or horizon < 1:
         raise ValueError(f"seq_len ({seq_len}) and horizon ({horizon}) must be positive")
@@ -76,6 +92,14 @@ def build_sequences(frame: pd.DataFrame, seq_len: int, horizon: int = 1, train_f
     ends = [_ends(span, seq_len, horizon) for span in (split.train, split.validation, split.test)]
     if min(len(e) for e in ends) == 0:
         raise ValueError(f"{n} rows give an empty span for seq_len {seq_len}, horizon {horizon}, gap {gap}")
-    return SequenceData(torch.from_numpy(values), torch.from_numpy(labels.astype(np.float32)),
-                        torch.from_numpy(last.astype(np.float32)), seq_len, horizon, split, *ends, columns,
-                        frame.index)
+    return SequenceData(
+        torch.from_numpy(values),
+        torch.from_numpy(labels.astype(np.float32)),
+        torch.from_numpy(last.astype(np.float32)),
+        seq_len,
+        horizon,
+        split,
+        *ends,
+        columns,
+        frame.index,
+    )

@@ -70,8 +70,15 @@ def connect(tracking_uri: str, experiment: str, timeout: float = 5.0) -> tuple[M
 class SequencePredictor(mlflow.pyfunc.PythonModel):
     """Predicts from a features frame: one value per row, NaN until a full window exists."""
 
-    def __init__(self, model: torch.nn.Module, feature_columns: list[str], seq_len: int, horizon: int,
-                 target_mean: float, target_std: float) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        feature_columns: list[str],
+        seq_len: int,
+        horizon: int,
+        target_mean: float,
+        target_std: float,
+    ) -> None:
         self.model = model.to("cpu").eval()
         self.feature_columns = feature_columns
         self.seq_len = seq_len
@@ -110,11 +117,20 @@ def log_training_run(
     signature = infer_signature(example, predictor.predict(None, example))
     name = registered_model_name(symbol, timeframe)
     with mlflow.start_run(run_id=run_id):
-        dataset = mlflow.data.from_pandas(features.reset_index(), name=f"features-{symbol}-{timeframe}",
-                                          digest=content_hash(features)[:32], targets=TARGET)
+        dataset = mlflow.data.from_pandas(
+            features.reset_index(),
+            name=f"features-{symbol}-{timeframe}",
+            digest=content_hash(features)[:32],
+            targets=TARGET,
+        )
         mlflow.log_input(dataset, context="training")
-        info = mlflow.pyfunc.log_model(name="model", python_model=predictor, signature=signature,
-                                       input_example=example, registered_model_name=name)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=predictor, signature=signature, input_example=example, registered_model_name=name
+        )
     version = info.registered_model_version
-    return {"model_uri": info.model_uri, "registered_model": name, "registered_version": str(version),
-            "registered_uri": f"models:/{name}/{version}"}
+    return {
+        "model_uri": info.model_uri,
+        "registered_model": name,
+        "registered_version": str(version),
+        "registered_uri": f"models:/{name}/{version}",
+    }

@@ -45,8 +45,11 @@ class TrainReport:
         return min(b["val_loss"] for b in self.baselines.values())
 
     def metrics(self) -> dict[str, float]:
-        out = {k: float(v) for k, v in asdict(self).items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
+        out = {
+            k: float(v)
+            for k, v in asdict(self).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None
+        }
         for name, losses in self.baselines.items():
             out.update({f"baseline_{name}_{k}": v for k, v in losses.items()})
         return out
@@ -82,8 +85,16 @@ def _autocast(device: torch.device, amp: bool):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: SequenceData, ends: torch.Tensor, batch_size: int, mean: float, std: float,
-             device: torch.device, amp: bool) -> float:
+def evaluate(
+    model: nn.Module,
+    data: SequenceData,
+    ends: torch.Tensor,
+    batch_size: int,
+    mean: float,
+    std: float,
+    device: torch.device,
+    amp: bool,
+) -> float:
     """MSE in return units over the samples ending at ``ends``."""
     model.eval()
     total, count = 0.0, 0
@@ -96,8 +107,12 @@ def evaluate(model: nn.Module, data: SequenceData, ends: torch.Tensor, batch_siz
     return total / max(count, 1)
 
 
-def train(model: nn.Module, data: SequenceData, config: TrainConfig,
-          on_epoch: Callable[[int, dict[str, float]], Any] | None = None) -> tuple[nn.Module, TrainReport]:
+def train(
+    model: nn.Module,
+    data: SequenceData,
+    config: TrainConfig,
+    on_epoch: Callable[[int, dict[str, float]], Any] | None = None,
+) -> tuple[nn.Module, TrainReport]:
     """Train ``model`` on ``data``; returns the best-validation model (on the CPU) and the report."""
     device = select_device(config.device)
     torch.manual_seed(config.seed)
@@ -137,8 +152,12 @@ def train(model: nn.Module, data: SequenceData, config: TrainConfig,
             train_seconds += epoch_train_seconds
             samples += seen
             val_loss = evaluate(model, data, data.validation_ends, config.batch_size * 4, mean, std, device, config.amp)
-            metrics = {"train_loss": running / seen * std**2, "val_loss": val_loss,
-                       "train_seconds": epoch_train_seconds, "epoch_seconds": time.perf_counter() - epoch_start}
+            metrics = {
+                "train_loss": running / seen * std**2,
+                "val_loss": val_loss,
+                "train_seconds": epoch_train_seconds,
+                "epoch_seconds": time.perf_counter() - epoch_start,
+            }
             history.append({"epoch": epoch, **metrics})
             if on_epoch:
                 on_epoch(epoch, metrics)
@@ -155,17 +174,28 @@ def train(model: nn.Module, data: SequenceData, config: TrainConfig,
         test_loss = evaluate(model, data, data.test_ends, config.batch_size * 4, mean, std, device, config.amp)
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
         report = TrainReport(
-            train_loss=train_loss, val_loss=best_val, test_loss=test_loss, best_epoch=best_epoch,
-            epochs_run=len(history), wall_seconds=time.perf_counter() - started,
+            train_loss=train_loss,
+            val_loss=best_val,
+            test_loss=test_loss,
+            best_epoch=best_epoch,
+            epochs_run=len(history),
+            wall_seconds=time.perf_counter() - started,
             samples_per_second=samples / train_seconds if train_seconds else 0.0,
-            seconds_per_epoch=train_seconds / len(history), peak_gpu_memory_mb=peak, device=str(device),
-            baselines=baselines, target_mean=mean, target_std=std, history=history)
+            seconds_per_epoch=train_seconds / len(history),
+            peak_gpu_memory_mb=peak,
+            device=str(device),
+            baselines=baselines,
+            target_mean=mean,
+            target_std=std,
+            history=history,
+        )
         return model, report
     except torch.cuda.OutOfMemoryError as exc:
         raise TrainingError(
             f"CUDA out of memory on {device} (batch_size {config.batch_size}, "
             f"{sum(p.numel() for p in model.parameters()):,} parameters): reduce batch_size, hidden_size, "
-            f"num_layers or seq_len, or pick a GPU with more free memory") from exc
+            f"num_layers or seq_len, or pick a GPU with more free memory"
+        ) from exc
     finally:
         model.to("cpu")
         del optimizer
@@ -179,4 +209,3 @@ def release_gpu(device: torch.device) -> None:
     torch.cuda.synchronize(device)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
-

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, instance_for_test
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from trading_assets.candles import CANDLE_COLUMNS
 from trading_assets.defs import defs
-from trading_assets.defs.partitions import DEFAULT_SYMBOLS, add_symbols, market_partitions, partition_key
+from trading_assets.defs.partitions import add_symbols, market_partitions, partition_key
 from trading_assets.features import TARGET
 from trading_assets.indicators import INDICATOR_COLUMNS, warmup_bars
 from trading_assets.sources import SyntheticSource
@@ -22,24 +22,17 @@ from trading_assets_tests.servers import FakeUpbit
 RUN_CONFIG = {"ops": {"raw_candles": {"config": {"days": 2.0, "end": END.isoformat()}}}}
 
 
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with instance_for_test(temp_dir=str(home)) as inst:
-        add_symbols(inst, DEFAULT_SYMBOLS)
-        yield inst
-
-
 def run_partition(instance: DagsterInstance, symbol: str, timeframe: str, run_config=RUN_CONFIG):
     job = defs.resolve_job_def("market_data_job")
-    return job.execute_in_process(partition_key=partition_key(symbol, timeframe), instance=instance,
-                                  run_config=run_config, raise_on_error=False)
+    return job.execute_in_process(
+        partition_key=partition_key(symbol, timeframe), instance=instance, run_config=run_config, raise_on_error=False
+    )
 
 
 def latest_metadata(instance, asset: str, key) -> dict:
     records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[str(key)]), limit=1).records
+        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[str(key)]), limit=1
+    ).records
     assert records, f"no materialization of {asset} {key}"
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
@@ -99,10 +92,18 @@ def test_rematerializing_fetches_nothing_new(instance):
 
 def test_upbit_source_through_run_config_and_unknown_symbol(instance, data_dir):
     start = END - pd.Timedelta(days=20) - warmup_bars() * pd.Timedelta(minutes=60)
-    exchange = FakeUpbit({("KRW-BTC", "60m"): SyntheticSource(seed=8).fetch("KRW-BTC", "60m", start, END)}, per_second=1000)
+    exchange = FakeUpbit(
+        {("KRW-BTC", "60m"): SyntheticSource(seed=8).fetch("KRW-BTC", "60m", start, END)}, per_second=1000
+    )
     try:
-        config = {"ops": {"raw_candles": {"config": {"days": 20.0, "end": END.isoformat()}}}, "resources": {"candle_source": {"config": {
-            "kind": "upbit", "upbit_base_url": exchange.url, "upbit_requests_per_second": 1000}}}}
+        config = {
+            "ops": {"raw_candles": {"config": {"days": 20.0, "end": END.isoformat()}}},
+            "resources": {
+                "candle_source": {
+                    "config": {"kind": "upbit", "upbit_base_url": exchange.url, "upbit_requests_per_second": 1000}
+                }
+            },
+        }
         assert run_partition(instance, "KRW-BTC", "60m", config).success
         assert all(r["path"] == "/v1/candles/minutes/60" for r in exchange.requests)
         add_symbols(instance, ["KRW-NOPE"])
@@ -133,7 +134,13 @@ def test_code_location_validates_from_workspace(tmp_path):
     root = Path(__file__).resolve().parents[2]
     dagster = Path(sys.executable).with_name("dagster")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    out = subprocess.run([str(dagster), "definitions", "validate", "-w", str(root / "workspace.yaml")],
-                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", str(root / "workspace.yaml")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Validation successful for code location trading_assets" in out.stderr + out.stdout

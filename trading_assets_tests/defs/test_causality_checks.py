@@ -3,11 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import instance_for_test
 
 from trading_assets.causality import cut_points
 from trading_assets.defs import defs
-from trading_assets.defs.partitions import add_symbols, partition_key
+from trading_assets.defs.partitions import partition_key
 from trading_assets.features import register_feature, unregister_feature
 from trading_assets.indicators import warmup_bars
 from trading_assets_tests.conftest import END
@@ -15,25 +14,22 @@ from trading_assets_tests.conftest import END
 KEY = partition_key("KRW-BTC", "5m")
 
 
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with instance_for_test(temp_dir=str(home)) as inst:
-        add_symbols(inst, ["KRW-BTC"])
-        yield inst
-
-
 def run(instance, tolerance=None):
     config = {"days": 3.0, "end": END.isoformat(), **({"warmup_tolerance": tolerance} if tolerance else {})}
     return defs.resolve_job_def("market_data_job").execute_in_process(
-        partition_key=KEY, instance=instance, run_config={"ops": {"raw_candles": {"config": config}}},
-        raise_on_error=False)
+        partition_key=KEY,
+        instance=instance,
+        run_config={"ops": {"raw_candles": {"config": config}}},
+        raise_on_error=False,
+    )
 
 
 def check(result, asset, name):
-    [e] = [e for e in result.get_asset_check_evaluations()
-           if e.asset_key.to_user_string() == asset and e.check_name == name]
+    [e] = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key.to_user_string() == asset and e.check_name == name
+    ]
     return e, {k: v.value for k, v in e.metadata.items()}
 
 
@@ -92,7 +88,10 @@ def test_backward_fill_is_caught_with_column_and_timestamp(instance, leaky, data
 
 
 def test_centred_window_is_caught_at_the_row_before_the_cut(instance, leaky, data_dir):
-    leaky("leaky_centred", lambda col: pd.Series(col["close"]).rolling(5, center=True).mean().to_numpy() / col["close"] - 1)
+    leaky(
+        "leaky_centred",
+        lambda col: pd.Series(col["close"]).rolling(5, center=True).mean().to_numpy() / col["close"] - 1,
+    )
     result = run(instance)
     evaluation, meta = check(result, "features", "no_look_ahead")
     assert not evaluation.passed
@@ -110,7 +109,12 @@ def test_too_short_warmup_is_caught(instance):
     moved = {d["column"]: d for d in meta["moved_columns"]}
     assert {"adx_14", "rsi_14", "ema_26", "macd_signal"} <= set(moved)
     assert "sma_20" not in moved and "close" not in moved
-    assert meta["warmup_bars"] == warmup_bars(0.3) < meta["bars_needed"] == max(d["bars_to_converge"] for d in moved.values())
+    assert (
+        meta["warmup_bars"]
+        == warmup_bars(0.3)
+        < meta["bars_needed"]
+        == max(d["bars_to_converge"] for d in moved.values())
+    )
     assert moved["adx_14"]["bars_to_converge"] > moved["rsi_14"]["bars_to_converge"]
     assert f"5m needs more than {meta['warmup_bars']} warm-up bars" in evaluation.description
     # the look-ahead checks are unaffected by the warm-up length
@@ -119,10 +123,15 @@ def test_too_short_warmup_is_caught(instance):
 
 def test_checks_can_be_switched_off(instance, leaky):
     leaky("leaky_centred", lambda col: pd.Series(col["close"]).rolling(5, center=True).mean().to_numpy())
-    config = {"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}},
-                      "features_no_look_ahead": {"config": {"enabled": False}},
-                      "indicators_warmup_sufficient": {"config": {"enabled": False}}}}
+    config = {
+        "ops": {
+            "raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}},
+            "features_no_look_ahead": {"config": {"enabled": False}},
+            "indicators_warmup_sufficient": {"config": {"enabled": False}},
+        }
+    }
     result = defs.resolve_job_def("market_data_job").execute_in_process(
-        partition_key=KEY, instance=instance, run_config=config, raise_on_error=False)
+        partition_key=KEY, instance=instance, run_config=config, raise_on_error=False
+    )
     evaluation, meta = check(result, "features", "no_look_ahead")
     assert evaluation.passed and meta["skipped"] is True

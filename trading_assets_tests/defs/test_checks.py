@@ -13,14 +13,13 @@ import pytest
 from dagster import (
     AssetKey,
     build_sensor_context,
-    instance_for_test,
     materialize,
 )
 
 from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.checks import data_checks
 from trading_assets.defs.io_manager import ParquetIOManager, _ParquetUPathIOManager
-from trading_assets.defs.partitions import DEFAULT_SYMBOLS, add_symbols, partition_key
+from trading_assets.defs.partitions import partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 from trading_assets.defs.sensors import AlertResource, build_alert_sensor
 from trading_assets_tests.conftest import END
@@ -63,8 +62,12 @@ def _negative_volume(df):
 
 
 CORRUPTIONS = {
-    "strings": _strings, "nan_burst": _nan_burst, "duplicates": _duplicates, "missing": _missing,
-    "high_below_low": _high_below_low, "negative_volume": _negative_volume,
+    "strings": _strings,
+    "nan_burst": _nan_burst,
+    "duplicates": _duplicates,
+    "missing": _missing,
+    "high_below_low": _high_below_low,
+    "negative_volume": _negative_volume,
 }
 
 
@@ -89,22 +92,16 @@ class CorruptingIOManager(ParquetIOManager):
         return _Corrupting(base._base_path, self.corrupt)
 
 
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with instance_for_test(temp_dir=str(home)) as inst:
-        add_symbols(inst, DEFAULT_SYMBOLS)
-        yield inst
-
-
 def run(instance, corrupt=None, config=None):
     return materialize(
         [raw_candles, indicators, features, *data_checks],
         partition_key=partition_key("KRW-BTC", "5m"),
         instance=instance,
-        resources={"parquet_io_manager": CorruptingIOManager(corrupt=corrupt),
-                   "candle_source": CandleSourceResource(), "candle_store": CandleStoreResource()},
+        resources={
+            "parquet_io_manager": CorruptingIOManager(corrupt=corrupt),
+            "candle_source": CandleSourceResource(),
+            "candle_store": CandleStoreResource(),
+        },
         run_config=config or {"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}}}},
         raise_on_error=False,
     )
@@ -159,14 +156,20 @@ def test_nan_burst(instance):
     result = run(instance, "nan_burst")
     assert failed(result) == {("raw_candles", "nan_rate"): "ERROR"}
     m = meta(evaluations(result)[("raw_candles", "nan_rate")])
-    assert m["over_budget"] == {"volume": {"rate": pytest.approx(60 / m["rows"] if "rows" in m else m["nan_rates"]["volume"]), "max": 0.0}}
+    assert m["over_budget"] == {
+        "volume": {"rate": pytest.approx(60 / m["rows"] if "rows" in m else m["nan_rates"]["volume"]), "max": 0.0}
+    }
     assert m["nan_rates"]["close"] == 0.0 and m["max_nan_rate"] == m["nan_rates"]["volume"] > 0
     _assert_blocked(result)
 
 
 def test_nan_budget_is_configurable_per_column(instance):
-    config = {"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}},
-                      "raw_candles_nan_rate": {"config": {"column_max_nan_rate": {"volume": 0.2}}}}}
+    config = {
+        "ops": {
+            "raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}},
+            "raw_candles_nan_rate": {"config": {"column_max_nan_rate": {"volume": 0.2}}},
+        }
+    }
     result = run(instance, "nan_burst", config)
     assert ("raw_candles", "nan_rate") not in failed(result)
 
@@ -187,10 +190,13 @@ def test_missing_timestamps(instance):
     _assert_blocked(result)
 
 
-@pytest.mark.parametrize("corrupt,column,check", [
-    ("high_below_low", "dataframe", "high_covers_open_close"),
-    ("negative_volume", "volume", "greater_than_or_equal_to(0)"),
-])
+@pytest.mark.parametrize(
+    "corrupt,column,check",
+    [
+        ("high_below_low", "dataframe", "high_covers_open_close"),
+        ("negative_volume", "volume", "greater_than_or_equal_to(0)"),
+    ],
+)
 def test_ohlcv_sanity(instance, corrupt, column, check):
     result = run(instance, corrupt)
     assert failed(result) == {("raw_candles", "schema"): "ERROR"}
@@ -200,8 +206,12 @@ def test_ohlcv_sanity(instance, corrupt, column, check):
 
 
 def test_many_filled_candles_warn_without_blocking(instance):
-    config = {"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}},
-                      "raw_candles_continuity": {"config": {"max_filled_fraction": 0.0}}}}
+    config = {
+        "ops": {
+            "raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}},
+            "raw_candles_continuity": {"config": {"max_filled_fraction": 0.0}},
+        }
+    }
     result = run(instance, None, config)
     assert result.success
     assert failed(result) == {("raw_candles", "continuity"): "WARN"}
@@ -211,8 +221,12 @@ def test_many_filled_candles_warn_without_blocking(instance):
 def test_sensor_alerts_once_per_failed_evaluation(instance, tmp_path):
     hook = WebhookReceiver()
     try:
-        alerts = AlertResource(webhook_url=hook.url, log_path=str(tmp_path / "alerts.jsonl"),
-                               webui_url="http://127.0.0.1:3000", backoff_seconds=0.01)
+        alerts = AlertResource(
+            webhook_url=hook.url,
+            log_path=str(tmp_path / "alerts.jsonl"),
+            webui_url="http://127.0.0.1:3000",
+            backoff_seconds=0.01,
+        )
         run(instance)  # clean: nothing to alert
         result = run(instance, "strings")
         hook.fail_next = 2  # the webhook is down for two requests: retried, not crashed
@@ -224,7 +238,9 @@ def test_sensor_alerts_once_per_failed_evaluation(instance, tmp_path):
         assert f"http://127.0.0.1:3000/runs/{result.run_id}" in texts[0] and "polluted_cells=3" in texts[0]
         lines = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
         assert {(x["asset"], x["check"], x["severity"], x["partition"]) for x in lines} == {
-            ("raw_candles", "dtype_pollution", "ERROR", "KRW-BTC|5m"), ("raw_candles", "schema", "ERROR", "KRW-BTC|5m")}
+            ("raw_candles", "dtype_pollution", "ERROR", "KRW-BTC|5m"),
+            ("raw_candles", "schema", "ERROR", "KRW-BTC|5m"),
+        }
         assert all(x["webhook_delivered"] for x in lines)
         cursor = ctx.cursor
         # the same evaluations are never alerted twice, also after a restart from the stored cursor
@@ -241,8 +257,9 @@ def test_sensor_alerts_once_per_failed_evaluation(instance, tmp_path):
 
 
 def test_webhook_down_is_logged_not_raised(instance, tmp_path):
-    alerts = AlertResource(webhook_url="http://127.0.0.1:9/hook", log_path=str(tmp_path / "a.jsonl"),
-                           retries=1, backoff_seconds=0.0)
+    alerts = AlertResource(
+        webhook_url="http://127.0.0.1:9/hook", log_path=str(tmp_path / "a.jsonl"), retries=1, backoff_seconds=0.0
+    )
     run(instance, "negative_volume")
     ctx = build_sensor_context(instance=instance, resources={"alerts": alerts})
     asset_check_alerts(ctx)
@@ -264,11 +281,17 @@ CORRUPTIONS["heavy_strings"] = _heavy_strings
 @pytest.mark.parametrize("corrupt", ["strings", "heavy_strings"])
 def test_downstream_never_builds_on_polluted_candles_even_without_checks(instance, corrupt, data_dir):
     result = materialize(
-        [raw_candles, indicators, features], partition_key=partition_key("KRW-BTC", "5m"), instance=instance,
-        resources={"parquet_io_manager": CorruptingIOManager(corrupt=corrupt),
-                   "candle_source": CandleSourceResource(), "candle_store": CandleStoreResource()},
+        [raw_candles, indicators, features],
+        partition_key=partition_key("KRW-BTC", "5m"),
+        instance=instance,
+        resources={
+            "parquet_io_manager": CorruptingIOManager(corrupt=corrupt),
+            "candle_source": CandleSourceResource(),
+            "candle_store": CandleStoreResource(),
+        },
         run_config={"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}}}},
-        raise_on_error=False)
+        raise_on_error=False,
+    )
     if corrupt == "strings":  # a few cells: coerced, forward-filled and counted
         assert result.success
         ind_meta = result.asset_materializations_for_node("indicators")[0].metadata

@@ -4,33 +4,26 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import instance_for_test
 from mlflow.tracking import MlflowClient
 
 from trading_assets.defs import defs
-from trading_assets.defs.partitions import add_symbols, partition_key
+from trading_assets.defs.partitions import partition_key
 from trading_assets.features import TARGET
 from trading_assets.splits import chronological_split
 from trading_assets_tests.conftest import END
 
-RUN_CONFIG = {"ops": {
-    "raw_candles": {"config": {"days": 20.0, "end": END.isoformat()}},
-    "trained_model": {"config": {"epochs": 3, "seq_len": 24, "hidden_size": 16, "model": "gru"}},
-}}
-
-
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with instance_for_test(temp_dir=str(home)) as inst:
-        add_symbols(inst, ["KRW-ETH"])
-        yield inst
+RUN_CONFIG = {
+    "ops": {
+        "raw_candles": {"config": {"days": 20.0, "end": END.isoformat()}},
+        "trained_model": {"config": {"epochs": 3, "seq_len": 24, "hidden_size": 16, "model": "gru"}},
+    }
+}
 
 
 def _run(instance, run_config=RUN_CONFIG, job="full_pipeline_job"):
     return defs.resolve_job_def(job).execute_in_process(
-        partition_key=partition_key("KRW-ETH", "15m"), instance=instance, run_config=run_config, raise_on_error=False)
+        partition_key=partition_key("KRW-ETH", "15m"), instance=instance, run_config=run_config, raise_on_error=False
+    )
 
 
 def test_trained_model_tracked_registered_and_loadable(instance, data_dir):
@@ -46,8 +39,17 @@ def test_trained_model_tracked_registered_and_loadable(instance, data_dir):
     assert run.data.params["model.kind"] == "gru" and run.data.params["seq_len"] == "24"
     history = client.get_metric_history(run.info.run_id, "val_loss")
     assert [m.step for m in history] == list(range(1, meta["epochs_run"] + 1))
-    for key in ("train_loss", "val_loss", "test_loss", "best_epoch", "samples_per_second", "wall_seconds",
-                "seconds_per_epoch", "baseline_zero_val_loss", "baseline_last_return_test_loss"):
+    for key in (
+        "train_loss",
+        "val_loss",
+        "test_loss",
+        "best_epoch",
+        "samples_per_second",
+        "wall_seconds",
+        "seconds_per_epoch",
+        "baseline_zero_val_loss",
+        "baseline_last_return_test_loss",
+    ):
         assert f"final_{key}" in run.data.metrics
     assert run.data.metrics["final_val_loss"] == pytest.approx(meta["val_loss"])
     assert run.data.metrics["final_val_loss"] == min(m.value for m in history)
@@ -85,8 +87,17 @@ def test_unreachable_mlflow_fails_before_training(instance, monkeypatch):
 
 
 def test_scaler_fit_past_the_train_span_is_refused(instance):
-    config = {"ops": {**RUN_CONFIG["ops"], "features": {"config": {
-        "fit_start": (END - pd.Timedelta(days=20)).isoformat(), "fit_end": (END - pd.Timedelta(days=1)).isoformat()}}}}
+    config = {
+        "ops": {
+            **RUN_CONFIG["ops"],
+            "features": {
+                "config": {
+                    "fit_start": (END - pd.Timedelta(days=20)).isoformat(),
+                    "fit_end": (END - pd.Timedelta(days=1)).isoformat(),
+                }
+            },
+        }
+    }
     result = _run(instance, config)
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error.to_string()

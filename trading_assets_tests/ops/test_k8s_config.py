@@ -11,8 +11,14 @@ from dagster_k8s.job import get_user_defined_k8s_config
 from trading_assets.defs import defs
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
-ENV = {"DAGSTER_PG_HOST": "postgres", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USER": "dagster",
-       "DAGSTER_PG_PASSWORD": "x", "DAGSTER_PG_DB": "dagster", "DAGSTER_K8S_NAMESPACE": "trading"}
+ENV = {
+    "DAGSTER_PG_HOST": "postgres",
+    "DAGSTER_PG_PORT": "5432",
+    "DAGSTER_PG_USER": "dagster",
+    "DAGSTER_PG_PASSWORD": "x",
+    "DAGSTER_PG_DB": "dagster",
+    "DAGSTER_K8S_NAMESPACE": "trading",
+}
 
 
 def test_instance_config_and_run_launcher_validate(monkeypatch):

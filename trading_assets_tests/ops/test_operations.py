@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import requests
 import sqlalchemy as sa
@@ -30,9 +29,18 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "test-artifacts"
 SYMBOLS, TIMEFRAMES = ("KRW-BTC", "KRW-ETH"), ("5m", "15m")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--virtual-time-budget=20000"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=20000",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +49,29 @@ def platform(postgres, tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     postgres.create_database("dagster_ops")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "TRADING_DATA_DIR": str(home / "data"),
-           "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(postgres.port), "DAGSTER_PG_USER": "postgres",
-           "DAGSTER_PG_PASSWORD": "unused-with-trust-auth", "DAGSTER_PG_DB": "dagster_ops",
-           "TRADING_ALERT_SENSOR_INTERVAL": "3", "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "TRADING_DATA_DIR": str(home / "data"),
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(postgres.port),
+        "DAGSTER_PG_USER": "postgres",
+        "DAGSTER_PG_PASSWORD": "unused-with-trust-auth",
+        "DAGSTER_PG_DB": "dagster_ops",
+        "TRADING_ALERT_SENSOR_INTERVAL": "3",
+        "PYTHONWARNINGS": "ignore",
+    }
     for var in ("TRADING_DB_URL", "MLFLOW_TRACKING_URI"):
         env.pop(var, None)
-    daemon = DagsterProcess([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, str(ROOT),
-                            str(home / "daemon.log")).start()
-    yield {"env": env, "home": home, "daemon": daemon, "db": f"postgresql+psycopg2://postgres@127.0.0.1:{postgres.port}/dagster_ops"}
+    daemon = DagsterProcess(
+        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, str(ROOT), str(home / "daemon.log")
+    ).start()
+    yield {
+        "env": env,
+        "home": home,
+        "daemon": daemon,
+        "db": f"postgresql+psycopg2://postgres@127.0.0.1:{postgres.port}/dagster_ops",
+    }
     daemon.stop()
 
 
@@ -57,9 +79,29 @@ def platform(postgres, tmp_path_factory):
 def backfill(platform):
     """`trading-assets backfill` of 2 symbols x 2 timeframes through to features, waited for."""
     out = subprocess.run(
-        [str(BIN / "trading-assets"), "backfill", "--symbols", ",".join(SYMBOLS), "--timeframes", ",".join(TIMEFRAMES),
-         "--select", "+features", "--days", "3", "--end", END.isoformat(), "--wait", "--timeout", "480"],
-        env=platform["env"], cwd=str(ROOT), capture_output=True, text=True, timeout=600)
+        [
+            str(BIN / "trading-assets"),
+            "backfill",
+            "--symbols",
+            ",".join(SYMBOLS),
+            "--timeframes",
+            ",".join(TIMEFRAMES),
+            "--select",
+            "+features",
+            "--days",
+            "3",
+            "--end",
+            END.isoformat(),
+            "--wait",
+            "--timeout",
+            "480",
+        ],
+        env=platform["env"],
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + platform["daemon"].log_tail()
     return re.search(r"^backfill (\w+):", out.stdout, re.M).group(1)
 
@@ -67,14 +109,21 @@ def backfill(platform):
 def test_cli_backfill_runs_every_partition_on_postgres(platform, backfill):
     engine = sa.create_engine(platform["db"])
     with engine.connect() as conn:
-        runs = conn.execute(sa.text(
-            "select r.status, t2.value from runs r join run_tags t on t.run_id = r.run_id "
-            "join run_tags t2 on t2.run_id = r.run_id and t2.key = 'dagster/partition' "
-            "where t.key = 'dagster/backfill' and t.value = :b"), {"b": backfill}).all()
-        checks = conn.execute(sa.text(
-            "select asset_key, check_name, partition, execution_status from asset_check_executions "
-            "where run_id in (select run_id from run_tags where key = 'dagster/backfill' and value = :b)"),
-            {"b": backfill}).all()
+        runs = conn.execute(
+            sa.text(
+                "select r.status, t2.value from runs r join run_tags t on t.run_id = r.run_id "
+                "join run_tags t2 on t2.run_id = r.run_id and t2.key = 'dagster/partition' "
+                "where t.key = 'dagster/backfill' and t.value = :b"
+            ),
+            {"b": backfill},
+        ).all()
+        checks = conn.execute(
+            sa.text(
+                "select asset_key, check_name, partition, execution_status from asset_check_executions "
+                "where run_id in (select run_id from run_tags where key = 'dagster/backfill' and value = :b)"
+            ),
+            {"b": backfill},
+        ).all()
         backfill_row = conn.execute(sa.text("select status from bulk_actions where key = :b"), {"b": backfill}).one()
     engine.dispose()
     expected_partitions = {str(partition_key(s, t)) for s in SYMBOLS for t in TIMEFRAMES}
@@ -90,8 +139,12 @@ def test_cli_backfill_runs_every_partition_on_postgres(platform, backfill):
 
 
 def _webserver(platform, port):
-    web = DagsterProcess([str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-                         platform["env"], str(ROOT), str(platform["home"] / "webserver.log")).start()
+    web = DagsterProcess(
+        [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+        platform["env"],
+        str(ROOT),
+        str(platform["home"] / "webserver.log"),
+    ).start()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -115,33 +168,64 @@ def test_webserver_graphql_and_browser(platform, backfill):
     port = free_port()
     web = _webserver(platform, port)
     try:
-        nodes = _graphql(port, "{ assetNodes { assetKey { path } isPartitioned "
-                               "partitionDefinition { dimensionTypes { name } } hasAssetChecks } }")["assetNodes"]
+        nodes = _graphql(
+            port,
+            "{ assetNodes { assetKey { path } isPartitioned "
+            "partitionDefinition { dimensionTypes { name } } hasAssetChecks } }",
+        )["assetNodes"]
         by_name = {n["assetKey"]["path"][0]: n for n in nodes}
         assert set(by_name) == {"raw_candles", "indicators", "features", "trained_model"}
         assert all(n["isPartitioned"] for n in nodes)
-        assert [d["name"] for d in by_name["features"]["partitionDefinition"]["dimensionTypes"]] == ["symbol", "timeframe"]
-        stats = _graphql(port, '{ assetNodeOrError(assetKey: {path: ["features"]}) { ... on AssetNode { '
-                               'partitionStats { numMaterialized numPartitions numFailed } } } }')
+        assert [d["name"] for d in by_name["features"]["partitionDefinition"]["dimensionTypes"]] == [
+            "symbol",
+            "timeframe",
+        ]
+        stats = _graphql(
+            port,
+            '{ assetNodeOrError(assetKey: {path: ["features"]}) { ... on AssetNode { '
+            "partitionStats { numMaterialized numPartitions numFailed } } } }",
+        )
         partition_stats = stats["assetNodeOrError"]["partitionStats"]
         assert partition_stats["numMaterialized"] == 4 and partition_stats["numFailed"] == 0
         assert partition_stats["numPartitions"] == len(SYMBOLS) * 7
-        backfills = _graphql(port, "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status } } } }")
+        backfills = _graphql(
+            port, "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status } } } }"
+        )
         assert any(b["id"] == backfill for b in backfills["partitionBackfillsOrError"]["results"])
 
         ARTIFACTS.mkdir(exist_ok=True)
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         assert chromium, "Debian's chromium is needed (installed by .ci/run)"
         profile = platform["home"] / "chromium"
-        dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}-dom", "--dump-dom",
-                              f"http://127.0.0.1:{port}/assets"], capture_output=True, text=True, timeout=120).stdout
+        dom = subprocess.run(
+            [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}-dom",
+                "--dump-dom",
+                f"http://127.0.0.1:{port}/assets",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
         for name in ("raw_candles", "indicators", "features", "trained_model"):
             assert name in dom, f"{name} not on the asset page"
         shot = ARTIFACTS / "features_partitions.png"
         shot.unlink(missing_ok=True)
-        subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}-shot", "--window-size=1600,1000",
-                        f"--screenshot={shot}", f"http://127.0.0.1:{port}/assets/features?view=partitions"],
-                       capture_output=True, timeout=120, check=True)
+        subprocess.run(
+            [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}-shot",
+                "--window-size=1600,1000",
+                f"--screenshot={shot}",
+                f"http://127.0.0.1:{port}/assets/features?view=partitions",
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
         assert shot.stat().st_size > 20_000
     finally:
         web.stop()
@@ -168,11 +252,17 @@ def _fail_a_partition(platform, monkeypatch, symbol, corrupt):
             monkeypatch.setenv(key, value)
     with DagsterInstance.get() as instance:
         result = materialize(
-            [raw_candles, indicators, features, *data_checks], partition_key=partition_key(symbol, "5m"),
-            instance=instance, raise_on_error=False,
-            resources={"parquet_io_manager": CorruptingIOManager(corrupt=corrupt),
-                       "candle_source": CandleSourceResource(), "candle_store": CandleStoreResource()},
-            run_config={"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}}}})
+            [raw_candles, indicators, features, *data_checks],
+            partition_key=partition_key(symbol, "5m"),
+            instance=instance,
+            raise_on_error=False,
+            resources={
+                "parquet_io_manager": CorruptingIOManager(corrupt=corrupt),
+                "candle_source": CandleSourceResource(),
+                "candle_store": CandleStoreResource(),
+            },
+            run_config={"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}}}},
+        )
     assert not result.success
 
 
@@ -186,11 +276,15 @@ def test_daemon_restart_neither_loses_nor_repeats_alerts(platform, backfill, mon
     platform["daemon"].start()
     after = _wait_for_alerts(platform, 2)
     assert [(a["asset"], a["check"], a["partition"]) for a in after] == [
-        ("raw_candles", "schema", "KRW-BTC|5m"), ("raw_candles", "continuity", "KRW-ETH|5m")]
+        ("raw_candles", "schema", "KRW-BTC|5m"),
+        ("raw_candles", "continuity", "KRW-ETH|5m"),
+    ]
     assert len({a["event_id"] for a in after}) == 2
     engine = sa.create_engine(platform["db"])
     with engine.connect() as conn:
-        cursor = conn.execute(sa.text("select instigator_body from instigators where instigator_body like :n"),
-                              {"n": "%asset_check_alerts%"}).scalar_one()
+        cursor = conn.execute(
+            sa.text("select instigator_body from instigators where instigator_body like :n"),
+            {"n": "%asset_check_alerts%"},
+        ).scalar_one()
     engine.dispose()
     assert "raw_candles:continuity" in cursor  # the cursor lives in PostgreSQL

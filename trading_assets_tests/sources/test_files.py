@@ -11,8 +11,15 @@ from trading_assets_tests.conftest import END
 
 def test_csv_with_aliases_and_epoch_ms(tmp_path, candles_1m):
     raw = candles_1m.reset_index()
-    raw = raw.rename(columns={"open_time": "timestamp", "open": "opening_price", "close": "trade_price",
-                              "volume": "vol", "value": "quote_volume"})
+    raw = raw.rename(
+        columns={
+            "open_time": "timestamp",
+            "open": "opening_price",
+            "close": "trade_price",
+            "volume": "vol",
+            "value": "quote_volume",
+        }
+    )
     raw["timestamp"] = raw["timestamp"].astype("int64") // 1_000_000
     raw.to_csv(tmp_path / "KRW-BTC_1m.csv", index=False)
     out = FileSource(tmp_path).fetch("KRW-BTC", "1m", candles_1m.index[10], candles_1m.index[-1])
@@ -28,8 +35,9 @@ def test_parquet_with_datetime_index_and_iso_text(tmp_path, candles_1m):
     text = five.reset_index()
     text["open_time"] = text["open_time"].dt.strftime("%Y-%m-%d %H:%M:%S")  # naive text = UTC
     text.to_csv(tmp_path / "KRW-ETH_5m.csv", index=False)
-    pd.testing.assert_frame_equal(FileSource(tmp_path).fetch("KRW-ETH", "5m", END - pd.Timedelta(days=3), END),
-                                  five, check_freq=False)
+    pd.testing.assert_frame_equal(
+        FileSource(tmp_path).fetch("KRW-ETH", "5m", END - pd.Timedelta(days=3), END), five, check_freq=False
+    )
 
 
 def test_json_rows_without_value_estimate_turnover(tmp_path, caplog):

@@ -21,10 +21,16 @@ def test_transformer_is_causal():
     model = build_model(3, ModelConfig("transformer", hidden_size=8, num_layers=1, num_heads=2, dropout=0.0)).eval()
     x = torch.randn(1, 10, 3)
     with torch.no_grad():
-        full = model.encoder(model.embed(x) + model.position[:10],
-                             mask=torch.nn.Transformer.generate_square_subsequent_mask(10), is_causal=True)
-        prefix = model.encoder(model.embed(x[:, :6]) + model.position[:6],
-                               mask=torch.nn.Transformer.generate_square_subsequent_mask(6), is_causal=True)
+        full = model.encoder(
+            model.embed(x) + model.position[:10],
+            mask=torch.nn.Transformer.generate_square_subsequent_mask(10),
+            is_causal=True,
+        )
+        prefix = model.encoder(
+            model.embed(x[:, :6]) + model.position[:6],
+            mask=torch.nn.Transformer.generate_square_subsequent_mask(6),
+            is_causal=True,
+        )
     torch.testing.assert_close(full[:, :6], prefix, rtol=1e-5, atol=1e-5)
 
 

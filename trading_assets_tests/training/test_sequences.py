@@ -1,7 +1,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from trading_assets.features import TARGET
 from trading_assets.training.sequences import build_sequences
@@ -10,8 +9,9 @@ from trading_assets.training.sequences import build_sequences
 def _frame(n=600, n_features=5, seed=0):
     rng = np.random.default_rng(seed)
     idx = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC", name="open_time")
-    frame = pd.DataFrame(rng.standard_normal((n, n_features)).astype("float32"), index=idx,
-                         columns=[f"f{i}" for i in range(n_features)])
+    frame = pd.DataFrame(
+        rng.standard_normal((n, n_features)).astype("float32"), index=idx, columns=[f"f{i}" for i in range(n_features)]
+    )
     frame[TARGET] = (rng.standard_normal(n) * 1e-3).astype("float32")
     return frame
 
@@ -33,8 +33,9 @@ def test_labels_are_forward_returns(horizon):
     t = int(data.train_ends[5])
     expected = frame[TARGET].to_numpy(dtype="float64")[t : t + horizon].sum()
     assert float(data.labels[t]) == pytest.approx(expected, rel=1e-5)
-    assert float(data.last_return[t]) == pytest.approx(frame[TARGET].to_numpy(dtype="float64")[t - horizon : t].sum(),
-                                                       rel=1e-5)
+    assert float(data.last_return[t]) == pytest.approx(
+        frame[TARGET].to_numpy(dtype="float64")[t - horizon : t].sum(), rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("seq_len,horizon", [(16, 1), (30, 5)])

@@ -24,14 +24,16 @@ def test_reproducible_on_cpu():
 
 
 def test_early_stopping_restores_the_best_checkpoint():
-    (model, report), data = _fit(config=TrainConfig(epochs=30, batch_size=64, patience=2, device="cpu",
-                                                   learning_rate=3e-2))
+    (model, report), data = _fit(
+        config=TrainConfig(epochs=30, batch_size=64, patience=2, device="cpu", learning_rate=3e-2)
+    )
     vals = [h["val_loss"] for h in report.history]
     assert report.epochs_run == len(vals) < 30  # stopped early on noise
     assert report.best_epoch == 1 + vals.index(min(vals)) and report.val_loss == min(vals)
     assert report.epochs_run - report.best_epoch == 2
-    restored = evaluate(model, data, data.validation_ends, 256, report.target_mean, report.target_std,
-                        torch.device("cpu"), False)
+    restored = evaluate(
+        model, data, data.validation_ends, 256, report.target_mean, report.target_std, torch.device("cpu"), False
+    )
     assert restored == pytest.approx(report.val_loss, rel=1e-6)
     assert next(model.parameters()).device.type == "cpu"
     assert report.samples_per_second > 0 and report.peak_gpu_memory_mb is None and report.device == "cpu"
