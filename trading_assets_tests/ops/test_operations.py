@@ -188,6 +188,20 @@ def test_webserver_graphql_and_browser(platform, backfill):
         partition_stats = stats["assetNodeOrError"]["partitionStats"]
         assert partition_stats["numMaterialized"] == 4 and partition_stats["numFailed"] == 0
         assert partition_stats["numPartitions"] == len(SYMBOLS) * 7
+        checks = _graphql(
+            port,
+            '{ assetNodeOrError(assetKey: {path: ["features"]}) { ... on AssetNode { '
+            "assetChecksOrError { ... on AssetChecks { checks { name blocking "
+            "executionForLatestMaterialization { status partition } } } } } } }",
+        )
+        listed = checks["assetNodeOrError"]["assetChecksOrError"]["checks"]
+        assert {c["name"] for c in listed} == {"schema", "dtype_pollution", "nan_rate", "no_look_ahead"}
+        assert all(c["blocking"] for c in listed)
+        for c in listed:  # the latest evaluation of every check, with its partition
+            latest = c["executionForLatestMaterialization"]
+            assert latest["status"] == "SUCCEEDED" and latest["partition"] in {
+                str(partition_key(s, t)) for s in SYMBOLS for t in TIMEFRAMES
+            }
         backfills = _graphql(
             port, "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status } } } }"
         )
