@@ -63,9 +63,12 @@ class Scaler:
     fit_start: str
     fit_end: str
 
-    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        values = (frame[self.columns].to_numpy(dtype="float64") - np.asarray(self.mean)) / np.asarray(self.std)
-        return pd.DataFrame(values.astype("float32"), index=frame.index, columns=self.columns)
+    def apply(self, values: np.ndarray, columns: list[str]) -> None:
+        """Scale ``values`` (rows x ``columns``) in place; the columns must be the ones fit."""
+        if list(columns) != self.columns:
+            raise ValueError(f"scaler fit on {self.columns}, asked to scale {list(columns)}")
+        values -= np.asarray(self.mean)
+        values /= np.asarray(self.std)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,12 +190,6 @@ def derive_matrix(ind: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     return list(columns), out
 
 
-def derive_features(ind: pd.DataFrame) -> pd.DataFrame:
-    """:func:`derive_matrix` as a DataFrame."""
-    names, values = derive_matrix(ind)
-    return pd.DataFrame(values, index=ind.index, columns=names)
-
-
 def _median_inplace(blocks: np.ndarray) -> np.ndarray:
     """Median over the last axis, partitioning ``blocks`` in place (much faster than ``np.median``)."""
     w = blocks.shape[-1]
@@ -308,8 +305,7 @@ def build_features(
             ) from exc
         scaler = Scaler.fit(values, index, names, start, end)
     out = np.empty((len(index), len(names) + 1), dtype="float32", order="F")
-    values -= np.asarray(scaler.mean)
-    values /= np.asarray(scaler.std)
+    scaler.apply(values, names)
     out[:, :-1] = values
     out[:, -1] = target
     return FeatureResult(pd.DataFrame(out, index=index, columns=[*names, TARGET]), scaler, report)

@@ -12,9 +12,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Index, Series
 
-from trading_assets.candles import CANDLE_COLUMNS
 from trading_assets.features import TARGET
-from trading_assets.indicators import INDICATOR_COLUMNS
 
 UTC_NS = {"unit": "ns", "tz": "UTC"}
 
@@ -96,6 +94,3 @@ def features_schema(feature_columns: list[str]) -> pa.DataFrameSchema:
         name="FeaturesSchema",
     )
 
-
-SCHEMAS = {"raw_candles": RawCandlesModel, "indicators": IndicatorsModel}
-EXPECTED_NUMERIC = {"raw_candles": CANDLE_COLUMNS, "indicators": (*CANDLE_COLUMNS, *INDICATOR_COLUMNS)}

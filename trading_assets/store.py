@@ -149,10 +149,6 @@ class CandleStore:
         index = pd.DatetimeIndex(pd.to_datetime(data[:, 0].astype("int64"), unit="ms", utc=True), name="open_time")
         return pd.DataFrame(data[:, 1:], index=index.as_unit("ns"), columns=list(CANDLE_COLUMNS))
 
-    def symbols(self) -> list[tuple[str, str]]:
-        with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.select(coverage_table.c.symbol, coverage_table.c.timeframe))]
-
     def collect(
         self, source: CandleSource, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
     ) -> CollectResult:

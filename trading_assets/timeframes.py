@@ -29,10 +29,6 @@ class Timeframe:
         """pandas frequency string of the candle grid."""
         return "1D" if self.minutes == 1440 else f"{self.minutes}min"
 
-    @property
-    def bars_per_day(self) -> float:
-        return 1440 / self.minutes
-
     def floor(self, ts: pd.Timestamp) -> pd.Timestamp:
         """Start of the bar that contains ``ts`` (bars are aligned to the Unix epoch, UTC)."""
         return to_utc(ts).floor(self.freq)
