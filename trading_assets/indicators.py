@@ -68,8 +68,13 @@ INDICATOR_COLUMNS: tuple[str, ...] = (
 )
 
 BOUNDS: dict[str, tuple[float, float]] = {
-    "rsi_14": (0.0, 100.0), "volume_rsi_14": (0.0, 100.0), "mfi_14": (0.0, 100.0), "stoch_k": (0.0, 100.0),
-    "stoch_d": (0.0, 100.0), "adx_14": (0.0, 100.0), "willr_14": (-100.0, 0.0),
+    "rsi_14": (0.0, 100.0),
+    "volume_rsi_14": (0.0, 100.0),
+    "mfi_14": (0.0, 100.0),
+    "stoch_k": (0.0, 100.0),
+    "stoch_d": (0.0, 100.0),
+    "adx_14": (0.0, 100.0),
+    "willr_14": (-100.0, 0.0),
 }
 
 # (TA-Lib function, its parameters, smoothing stages as (alpha, stages)) per indicator family.

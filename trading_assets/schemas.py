@@ -93,4 +93,3 @@ def features_schema(feature_columns: list[str]) -> pa.DataFrameSchema:
         strict=True,
         name="FeaturesSchema",
     )
-

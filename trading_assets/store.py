@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from trading_assets.candles import CANDLE_COLUMNS, FilledCandles, empty_candles, fill_candle_grid, normalize_candles
+from trading_assets.errors import CandleDataError
 from trading_assets.sources.base import CandleSource
 from trading_assets.timeframes import to_utc
 
@@ -39,12 +40,20 @@ coverage_table = sa.Table(
     sa.Column("timeframe", sa.String(8), primary_key=True),
     sa.Column("start_ms", sa.BigInteger, nullable=False),
     sa.Column("end_ms", sa.BigInteger, nullable=False, comment="exclusive"),
+    sa.Column("source", sa.String(64), nullable=False, comment="name of the source the span was collected from"),
 )
 _CHUNK = 5_000
 
 
 def _ms(ts: pd.Timestamp) -> int:
     return int(to_utc(ts).value // 1_000_000)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    start: pd.Timestamp
+    end: pd.Timestamp  # exclusive
+    source: str
 
 
 @dataclass
@@ -73,11 +82,12 @@ class CandleStore:
         symbol: str,
         timeframe: str,
         candles: pd.DataFrame,
-        covered: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+        covered: tuple[pd.Timestamp, pd.Timestamp, str] | None = None,
     ) -> int:
         """Insert or update ``candles`` (canonical frame) in one transaction; returns the row count.
 
-        ``covered`` extends the recorded coverage of the series in the same transaction.
+        ``covered`` = (start, end, source name) extends the recorded coverage of the series in the
+        same transaction.
         """
         candles = normalize_candles(candles, symbol, timeframe)
         times = candles.index.as_unit("ms").asi8
@@ -103,35 +113,32 @@ class CandleStore:
         return len(records)
 
     def _extend_coverage(
-        self, conn: sa.Connection, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+        self, conn: sa.Connection, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp, source: str
     ) -> None:
         current = self._coverage(conn, symbol, timeframe)
         lo, hi = _ms(start), _ms(end)
         if current is not None:
             lo, hi = min(lo, current[0]), max(hi, current[1])
-        stmt = self._insert(coverage_table).values(symbol=symbol, timeframe=timeframe, start_ms=lo, end_ms=hi)
-        conn.execute(
-            stmt.on_conflict_do_update(index_elements=["symbol", "timeframe"], set_={"start_ms": lo, "end_ms": hi})
-        )
+        values = {"start_ms": lo, "end_ms": hi, "source": source}
+        stmt = self._insert(coverage_table).values(symbol=symbol, timeframe=timeframe, **values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["symbol", "timeframe"], set_=values))
 
     @staticmethod
-    def _coverage(conn: sa.Connection, symbol: str, timeframe: str) -> tuple[int, int] | None:
+    def _coverage(conn: sa.Connection, symbol: str, timeframe: str) -> tuple[int, int, str] | None:
         row = conn.execute(
-            sa.select(coverage_table.c.start_ms, coverage_table.c.end_ms).where(
+            sa.select(coverage_table.c.start_ms, coverage_table.c.end_ms, coverage_table.c.source).where(
                 coverage_table.c.symbol == symbol, coverage_table.c.timeframe == timeframe
             )
         ).first()
-        return (row[0], row[1]) if row else None
+        return (row[0], row[1], row[2]) if row else None
 
-    def coverage(self, symbol: str, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-        """The span ``[start, end)`` already collected for this series, if any."""
+    def coverage(self, symbol: str, timeframe: str) -> Coverage | None:
+        """The span ``[start, end)`` already collected for this series, and from which source."""
         with self.engine.connect() as conn:
             span = self._coverage(conn, symbol, timeframe)
-        return (
-            None
-            if span is None
-            else (pd.Timestamp(span[0], unit="ms", tz="UTC"), pd.Timestamp(span[1], unit="ms", tz="UTC"))
-        )
+        if span is None:
+            return None
+        return Coverage(pd.Timestamp(span[0], unit="ms", tz="UTC"), pd.Timestamp(span[1], unit="ms", tz="UTC"), span[2])
 
     def load(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Stored candles with bar start in ``[start, end)``, as the canonical frame."""
@@ -162,15 +169,23 @@ class CandleStore:
         if current is None:
             spans = [(start, end)]
         else:
+            if current.source != source.name:
+                raise CandleDataError(
+                    symbol,
+                    timeframe,
+                    f"the candle store ({self.engine.url.render_as_string()}) holds candles "
+                    f"collected from '{current.source}', not from '{source.name}'; use another database for this "
+                    "source (TRADING_DB_URL or the candle_store resource) so the two never mix",
+                )
             spans = []
-            if start < current[0]:
-                spans.append((start, current[0]))
-            if end > current[1]:
-                spans.append((current[1], end))
+            if start < current.start:
+                spans.append((start, current.start))
+            if end > current.end:
+                spans.append((current.end, end))
         result = CollectResult()
         for lo, hi in spans:
             candles = source.fetch(symbol, timeframe, lo, hi)
-            result.rows_fetched += self.upsert(symbol, timeframe, candles, covered=(lo, hi))
+            result.rows_fetched += self.upsert(symbol, timeframe, candles, covered=(lo, hi, source.name))
             result.fetched_spans.append((lo, hi))
             log.info(
                 "collected %d %s %s candles in [%s, %s) from %s", len(candles), symbol, timeframe, lo, hi, source.name

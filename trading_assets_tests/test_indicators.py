@@ -139,8 +139,9 @@ def test_bounded_oscillators_stay_in_range_on_tiny_choppy_prices():
     low = close - rng.choice([0, 0, 1e-8], size=n)
     idx = pd.date_range("2017-11-05", periods=n, freq="1min", tz="UTC", name="open_time")
     volume = rng.exponential(50, n) * (rng.random(n) > 0.2)
-    frame = pd.DataFrame({"open": close, "high": high, "low": low, "close": close, "volume": volume,
-                          "value": volume * close}, index=idx)
+    frame = pd.DataFrame(
+        {"open": close, "high": high, "low": low, "close": close, "volume": volume, "value": volume * close}, index=idx
+    )
     out = compute_indicators(frame).frame
     for col, (low_bound, high_bound) in BOUNDS.items():
         values = out[col].dropna()

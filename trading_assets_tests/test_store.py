@@ -2,8 +2,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from trading_assets.errors import CandleDataError
 from trading_assets.sources import SyntheticSource
-from trading_assets.store import CandleStore, candles_table
+from trading_assets.store import CandleStore, Coverage, candles_table
 from trading_assets_tests.conftest import END
 
 
@@ -59,17 +60,26 @@ def test_incremental_collection_fetches_only_what_is_missing(store):
     assert second.fetched_spans == [] and len(source.calls) == 1
     third = store.collect(source, "KRW-ETH", "5m", END - 3 * day, END)
     assert third.fetched_spans == [(END - 3 * day, END - 2 * day), (END - day, END)]
-    assert store.coverage("KRW-ETH", "5m") == (END - 3 * day, END)
+    assert store.coverage("KRW-ETH", "5m") == Coverage(END - 3 * day, END, "counting")
     expected = source.inner.fetch("KRW-ETH", "5m", END - 3 * day, END)
     pd.testing.assert_frame_equal(store.load("KRW-ETH", "5m", END - 3 * day, END), expected, check_freq=False)
 
 
 def test_failed_write_leaves_nothing_behind(store, candles_1m):
-    from trading_assets.errors import CandleDataError
-
     bad = candles_1m.iloc[:10].copy()
     bad.iloc[5, bad.columns.get_loc("low")] = bad["high"].iloc[5] * 2
     with pytest.raises(CandleDataError, match="high < low"):
-        store.upsert("KRW-BTC", "1m", bad, covered=(bad.index[0], bad.index[-1]))
+        store.upsert("KRW-BTC", "1m", bad, covered=(bad.index[0], bad.index[-1], "test"))
     assert store.load("KRW-BTC", "1m", bad.index[0], END).empty
     assert store.coverage("KRW-BTC", "1m") is None
+
+
+def test_candles_of_two_sources_never_mix(store):
+    day = pd.Timedelta(days=1)
+    store.collect(SyntheticSource(seed=1), "KRW-BTC", "60m", END - 2 * day, END)
+    with pytest.raises(
+        CandleDataError,
+        match=r"KRW-BTC 60m: the candle store .* holds candles collected from "
+        r"'synthetic\(seed=1\)', not from 'synthetic\(seed=2\)'",
+    ):
+        store.collect(SyntheticSource(seed=2), "KRW-BTC", "60m", END - 3 * day, END)

@@ -57,9 +57,8 @@ def _daily_walk(seed: int, symbol: str) -> tuple[np.ndarray, np.ndarray]:
 class SyntheticSource:
     """Deterministic synthetic candles for any well-formed symbol."""
 
-    name = "synthetic"
-
     def __init__(self, seed: int = 7, missing_rate: float = 0.01, flat_rate: float = 0.03) -> None:
+        self.name = f"synthetic(seed={seed})"
         self.seed = seed
         self.missing_rate = missing_rate
         self.flat_rate = flat_rate
