@@ -55,3 +55,14 @@ def test_helm_values_point_at_the_code_location():
     instance = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     limits = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
     assert limits == instance["concurrency"]["runs"]["tag_concurrency_limits"]
+
+
+def test_production_instance_limits_gpu_work():
+    """The top-level dagster.yaml: one training step (pool gpu) and one GPU-tagged run at a time, retries on."""
+    config = yaml.safe_load((DEPLOY.parents[1] / "dagster.yaml").read_text())
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert config["concurrency"]["pools"]["default_limit"] == 1
+    assert {"key": "trading_assets/gpu", "limit": 1} in config["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert config["run_retries"]["enabled"] and config["storage"]["postgres"]["postgres_db"]["password"] == {
+        "env": "DAGSTER_PG_PASSWORD"
+    }
