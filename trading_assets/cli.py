@@ -166,7 +166,7 @@ def backfill(
     """Launch a real asset backfill (run by the daemon) over symbols x timeframes."""
     from dagster import AssetSelection
 
-    from trading_assets.backfill import backfill_params, launch_backfill, wait_for_backfill
+    from trading_assets.defs.backfill import backfill_params, launch_backfill, wait_for_backfill
     from trading_assets.defs import defs
 
     instance = get_instance()
