@@ -85,7 +85,8 @@ def raw_candles(
         "span_start": span_start.isoformat(),
         "span_end": span_end.isoformat(),
         "warmup_bars": warmup,
-        "filled_bars": filled.filled,
+        "filled_bars": filled.filled,  # the continuity check's WARN threshold reads these
+        "filled_bars_in_span": int((filled.filled_mask & in_span).sum()),
     }
     context.log.info(
         f"{symbol} {timeframe}: {len(frame)} bars ({filled.filled} filled), "
@@ -104,7 +105,7 @@ def raw_candles(
             "warmup_bars": warmup,
             "warmup_rows": int((~in_span).sum()),
             "missing_bars_filled": filled.filled,
-            "missing_bars_filled_in_span": int((filled.filled_mask & in_span).sum()),
+            "missing_bars_filled_in_span": frame.attrs["filled_bars_in_span"],
             "leading_missing_bars": filled.leading_missing,
             "candles_fetched": collected.rows_fetched,
             "fetched_spans": MetadataValue.json([[a.isoformat(), b.isoformat()] for a, b in collected.fetched_spans]),
@@ -123,7 +124,7 @@ def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Out
     span_start = pd.Timestamp(raw_candles.attrs["span_start"]) if "span_start" in raw_candles.attrs else None
     result = compute_indicators(candles, span_start)
     frame = result.frame
-    frame.attrs = dict(raw_candles.attrs)
+    frame.attrs = {**raw_candles.attrs, "filled_bars": raw_candles.attrs.get("filled_bars_in_span", 0)}
     nan_counts = frame.isna().sum()
     if nan_counts.any():
         context.log.warning(f"{symbol} {timeframe}: NaN after warm-up trimming: {nan_counts[nan_counts > 0].to_dict()}")

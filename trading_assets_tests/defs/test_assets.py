@@ -76,6 +76,9 @@ def test_two_partitions_end_to_end(instance, data_dir):
         assert raw_meta["missing_bars_filled"] == len(raw) - len(expected)
         assert raw_meta["span_rows"] == len(ind) and raw_meta["dagster/row_count"] == len(raw)
         assert raw_meta["warmup_bars"] == warmup_bars()
+        in_span = raw.index >= span_start
+        filled_in_span = int((raw["volume"][in_span] == 0).sum())  # synthetic volume is never 0 otherwise
+        assert raw_meta["missing_bars_filled_in_span"] == filled_in_span == ind.attrs["filled_bars"]
         assert "|" in raw_meta["preview"] and raw_meta["first_bar"] == raw.index[0].isoformat()
         feat_meta = latest_metadata(instance, "features", key)
         assert feat_meta["dagster/row_count"] == len(feats)
