@@ -92,10 +92,11 @@ class CorruptingIOManager(ParquetIOManager):
         return _Corrupting(base._base_path, self.corrupt)
 
 
-def run(instance, corrupt=None, config=None):
+def run(instance, corrupt=None, config=None, symbol="KRW-BTC", with_checks=True):
+    """The real data assets (and their checks) on one 5m partition, the stored raw candles corrupted."""
     return materialize(
-        [raw_candles, indicators, features, *data_checks],
-        partition_key=partition_key("KRW-BTC", "5m"),
+        [raw_candles, indicators, features, *(data_checks if with_checks else [])],
+        partition_key=partition_key(symbol, "5m"),
         instance=instance,
         resources={
             "parquet_io_manager": CorruptingIOManager(corrupt=corrupt),
@@ -280,18 +281,7 @@ CORRUPTIONS["heavy_strings"] = _heavy_strings
 
 @pytest.mark.parametrize("corrupt", ["strings", "heavy_strings"])
 def test_downstream_never_builds_on_polluted_candles_even_without_checks(instance, corrupt, data_dir):
-    result = materialize(
-        [raw_candles, indicators, features],
-        partition_key=partition_key("KRW-BTC", "5m"),
-        instance=instance,
-        resources={
-            "parquet_io_manager": CorruptingIOManager(corrupt=corrupt),
-            "candle_source": CandleSourceResource(),
-            "candle_store": CandleStoreResource(),
-        },
-        run_config={"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}}}},
-        raise_on_error=False,
-    )
+    result = run(instance, corrupt, with_checks=False)
     if corrupt == "strings":  # a few cells: coerced, forward-filled and counted
         assert result.success
         ind_meta = result.asset_materializations_for_node("indicators")[0].metadata

@@ -13,14 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 
-from trading_assets.defs.assets import features, indicators, raw_candles
-from trading_assets.defs.checks import data_checks
 from trading_assets.defs.partitions import partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 from trading_assets_tests.conftest import END
-from trading_assets_tests.defs.test_checks import CorruptingIOManager
+from trading_assets_tests.defs.test_checks import run
 from trading_assets_tests.servers import DagsterProcess, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -265,19 +262,7 @@ def _fail_a_partition(platform, monkeypatch, symbol, corrupt):
         if key.startswith(("DAGSTER_", "TRADING_")):
             monkeypatch.setenv(key, value)
     with DagsterInstance.get() as instance:
-        result = materialize(
-            [raw_candles, indicators, features, *data_checks],
-            partition_key=partition_key(symbol, "5m"),
-            instance=instance,
-            raise_on_error=False,
-            resources={
-                "parquet_io_manager": CorruptingIOManager(corrupt=corrupt),
-                "candle_source": CandleSourceResource(),
-                "candle_store": CandleStoreResource(),
-            },
-            run_config={"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}}}},
-        )
-    assert not result.success
+        assert not run(instance, corrupt, symbol=symbol).success
 
 
 def test_daemon_restart_neither_loses_nor_repeats_alerts(platform, backfill, monkeypatch):
