@@ -166,8 +166,8 @@ def backfill(
     """Launch a real asset backfill (run by the daemon) over symbols x timeframes."""
     from dagster import AssetSelection
 
-    from trading_assets.defs.backfill import backfill_params, launch_backfill, wait_for_backfill
     from trading_assets.defs import defs
+    from trading_assets.defs.backfill import backfill_params, launch_backfill, wait_for_backfill
 
     instance = get_instance()
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)

@@ -25,6 +25,7 @@ from trading_assets.defs.partitions import market_partitions, split_partition_ke
 from trading_assets.errors import CandleDataError
 from trading_assets.settings import default_tracking_uri
 from trading_assets.splits import chronological_split
+from trading_assets.timeframes import get_timeframe
 from trading_assets.training.config import PRESETS, ModelConfig, TrainConfig
 
 GPU_POOL = "gpu"
@@ -117,6 +118,7 @@ def trained_model(
     context: AssetExecutionContext, config: TrainedModelConfig, features: pd.DataFrame, mlflow_tracking: MlflowResource
 ) -> MaterializeResult:
     # torch and mlflow load here, not with the code location: data steps and the UI stay light
+    from trading_assets.training.evaluation import sign_backtest
     from trading_assets.training.models import build_model
     from trading_assets.training.sequences import build_sequences
     from trading_assets.training.tracking import SequencePredictor, connect, content_hash, log_training_run
@@ -189,6 +191,15 @@ def trained_model(
         predictor = SequencePredictor(
             model, data.feature_columns, config.seq_len, config.horizon, report.target_mean, report.target_std
         )
+        # trade the sign of the registered model's forecasts over the test span
+        ends = data.test_ends.numpy()
+        window = features.iloc[ends[0] - config.seq_len + 1 : ends[-1] + 1]
+        forecasts = predictor.predict(None, window)["prediction"].to_numpy()[config.seq_len - 1 :]
+        backtest = sign_backtest(
+            forecasts, data.labels.numpy()[ends], config.horizon, 365 * 1440 / get_timeframe(timeframe).minutes
+        )
+        for key, value in backtest.as_dict().items():
+            client.log_metric(run_id, f"backtest_{key}", value)
         registered = log_training_run(
             client, mlflow_tracking.resolved_uri(), run_id, predictor, features, report, symbol, timeframe
         )
@@ -220,6 +231,7 @@ def trained_model(
             "samples_per_second": report.samples_per_second,
             "peak_gpu_memory_mb": report.peak_gpu_memory_mb if report.peak_gpu_memory_mb is not None else 0.0,
             "baselines": MetadataValue.json(report.baselines),
+            "test_backtest": MetadataValue.json(backtest.as_dict()),
             "features_sha256": content_hash(features),
         },
         check_results=[

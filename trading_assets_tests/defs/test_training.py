@@ -68,6 +68,11 @@ def test_trained_model_tracked_registered_and_loadable(instance, data_dir):
     assert split.train.stop + 64 <= split.validation.start and split.validation.stop + 64 <= split.test.start
     assert feats.attrs["scaler"]["fit_end"] == feats.index[split.train.stop - 1].isoformat()
 
+    backtest = meta["test_backtest"]  # one trade per test sample (horizon 1, seq_len 24)
+    assert backtest["trades"] == len(split.test) - 24 + 1
+    assert run.data.metrics["backtest_total_log_return"] == pytest.approx(backtest["total_log_return"])
+    assert 0 <= backtest["hit_rate"] <= 1 and backtest["max_drawdown"] >= 0
+
     [check] = [e for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "trained_model"]
     assert check.check_name == "beats_baseline" and check.severity.value == "WARN"
     check_meta = {k: v.value for k, v in check.metadata.items()}
