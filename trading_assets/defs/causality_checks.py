@@ -15,7 +15,6 @@ from dagster import (
     AssetIn,
     Config,
     MetadataValue,
-    asset_check,
 )
 from pydantic import Field
 
@@ -27,7 +26,8 @@ from trading_assets.causality import (
     warmup_drift,
 )
 from trading_assets.defs.assets import features, indicators
-from trading_assets.defs.partitions import market_partitions, split_partition_key
+from trading_assets.defs.checks import partition_check
+from trading_assets.defs.partitions import split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 from trading_assets.features import FeatureConfig
 from trading_assets.timeframes import get_timeframe
@@ -72,11 +72,9 @@ def _look_ahead_result(context: AssetCheckExecutionContext, diffs, cuts) -> Asse
     )
 
 
-@asset_check(
-    asset=features,
-    name="no_look_ahead",
-    partitions_def=market_partitions,
-    blocking=True,
+@partition_check(
+    features,
+    "no_look_ahead",
     additional_ins={"indicators": AssetIn("indicators")},
     description="Rebuild features from indicators truncated at a few cut points t (scaler fixed) and "
     "compare rows <= t with the stored features: any difference is look-ahead.",
@@ -93,11 +91,9 @@ def features_no_look_ahead(
     return _look_ahead_result(context, diffs, cuts)
 
 
-@asset_check(
-    asset=indicators,
-    name="no_look_ahead",
-    partitions_def=market_partitions,
-    blocking=True,
+@partition_check(
+    indicators,
+    "no_look_ahead",
     additional_ins={"raw_candles": AssetIn("raw_candles")},
     description="Recompute indicators from candles truncated at a few cut points t and compare rows <= t.",
 )
@@ -111,10 +107,9 @@ def indicators_no_look_ahead(
     return _look_ahead_result(context, indicators_look_ahead(raw_candles, frame, symbol, timeframe, cuts), cuts)
 
 
-@asset_check(
-    asset=indicators,
-    name="warmup_sufficient",
-    partitions_def=market_partitions,
+@partition_check(
+    indicators,
+    "warmup_sufficient",
     blocking=False,
     additional_ins={"raw_candles": AssetIn("raw_candles")},
     description="Recompute indicators with more history before the span; WARN when values inside the "

@@ -69,6 +69,18 @@ class ContinuityConfig(Config):
     )
 
 
+def partition_check(asset_def: AssetsDefinition, name: str, description: str, blocking: bool = True, **kwargs):
+    """``@asset_check`` evaluated on the materialized partition of ``asset_def`` (blocking by default)."""
+    return asset_check(
+        asset=asset_def,
+        name=name,
+        partitions_def=market_partitions,
+        blocking=blocking,
+        description=description,
+        **kwargs,
+    )
+
+
 def _context_metadata(context: AssetCheckExecutionContext) -> dict[str, Any]:
     symbol, timeframe = split_partition_key(context.partition_key)
     return {"symbol": symbol, "timeframe": timeframe, "partition": str(context.partition_key)}
@@ -78,11 +90,9 @@ def _schema_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     name = asset_def.key.to_user_string()
     schema = SCHEMAS[name]
 
-    @asset_check(
-        asset=asset_def,
-        name="schema",
-        partitions_def=market_partitions,
-        blocking=True,
+    @partition_check(
+        asset_def,
+        "schema",
         description=f"Pandera schema of {name}: columns, dtypes and value rules.",
     )
     def check(context: AssetCheckExecutionContext, frame: pd.DataFrame) -> AssetCheckResult:
@@ -108,11 +118,9 @@ def _pollution_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     name = asset_def.key.to_user_string()
     numeric = NUMERIC_COLUMNS[name]
 
-    @asset_check(
-        asset=asset_def,
-        name="dtype_pollution",
-        partitions_def=market_partitions,
-        blocking=True,
+    @partition_check(
+        asset_def,
+        "dtype_pollution",
         description=f"No strings/objects inside the numeric columns of {name}, no unexpected columns.",
     )
     def check(context: AssetCheckExecutionContext, frame: pd.DataFrame) -> AssetCheckResult:
@@ -138,11 +146,9 @@ def _pollution_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
 def _nan_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     name = asset_def.key.to_user_string()
 
-    @asset_check(
-        asset=asset_def,
-        name="nan_rate",
-        partitions_def=market_partitions,
-        blocking=True,
+    @partition_check(
+        asset_def,
+        "nan_rate",
         description=f"Share of NaN per column of {name} against its budget (default 0 %).",
     )
     def check(context: AssetCheckExecutionContext, config: NanRateConfig, frame: pd.DataFrame) -> AssetCheckResult:
@@ -172,11 +178,9 @@ def _nan_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
 def _continuity_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     name = asset_def.key.to_user_string()
 
-    @asset_check(
-        asset=asset_def,
-        name="continuity",
-        partitions_def=market_partitions,
-        blocking=True,
+    @partition_check(
+        asset_def,
+        "continuity",
         description=f"{name}: no duplicated or disordered bars, no holes in the grid, coverage of the "
         "requested span; WARN when many bars were filled.",
     )
