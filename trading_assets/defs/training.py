@@ -24,7 +24,6 @@ from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.errors import CandleDataError
 from trading_assets.settings import default_tracking_uri
-from trading_assets.splits import chronological_split
 from trading_assets.timeframes import get_timeframe
 from trading_assets.training.config import PRESETS, ModelConfig, TrainConfig
 
@@ -130,16 +129,14 @@ def trained_model(
     train_fraction = feature_config.get("train_fraction", 0.7)
     validation_fraction = feature_config.get("validation_fraction", 0.15)
     gap = feature_config.get("split_gap", config.seq_len + config.horizon)
-    if gap < config.seq_len + config.horizon - 1:
+    try:  # the same chronological split the features' scaler was fit on
+        data = build_sequences(features, config.seq_len, config.horizon, train_fraction, validation_fraction, gap)
+    except ValueError as exc:
         raise CandleDataError(
-            symbol,
-            timeframe,
-            f"the features' split gap ({gap} rows) is shorter than seq_len + "
-            f"horizon - 1 ({config.seq_len + config.horizon - 1}); raise features.split_gap",
-        )
-    split = chronological_split(len(features), train_fraction, validation_fraction, gap)
+            symbol, timeframe, f"{exc} (features' split_gap {gap}, seq_len {config.seq_len}, horizon {config.horizon})"
+        ) from exc
     scaler = features.attrs.get("scaler", {})
-    train_end = features.index[split.train.stop - 1]
+    train_end = features.index[data.split.train.stop - 1]
     if scaler and pd.Timestamp(scaler["fit_end"]) > train_end:
         raise CandleDataError(
             symbol,
@@ -149,7 +146,6 @@ def trained_model(
         )
 
     client, experiment_id = connect(mlflow_tracking.resolved_uri(), mlflow_tracking.experiment)  # fail early
-    data = build_sequences(features, config.seq_len, config.horizon, train_fraction, validation_fraction, gap)
     model = build_model(len(data.feature_columns), model_config)
     run = client.create_run(
         experiment_id,
