@@ -69,8 +69,12 @@ def selection_string(selection: str) -> str:
     return " or ".join(parts)
 
 
-def market_run_config(days: float, end: str | None, source: str | None, files_dir: str | None) -> dict[str, Any]:
-    run_config: dict[str, Any] = {"ops": {"raw_candles": {"config": {"days": days, "end": end}}}}
+def market_run_config(
+    days: float | None = None, end: str | None = None, source: str | None = None, files_dir: str | None = None
+) -> dict[str, Any]:
+    """Run config for the candle window and source; what is not given keeps its default."""
+    window = {k: v for k, v in {"days": days, "end": end}.items() if v is not None}
+    run_config: dict[str, Any] = {"ops": {"raw_candles": {"config": window}}} if window else {}
     if source:
         resource = {"kind": source, **({"files_dir": files_dir} if files_dir else {})}
         run_config["resources"] = {"candle_source": {"config": resource}}
@@ -178,10 +182,7 @@ def backfill(
         raise click.BadParameter(f"{selection!r}: {exc}") from exc
     asset_names = sorted(k.to_user_string() for k in keys)
     partitions = [str(partition_key(s, t)) for s in symbol_list for t in tf_list]
-    run_config = None
-    if days is not None or end is not None:
-        raw = {k: v for k, v in {"days": days, "end": end}.items() if v is not None}
-        run_config = {"ops": {"raw_candles": {"config": raw}}} if "raw_candles" in asset_names else None
+    run_config = market_run_config(days, end) if "raw_candles" in asset_names else None
     backfill_id = launch_backfill(instance, backfill_params(partitions, asset_names, run_config), Path(workspace), url)
     click.echo(f"backfill {backfill_id}: {len(partitions)} partitions x {', '.join(asset_names)}")
     click.echo(f"watch it in the UI: /runs/b/{backfill_id} (needs dagster-daemon running on this instance)")
