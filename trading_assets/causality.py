@@ -30,15 +30,6 @@ class ColumnDiff:
     rows: int
     cut: str
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "column": self.column,
-            "first_timestamp": self.first_timestamp,
-            "max_abs_diff": self.max_abs_diff,
-            "rows": self.rows,
-            "cut": self.cut,
-        }
-
 
 def cut_points(index: pd.DatetimeIndex, key: str, fractions: tuple[float, ...] = CUT_FRACTIONS) -> list[pd.Timestamp]:
     """Deterministic cut timestamps inside ``index``: fixed fractions, jittered per partition ``key``."""
@@ -125,14 +116,6 @@ class WarmupDrift:
     max_abs_diff: float
     max_rel_diff: float
     bars_to_converge: int  # bars of history (warm-up + span rows) until the values agree for good
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "column": self.column,
-            "max_abs_diff": self.max_abs_diff,
-            "max_rel_diff": self.max_rel_diff,
-            "bars_to_converge": self.bars_to_converge,
-        }
 
 
 def warmup_drift(

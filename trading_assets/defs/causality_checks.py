@@ -7,6 +7,8 @@ off per run (``enabled: false``) for huge spans.
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
+from dataclasses import asdict
+
 import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
@@ -65,7 +67,7 @@ def _look_ahead_result(context: AssetCheckExecutionContext, diffs, cuts) -> Asse
         metadata={
             "partition": str(context.partition_key),
             "cut_points": MetadataValue.json([c.isoformat() for c in cuts]),
-            "non_causal_columns": MetadataValue.json([d.as_dict() for d in diffs]),
+            "non_causal_columns": MetadataValue.json([asdict(d) for d in diffs]),
             "first_column": first.column if first else "",
             "first_timestamp": first.first_timestamp if first else "",
         },
@@ -156,7 +158,7 @@ def indicators_warmup_sufficient(
             "partition": str(context.partition_key),
             "warmup_bars": warmup,
             "compared_with_bars": history,
-            "moved_columns": MetadataValue.json([d.as_dict() for d in drifts]),
+            "moved_columns": MetadataValue.json([asdict(d) for d in drifts]),
             "bars_needed": needed,
             "tolerance": config.tolerance,
         },
