@@ -146,33 +146,34 @@ def build_alert_sensor(
         for key in check_keys:
             name = key.to_user_string()
             for record in _new_executions(context.instance, key, cursor.get(name, 0)):
+                if record.status == AssetCheckExecutionRecordStatus.SUCCEEDED:
+                    cursor[name] = record.id
+                    continue
+                run = context.instance.get_run_by_id(record.run_id)
                 if record.status == AssetCheckExecutionRecordStatus.PLANNED:
-                    run = context.instance.get_run_by_id(record.run_id)
                     if run is not None and not run.is_finished:
                         break  # not evaluated yet: come back to it next tick
                     if run is None or step_of[key] not in _failed_steps(context.instance, record.run_id):
                         cursor[name] = record.id  # skipped (upstream blocked or failed, run canceled)
                         continue
-                if record.status != AssetCheckExecutionRecordStatus.SUCCEEDED:
-                    run = context.instance.get_run_by_id(record.run_id)
-                    alert = _alert_for(
-                        record,
-                        alerts,
-                        record.status == AssetCheckExecutionRecordStatus.PLANNED,
-                        run.tags.get("dagster/partition") if run else None,
-                    )
-                    delivered = deliver(
-                        alert,
-                        alerts.resolved_log_path(),
-                        alerts.resolved_webhook(),
-                        alerts.retries,
-                        alerts.backoff_seconds,
-                    )
-                    context.log.info(
-                        f"alert {alert.asset} {alert.partition} {alert.check}: webhook "
-                        f"{'delivered' if delivered else 'not delivered'}"
-                    )
-                    sent += 1
+                alert = _alert_for(
+                    record,
+                    alerts,
+                    record.status == AssetCheckExecutionRecordStatus.PLANNED,
+                    run.tags.get("dagster/partition") if run else None,
+                )
+                delivered = deliver(
+                    alert,
+                    alerts.resolved_log_path(),
+                    alerts.resolved_webhook(),
+                    alerts.retries,
+                    alerts.backoff_seconds,
+                )
+                context.log.info(
+                    f"alert {alert.asset} {alert.partition} {alert.check}: webhook "
+                    f"{'delivered' if delivered else 'not delivered'}"
+                )
+                sent += 1
                 cursor[name] = record.id
                 context.update_cursor(json.dumps(cursor, sort_keys=True))  # after each alert: never sent twice
         context.update_cursor(json.dumps(cursor, sort_keys=True))
