@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from trading_assets.features import FeatureConfig, Scaler, build_features
+from trading_assets.features import FeatureConfig, build_features
 from trading_assets.indicators import compute_indicators, prepare_candles
 
 # Cut points as fractions of the span: their prefixes add up to about one extra computation.
@@ -88,11 +88,10 @@ def features_look_ahead(
     config: FeatureConfig,
     cuts: list[pd.Timestamp],
 ) -> list[ColumnDiff]:
-    """Rebuild features from indicators up to each cut with the stored scaler; report differing columns."""
-    scaler = Scaler.from_dict(stored.attrs["scaler"])
+    """Rebuild features from indicators up to each cut; report differing columns."""
     diffs: list[ColumnDiff] = []
     for cut in cuts:
-        recomputed = build_features(indicators.loc[:cut], symbol, timeframe, config, scaler=scaler).frame
+        recomputed = build_features(indicators.loc[:cut], symbol, timeframe, config, span_start=stored.index[0]).frame
         diffs.extend(compare_prefix(stored, recomputed, cut))
     return _first_per_column(diffs)
 
@@ -134,6 +133,35 @@ def warmup_drift(
     """
     candles, _ = prepare_candles(longer_candles, symbol, timeframe)
     longer = compute_indicators(candles, stored.index[0]).frame.reindex(stored.index)
+    return _drifts(stored, longer, warmup, tolerance)
+
+
+def features_warmup_drift(
+    stored_indicators: pd.DataFrame,
+    longer_candles: pd.DataFrame,
+    symbol: str,
+    timeframe: str,
+    span_start: pd.Timestamp,
+    warmup: int,
+    config: FeatureConfig = FeatureConfig(),
+    tolerance: float = 1e-4,
+) -> list[WarmupDrift]:
+    """Feature columns that move inside the span when built from indicators with more history.
+
+    The stored indicators (span plus lead-in) give the features as the ``features`` asset builds
+    them; ``longer_candles`` give every indicator row they can, hence a longer lead-in.
+    """
+    stored = build_features(stored_indicators, symbol, timeframe, config, span_start=span_start).frame
+    candles, _ = prepare_candles(longer_candles, symbol, timeframe)
+    longer_indicators = compute_indicators(candles, candles.index[0]).frame
+    longer = build_features(longer_indicators, symbol, timeframe, config, span_start=span_start).frame
+    return [
+        WarmupDrift(f"features.{d.column}", d.max_abs_diff, d.max_rel_diff, d.bars_to_converge)
+        for d in _drifts(stored, longer.reindex(stored.index), warmup, tolerance)
+    ]
+
+
+def _drifts(stored: pd.DataFrame, longer: pd.DataFrame, warmup: int, tolerance: float) -> list[WarmupDrift]:
     out = []
     for col in stored.columns:
         a, b = stored[col].to_numpy(dtype="float64"), longer[col].to_numpy(dtype="float64")

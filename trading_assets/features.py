@@ -11,11 +11,14 @@ Every step is causal: the value of a feature at time t uses indicator rows at or
 3. Missing values (coerced cells, 0/0): forward fill with a limit; never a backward fill.
    Rows still incomplete after that are dropped and counted.
 4. Outliers: each column is clipped to ``median +- k x scale`` (scale: MAD-sigma, floored by the
-   mean absolute deviation, see :func:`clip_matrix`) of the previous block of
-   ``clip_window`` rows (tumbling, trailing); the first block is left as is.
-5. Scaling: z-score with mean/std fit on an explicit fit span (by default the chronological
-   train span of :func:`trading_assets.splits.chronological_split`) and returned as
-   :class:`Scaler`, so training and inference scale identically.
+   mean absolute deviation, see :func:`clip_matrix`) of the previous block of ``clip_window``
+   bars, blocks aligned to absolute time (the Unix epoch), not to the first loaded row: a value
+   does not depend on where the loaded history starts once :func:`lead_in_bars` precede it.
+
+Feature sets are declared in :data:`FEATURE_SETS` (named, selected by ``FeatureConfig.feature_set``);
+each :class:`Feature` is a function of the candle and indicator columns, which it reads by name.
+5. No scaling here: the model fits its scaler on its own training span and carries it
+   (:mod:`trading_assets.training.bundle`), so a refresh that extends the span changes no stored row.
 6. ``target``: the next candle's log return ``log(close[t+1] / close[t])`` (the label, the only
    column that looks ahead, by definition); the last row has none and is dropped.
 """
@@ -23,8 +26,7 @@ Every step is causal: the value of a feature at time t uses indicator rows at or
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,10 +36,10 @@ from trading_assets.candles import CANDLE_COLUMNS
 from trading_assets.cleaning import PollutionReport, coerce_numeric
 from trading_assets.errors import CandleDataError
 from trading_assets.indicators import INDICATOR_COLUMNS
-from trading_assets.splits import chronological_split
+from trading_assets.labels import TARGET, next_log_return
+from trading_assets.timeframes import get_timeframe
 
 INPUT_COLUMNS: tuple[str, ...] = (*CANDLE_COLUMNS, *INDICATOR_COLUMNS)
-TARGET = "target"
 MAD_TO_SIGMA = 1.4826
 MEAN_AD_TO_SIGMA = 1.2533  # sqrt(pi / 2): mean absolute deviation -> sigma for a normal distribution
 
@@ -48,48 +50,7 @@ class FeatureConfig:
     clip_window: int = 240
     clip_k: float = 6.0
     max_polluted_fraction: float = 0.01
-    train_fraction: float = 0.7
-    validation_fraction: float = 0.15
-    split_gap: int = 64
-
-
-@dataclass(frozen=True)
-class Scaler:
-    """Per-column z-score parameters and the span they were fit on."""
-
-    columns: list[str]
-    mean: list[float]
-    std: list[float]
-    fit_start: str
-    fit_end: str
-
-    def apply(self, values: np.ndarray, columns: list[str]) -> None:
-        """Scale ``values`` (rows x ``columns``) in place; the columns must be the ones fit."""
-        if list(columns) != self.columns:
-            raise ValueError(f"scaler fit on {self.columns}, asked to scale {list(columns)}")
-        values -= np.asarray(self.mean)
-        values /= np.asarray(self.std)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Scaler:
-        return cls(**data)
-
-    @classmethod
-    def fit(
-        cls, values: np.ndarray, index: pd.DatetimeIndex, columns: list[str], start: pd.Timestamp, end: pd.Timestamp
-    ) -> Scaler:
-        """Fit on the rows of ``values`` whose time lies in ``[start, end]``."""
-        lo, hi = index.searchsorted(start), index.searchsorted(end, side="right")
-        if hi <= lo:
-            raise ValueError(f"scaler fit span [{start}, {end}] holds no rows")
-        span = values[lo:hi]
-        mean = span.mean(axis=0)
-        std = span.std(axis=0)
-        std = np.where(std > 0, std, 1.0)  # a constant column stays 0 after centring; the features check flags it
-        return cls(list(columns), mean.tolist(), std.tolist(), start.isoformat(), end.isoformat())
+    feature_set: str = "default"
 
 
 @dataclass
@@ -106,7 +67,6 @@ class FeatureReport:
 @dataclass
 class FeatureResult:
     frame: pd.DataFrame
-    scaler: Scaler
     report: FeatureReport
 
 
@@ -116,136 +76,184 @@ def _diff(a: np.ndarray, lag: int) -> np.ndarray:
     return out
 
 
-def _feature_columns(col: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    c, volume = col["close"], col["volume"]
-    log_c = np.log(c)
-    vol_sum_20 = talib.SUM(volume, 20)
-    bb_range = col["bb_upper_20"] - col["bb_lower_20"]
-    obv_flow = np.where(vol_sum_20 > 0, _diff(col["obv"], 20) / vol_sum_20, 0.0)
-    obv_flow[np.isnan(vol_sum_20)] = np.nan
-    return {
-        "ret_1": _diff(log_c, 1),
-        "ret_5": _diff(log_c, 5),
-        "ret_20": _diff(log_c, 20),
-        "range_hl": np.log(col["high"] / col["low"]),
-        "body": np.log(c / col["open"]),
-        "log_volume": np.log1p(volume),
-        "volume_ratio": volume / col["volume_sma_20"],
-        "sma_5_rel": col["sma_5"] / c - 1,
-        "sma_20_rel": col["sma_20"] / c - 1,
-        "ema_12_rel": col["ema_12"] / c - 1,
-        "ema_26_rel": col["ema_26"] / c - 1,
-        "macd_rel": col["macd"] / c,
-        "macd_signal_rel": col["macd_signal"] / c,
-        "macd_hist_rel": col["macd_hist"] / c,
-        "rsi_14": col["rsi_14"],
-        "bb_position": np.where(bb_range > 0, (c - col["bb_lower_20"]) / bb_range, 0.5),
-        "bb_width": bb_range / col["bb_middle_20"],
-        "atr_rel": col["atr_14"] / c,
-        "stoch_k": col["stoch_k"],
-        "stoch_d": col["stoch_d"],
-        "mfi_14": col["mfi_14"],
-        "obv_flow_20": obv_flow,
-        "sar_rel": col["sar"] / c - 1,
-        "cci_20": col["cci_20"],
-        "adx_14": col["adx_14"],
-        "willr_14": col["willr_14"],
-        "volume_rsi_14": col["volume_rsi_14"],
-        "roc_10": col["roc_10"],
-    }
+Columns = dict[str, np.ndarray]
 
 
-with np.errstate(divide="ignore", invalid="ignore"):
-    FEATURE_COLUMNS: tuple[str, ...] = tuple(_feature_columns({c: np.ones(30) for c in INPUT_COLUMNS}))
+@dataclass(frozen=True)
+class Feature:
+    """One model input: ``fn`` maps the candle and indicator columns (float64 arrays by name) to a column.
 
-
-FeatureFn = Callable[[dict[str, np.ndarray]], np.ndarray]
-_EXTRA_FEATURES: dict[str, FeatureFn] = {}
-
-
-def register_feature(name: str, fn: FeatureFn) -> None:
-    """Add a feature computed from the indicator columns (float64 arrays by name).
-
-    It goes through the same cleaning, clipping and scaling as the built-in ones, and through the
-    look-ahead check on ``features``, which fails if it uses any row after t.
+    It must be trailing (row t reads rows <= t only): the look-ahead check on ``features`` fails otherwise.
     """
-    if name in FEATURE_COLUMNS or name == TARGET:
-        raise ValueError(f"feature name {name!r} is taken")
-    _EXTRA_FEATURES[name] = fn
+
+    name: str
+    fn: Callable[[Columns], np.ndarray]
+    description: str = ""
 
 
-def unregister_feature(name: str) -> None:
-    _EXTRA_FEATURES.pop(name, None)
+def _log_close(c: Columns) -> np.ndarray:
+    return np.log(c["close"])
 
 
-def derive_matrix(ind: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-    """Scale-free features from candles and indicators (all trailing), as a column-major matrix."""
-    col = {c: ind[c].to_numpy(dtype="float64") for c in INPUT_COLUMNS}
+def _rel(column: str) -> Callable[[Columns], np.ndarray]:
+    return lambda c: c[column] / c["close"] - 1
+
+
+def _per_close(column: str) -> Callable[[Columns], np.ndarray]:
+    return lambda c: c[column] / c["close"]
+
+
+def _same(column: str) -> Callable[[Columns], np.ndarray]:
+    return lambda c: c[column]
+
+
+def _bb_position(c: Columns) -> np.ndarray:
+    width = c["bb_upper_20"] - c["bb_lower_20"]
+    return np.where(width > 0, (c["close"] - c["bb_lower_20"]) / width, 0.5)
+
+
+def _obv_flow(c: Columns) -> np.ndarray:
+    vol_sum_20 = talib.SUM(c["volume"], 20)
+    flow = np.where(vol_sum_20 > 0, _diff(c["obv"], 20) / vol_sum_20, 0.0)
+    flow[np.isnan(vol_sum_20)] = np.nan
+    return flow
+
+
+DEFAULT_FEATURES: tuple[Feature, ...] = (
+    Feature("ret_1", lambda c: _diff(_log_close(c), 1), "log return over 1 bar"),
+    Feature("ret_5", lambda c: _diff(_log_close(c), 5), "log return over 5 bars"),
+    Feature("ret_20", lambda c: _diff(_log_close(c), 20), "log return over 20 bars"),
+    Feature("range_hl", lambda c: np.log(c["high"] / c["low"]), "log high/low range"),
+    Feature("body", lambda c: np.log(c["close"] / c["open"]), "log close/open"),
+    Feature("log_volume", lambda c: np.log1p(c["volume"]), "log(1 + volume)"),
+    Feature("volume_ratio", lambda c: c["volume"] / c["volume_sma_20"], "volume / its 20-bar SMA"),
+    Feature("sma_5_rel", _rel("sma_5"), "SMA 5 relative to close"),
+    Feature("sma_20_rel", _rel("sma_20"), "SMA 20 relative to close"),
+    Feature("ema_12_rel", _rel("ema_12"), "EMA 12 relative to close"),
+    Feature("ema_26_rel", _rel("ema_26"), "EMA 26 relative to close"),
+    Feature("macd_rel", _per_close("macd"), "MACD / close"),
+    Feature("macd_signal_rel", _per_close("macd_signal"), "MACD signal / close"),
+    Feature("macd_hist_rel", _per_close("macd_hist"), "MACD histogram / close"),
+    Feature("rsi_14", _same("rsi_14"), "RSI 14"),
+    Feature("bb_position", _bb_position, "close within the Bollinger band (0 lower, 1 upper)"),
+    Feature("bb_width", lambda c: (c["bb_upper_20"] - c["bb_lower_20"]) / c["bb_middle_20"], "Bollinger width"),
+    Feature("atr_rel", _per_close("atr_14"), "ATR 14 / close"),
+    Feature("stoch_k", _same("stoch_k"), "stochastic %K"),
+    Feature("stoch_d", _same("stoch_d"), "stochastic %D"),
+    Feature("mfi_14", _same("mfi_14"), "money flow index 14"),
+    Feature("obv_flow_20", _obv_flow, "20-bar OBV change / 20-bar volume"),
+    Feature("sar_rel", _rel("sar"), "parabolic SAR relative to close"),
+    Feature("cci_20", _same("cci_20"), "CCI 20"),
+    Feature("adx_14", _same("adx_14"), "ADX 14"),
+    Feature("willr_14", _same("willr_14"), "Williams %R 14"),
+    Feature("volume_rsi_14", _same("volume_rsi_14"), "RSI 14 of volume"),
+    Feature("roc_10", _same("roc_10"), "rate of change 10"),
+)
+
+# The named feature sets; a run picks one with FeatureConfig.feature_set.
+FEATURE_SETS: dict[str, tuple[Feature, ...]] = {"default": DEFAULT_FEATURES}
+
+
+def feature_set(name: str) -> tuple[Feature, ...]:
+    if name not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {name!r}; expected one of {', '.join(FEATURE_SETS)}")
+    features = FEATURE_SETS[name]
+    names = [f.name for f in features]
+    if len(set(names)) != len(names) or TARGET in names:
+        raise ValueError(f"feature set {name!r} repeats a name or uses {TARGET!r}: {names}")
+    return features
+
+
+def feature_columns(name: str = "default") -> list[str]:
+    return [f.name for f in feature_set(name)]
+
+
+class _Recorder(dict):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.read: set[str] = set()
+        self.n = n
+
+    def __missing__(self, key: str) -> np.ndarray:
+        if key not in INPUT_COLUMNS:
+            raise KeyError(f"{key!r} is neither a candle nor an indicator column")
+        self.read.add(key)
+        return np.linspace(1.0, 2.0, self.n)
+
+
+def inputs_of(features: tuple[Feature, ...]) -> set[str]:
+    """The candle and indicator columns a feature set reads (by evaluating it on dummy data)."""
+    recorder = _Recorder(64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        columns = _feature_columns(col)
-        columns.update({name: np.asarray(fn(col), dtype="float64") for name, fn in _EXTRA_FEATURES.items()})
-    out = np.empty((len(ind), len(columns)), dtype="float64", order="F")
-    for j, values in enumerate(columns.values()):
-        out[:, j] = values
-    return list(columns), out
+        for feature in features:
+            feature.fn(recorder)
+    return recorder.read
 
 
-def _median_inplace(blocks: np.ndarray) -> np.ndarray:
-    """Median over the last axis, partitioning ``blocks`` in place (much faster than ``np.median``)."""
-    w = blocks.shape[-1]
-    blocks.partition((w - 1) // 2 if w % 2 else (w // 2 - 1, w // 2), axis=-1)
-    return blocks[..., w // 2] if w % 2 else (blocks[..., w // 2 - 1] + blocks[..., w // 2]) / 2
+FEATURE_COLUMNS: tuple[str, ...] = tuple(feature_columns("default"))
 
 
-def clip_matrix(values: np.ndarray, window: int, k: float) -> np.ndarray:
-    """Clip ``values`` (rows x columns) in place to median +- k x scale of the previous block of rows.
+def derive_matrix(ind: pd.DataFrame, features: tuple[Feature, ...]) -> tuple[list[str], np.ndarray]:
+    """The features of a set from candles and indicators (all trailing), as a column-major matrix."""
+    col = {c: ind[c].to_numpy(dtype="float64") for c in INPUT_COLUMNS}
+    out = np.empty((len(ind), len(features)), dtype="float64", order="F")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j, feature in enumerate(features):
+            out[:, j] = np.asarray(feature.fn(col), dtype="float64")
+    return [f.name for f in features], out
 
-    scale = max(1.4826 x MAD, 1.2533 x mean absolute deviation from the median): both estimate
-    sigma for normal data; the second keeps zero-inflated columns from being clipped to nothing.
 
-    Returns the number of clipped cells per column. Thresholds are computed in float32 (they are
-    thresholds, not data); the data keeps its dtype.
+def lead_in_bars(config: FeatureConfig) -> int:
+    """Bars of indicator history a feature row needs before it: the clipping block before its own."""
+    return 2 * config.clip_window
+
+
+def clip_matrix(values: np.ndarray, times_ns: np.ndarray, block_ns: int, k: float) -> np.ndarray:
+    """Clip ``values`` (rows x columns) in place to median +- k x scale of the previous time block.
+
+    Blocks are ``block_ns`` long and aligned to the Unix epoch. Rows of a block are clipped with the
+    statistics of the nearest earlier block that holds rows, if the data covers that block from its
+    start (so the thresholds never depend on where the loaded history starts); otherwise they are
+    left as they are. scale = max(1.4826 x MAD, 1.2533 x mean absolute deviation from the median):
+    both estimate sigma for normal data; the second keeps zero-inflated columns (flat and filled
+    bars) from being clipped to nothing. A block without spread gives no scale and no clipping.
+
+    Returns the number of clipped cells per column.
     """
     n, n_cols = values.shape
-    n_blocks = n // window
     clipped = np.zeros(n_cols, dtype=np.int64)
-    if n_blocks < 1 or n <= window:
+    if n == 0:
         return clipped
-    # (column, block, row-in-block): contiguous along the block so the partitions are fast
-    blocks = np.ascontiguousarray(values[: n_blocks * window].T.reshape(n_cols, n_blocks, window), dtype=np.float32)
-    median = _median_inplace(blocks)
-    np.subtract(blocks, median[..., None], out=blocks)
-    np.abs(blocks, out=blocks)
-    # Scale: MAD, floored by the mean absolute deviation. Exchange data is zero-inflated (flat and
-    # filled bars): there the MAD collapses towards 0 and would clip ordinary moves.
-    mean_ad = blocks.mean(axis=-1) * MEAN_AD_TO_SIGMA
-    mad = np.maximum(_median_inplace(blocks) * MAD_TO_SIGMA, mean_ad)
-    lo, hi = (median - k * mad).astype("float64"), (median + k * mad).astype("float64")  # (column, block)
-    flat = mad == 0  # a block without spread gives no scale: no clipping
-    lo[flat], hi[flat] = -np.inf, np.inf
-    for j in range(n_cols):  # block b is clipped with the thresholds of block b - 1
-        column = values[:, j]
-        low = np.repeat(lo[j], window)[: n - window]
-        high = np.repeat(hi[j], window)[: n - window]
-        low = np.concatenate([low, np.full(n - window - len(low), lo[j, -1])])
-        high = np.concatenate([high, np.full(n - window - len(high), hi[j, -1])])
-        body = column[window:]
-        clipped[j] = np.count_nonzero((body < low) | (body > high))
-        np.clip(body, low, high, out=body)
+    block = times_ns // block_ns
+    starts = np.flatnonzero(np.concatenate([[True], block[1:] != block[:-1]]))
+    codes = np.repeat(np.arange(len(starts)), np.diff(np.concatenate([starts, [n]])))
+    complete = block[starts] * block_ns >= times_ns[0]
+    frame = pd.DataFrame(values, copy=False)
+    median = frame.groupby(codes).median().to_numpy()
+    deviation = pd.DataFrame(np.abs(values - median[codes]), copy=False).groupby(codes)
+    scale = np.maximum(deviation.median().to_numpy() * MAD_TO_SIGMA, deviation.mean().to_numpy() * MEAN_AD_TO_SIGMA)
+    previous = codes - 1  # the nearest earlier block with rows
+    usable = (previous >= 0) & complete[np.maximum(previous, 0)]
+    rows = np.flatnonzero(usable)
+    source = previous[rows]
+    for j in range(n_cols):
+        spread = scale[source, j]
+        active = spread > 0
+        target_rows, src = rows[active], source[active]
+        low = median[src, j] - k * scale[src, j]
+        high = median[src, j] + k * scale[src, j]
+        column = values[target_rows, j]
+        clipped[j] = np.count_nonzero((column < low) | (column > high))
+        values[target_rows, j] = np.clip(column, low, high)
     return clipped
 
 
-def clip_outliers(frame: pd.DataFrame, window: int, k: float) -> tuple[pd.DataFrame, dict[str, int]]:
-    """:func:`clip_matrix` on a copy of ``frame``; returns it with the clipped counts per column."""
+def clip_outliers(frame: pd.DataFrame, timeframe: str, window: int, k: float) -> tuple[pd.DataFrame, dict[str, int]]:
+    """:func:`clip_matrix` on a copy of a time-indexed ``frame``; returns it with the clipped counts per column."""
     values = frame.to_numpy(dtype="float64", copy=True)
-    clipped = clip_matrix(values, window, k)
+    block_ns = window * get_timeframe(timeframe).delta.value
+    clipped = clip_matrix(values, frame.index.as_unit("ns").asi8, block_ns, k)
     return pd.DataFrame(values, index=frame.index, columns=frame.columns), dict(zip(frame.columns, clipped.tolist()))
-
-
-def default_fit_span(index: pd.DatetimeIndex, config: FeatureConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The chronological train span of the feature rows, as training will split them."""
-    split = chronological_split(len(index), config.train_fraction, config.validation_fraction, config.split_gap)
-    return index[split.train.start], index[split.train.stop - 1]
 
 
 def _forward_fill(values: np.ndarray, limit: int) -> np.ndarray:
@@ -264,30 +272,26 @@ def build_features(
     symbol: str,
     timeframe: str,
     config: FeatureConfig = FeatureConfig(),
-    scaler: Scaler | None = None,
-    fit_span: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+    span_start: pd.Timestamp | None = None,
 ) -> FeatureResult:
-    """The features frame (float32 features + ``target``) for one partition.
+    """The features frame (unscaled float32 features of ``config.feature_set`` + ``target``) for one partition.
 
-    Pass ``scaler`` to apply fixed scaling parameters (inference, causality checks); otherwise a
-    scaler is fit on ``fit_span`` (default: :func:`default_fit_span`).
+    Rows before ``span_start`` (the lead-in, see :func:`lead_in_bars`) only feed the clipping
+    statistics and are dropped from the result.
     """
     report = FeatureReport()
     ind, report.pollution = coerce_numeric(indicators, INPUT_COLUMNS, symbol, timeframe, config.max_polluted_fraction)
     if len(ind) < 3:
         raise CandleDataError(symbol, timeframe, f"only {len(ind)} indicator rows; cannot build features")
-    names, values = derive_matrix(ind)
+    names, values = derive_matrix(ind, feature_set(config.feature_set))
     non_finite = np.isinf(values)
     report.non_finite = {c: int(n) for c, n in zip(names, non_finite.sum(axis=0)) if n}
     if report.non_finite:
         values[non_finite] = np.nan
     report.filled = {c: int(n) for c, n in zip(names, _forward_fill(values, config.ffill_limit)) if n}
 
-    close = ind["close"].to_numpy(dtype="float64")
-    target = np.full(len(close), np.nan)
-    target[:-1] = np.log(close[1:] / close[:-1])
+    target = next_log_return(ind["close"].to_numpy(dtype="float64"))
     complete = ~np.isnan(values).any(axis=1) & ~np.isnan(target)
-    report.rows_dropped = int((~complete).sum()) - 1  # the last row never has a target
     first = int(np.argmax(complete))
     if complete[first:].sum() == len(complete) - first - 1:  # usual case: a leading run of incomplete rows
         rows = slice(first, len(complete) - 1)
@@ -295,17 +299,14 @@ def build_features(
         rows = np.flatnonzero(complete)
     values, target, index = values[rows], target[rows], ind.index[rows]
 
-    report.clipped = {c: int(n) for c, n in zip(names, clip_matrix(values, config.clip_window, config.clip_k)) if n}
-    if scaler is None:
-        try:
-            start, end = fit_span or default_fit_span(index, config)
-        except ValueError as exc:
-            raise CandleDataError(
-                symbol, timeframe, f"{exc}; request a longer span or set an explicit fit span"
-            ) from exc
-        scaler = Scaler.fit(values, index, names, start, end)
+    block_ns = config.clip_window * get_timeframe(timeframe).delta.value
+    clipped = clip_matrix(values, index.as_unit("ns").asi8, block_ns, config.clip_k)
+    keep = slice(None) if span_start is None else slice(int(index.searchsorted(span_start)), None)
+    values, target, index = values[keep], target[keep], index[keep]
+    in_span = np.ones(len(ind), dtype=bool) if span_start is None else ind.index >= span_start
+    report.rows_dropped = int((~complete[in_span]).sum()) - 1  # the last row never has a target
+    report.clipped = {c: int(n) for c, n in zip(names, clipped) if n}
     out = np.empty((len(index), len(names) + 1), dtype="float32", order="F")
-    scaler.apply(values, names)
     out[:, :-1] = values
     out[:, -1] = target
-    return FeatureResult(pd.DataFrame(out, index=index, columns=[*names, TARGET]), scaler, report)
+    return FeatureResult(pd.DataFrame(out, index=index, columns=[*names, TARGET]), report)

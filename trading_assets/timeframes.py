@@ -25,6 +25,11 @@ class Timeframe:
         return pd.Timedelta(minutes=self.minutes)
 
     @property
+    def bars_per_year(self) -> float:
+        """Bars in a year of a market that trades around the clock (annualisation of returns)."""
+        return 365 * 1440 / self.minutes
+
+    @property
     def freq(self) -> str:
         """pandas frequency string of the candle grid."""
         return "1D" if self.minutes == 1440 else f"{self.minutes}min"

@@ -3,7 +3,7 @@
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
@@ -13,7 +13,7 @@ from trading_assets.defs.metadata import counts_metadata, frame_metadata
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 from trading_assets.errors import EmptySourceError
-from trading_assets.features import FeatureConfig, build_features
+from trading_assets.features import FeatureConfig, build_features, lead_in_bars
 from trading_assets.indicators import compute_indicators, prepare_candles, warmup_bars
 from trading_assets.timeframes import get_timeframe, to_utc
 
@@ -62,7 +62,8 @@ def raw_candles(
     symbol, timeframe = split_partition_key(context.partition_key)
     tf = get_timeframe(timeframe)
     span_start, span_end = requested_span(config, timeframe)
-    warmup = warmup_bars(config.warmup_tolerance)
+    lead_in = lead_in_bars(FeatureConfig())
+    warmup = warmup_bars(config.warmup_tolerance) + lead_in
     fetch_start = span_start - warmup * tf.delta
     source = candle_source.get_source()
     store = candle_store.get_store()
@@ -85,6 +86,7 @@ def raw_candles(
         "span_start": span_start.isoformat(),
         "span_end": span_end.isoformat(),
         "warmup_bars": warmup,
+        "lead_in_bars": lead_in,
         "filled_bars": filled.filled,  # the continuity check's WARN threshold reads these
         "filled_bars_in_span": int((filled.filled_mask & in_span).sum()),
     }
@@ -121,8 +123,11 @@ def raw_candles(
 def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Output[pd.DataFrame]:
     symbol, timeframe = split_partition_key(context.partition_key)
     candles, pollution = prepare_candles(raw_candles, symbol, timeframe)
-    span_start = pd.Timestamp(raw_candles.attrs["span_start"]) if "span_start" in raw_candles.attrs else None
-    result = compute_indicators(candles, span_start)
+    keep_from = None
+    if "span_start" in raw_candles.attrs:  # the requested span plus the features' lead-in
+        lead_in = int(raw_candles.attrs.get("lead_in_bars", 0))
+        keep_from = pd.Timestamp(raw_candles.attrs["span_start"]) - lead_in * get_timeframe(timeframe).delta
+    result = compute_indicators(candles, keep_from)
     frame = result.frame
     frame.attrs = {**raw_candles.attrs, "filled_bars": raw_candles.attrs.get("filled_bars_in_span", 0)}
     nan_counts = frame.isna().sum()
@@ -142,45 +147,52 @@ def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Out
 
 
 class FeaturesConfig(Config):
-    """Preprocessing parameters (see trading_assets.features)."""
+    """Preprocessing parameters (see trading_assets.features); defaults come from FeatureConfig."""
 
-    ffill_limit: int = Field(default=5, ge=0, description="Forward-fill at most this many missing values in a row")
-    clip_window: int = Field(default=240, ge=10, description="Rows per block of the trailing median/MAD clipping")
-    clip_k: float = Field(default=6.0, gt=0, description="Clip at median +- k x MAD-sigma")
-    max_polluted_fraction: float = Field(
-        default=0.01, ge=0, le=1, description="Most non-numeric cells per column before the step stops"
+    ffill_limit: int = Field(
+        default=FeatureConfig.ffill_limit, ge=0, description="Forward-fill at most this many missing values in a row"
     )
-    train_fraction: float = Field(default=0.7, description="Chronological train share; the scaler is fit on it")
-    validation_fraction: float = Field(default=0.15, description="Chronological validation share")
-    split_gap: int = Field(default=64, ge=0, description="Rows left out between train, validation and test")
-    fit_start: str | None = Field(default=None, description="Explicit scaler fit span start (ISO); overrides the split")
-    fit_end: str | None = Field(default=None, description="Explicit scaler fit span end (ISO, inclusive)")
+    clip_window: int = Field(
+        default=FeatureConfig.clip_window, ge=10, description="Bars per time-aligned block of the median/MAD clipping"
+    )
+    clip_k: float = Field(default=FeatureConfig.clip_k, gt=0, description="Clip at median +- k x MAD-sigma")
+    max_polluted_fraction: float = Field(
+        default=FeatureConfig.max_polluted_fraction,
+        ge=0,
+        le=1,
+        description="Most non-numeric cells per column before the step stops",
+    )
+    feature_set: str = Field(
+        default=FeatureConfig.feature_set,
+        description="Named feature set of trading_assets.features.FEATURE_SETS (default: 'default')",
+    )
 
     def feature_config(self) -> FeatureConfig:
-        return FeatureConfig(**self.model_dump(exclude={"fit_start", "fit_end"}))
-
-    def fit_span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-        if self.fit_start and self.fit_end:
-            return to_utc(self.fit_start), to_utc(self.fit_end)
-        if self.fit_start or self.fit_end:
-            raise ValueError("fit_start and fit_end must be given together")
-        return None
+        return FeatureConfig(**{f.name: getattr(self, f.name) for f in fields(FeatureConfig)})
 
 
 @asset(
     **DATA_ASSET,
     kinds={"pandas", "parquet"},
-    description="Model-ready float32 features (cleaned, outlier-clipped, scaled on the train span) plus "
-    "`target`, the next candle's log return. Scaler parameters are stored with the frame (attrs['scaler']).",
+    description="Model-ready float32 features (cleaned, outlier-clipped with time-aligned trailing blocks, "
+    "unscaled: each model fits its scaler on its own train span) plus `target`, the next candle's log return.",
 )
 def features(context: AssetExecutionContext, config: FeaturesConfig, indicators: pd.DataFrame) -> Output[pd.DataFrame]:
     symbol, timeframe = split_partition_key(context.partition_key)
-    result = build_features(indicators, symbol, timeframe, config.feature_config(), fit_span=config.fit_span())
+    feature_config = config.feature_config()
+    span_start = pd.Timestamp(indicators.attrs["span_start"]) if "span_start" in indicators.attrs else None
+    lead_in = int(indicators.attrs.get("lead_in_bars", 0))
+    if lead_in < lead_in_bars(feature_config):
+        context.log.warning(
+            f"{symbol} {timeframe}: {lead_in} lead-in bars before the span, clip_window {feature_config.clip_window} "
+            f"needs {lead_in_bars(feature_config)}: early rows may depend on where the history starts"
+        )
+    result = build_features(indicators, symbol, timeframe, feature_config, span_start=span_start)
     frame, report = result.frame, result.report
     frame.attrs = {
         **indicators.attrs,
-        "scaler": result.scaler.to_dict(),
-        "feature_config": asdict(config.feature_config()),
+        "feature_set": feature_config.feature_set,
+        "feature_config": asdict(feature_config),
     }
     for col, examples in report.pollution.examples.items():
         context.log.warning(
@@ -191,9 +203,8 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, indicators:
         frame,
         metadata={
             **frame_metadata(frame),
+            "feature_set": feature_config.feature_set,
             "feature_columns": MetadataValue.json([c for c in frame.columns if c != "target"]),
-            "scaler_fit_start": result.scaler.fit_start,
-            "scaler_fit_end": result.scaler.fit_end,
             "coerced_cells": counts_metadata(report.pollution.coerced),
             "coerced_examples": MetadataValue.json(report.pollution.examples),
             "dropped_columns": MetadataValue.json(report.pollution.dropped_columns),

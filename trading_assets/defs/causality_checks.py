@@ -24,6 +24,7 @@ from trading_assets.causality import (
     CUT_FRACTIONS,
     cut_points,
     features_look_ahead,
+    features_warmup_drift,
     indicators_look_ahead,
     warmup_drift,
 )
@@ -114,8 +115,8 @@ def indicators_no_look_ahead(
     "warmup_sufficient",
     blocking=False,
     additional_ins={"raw_candles": AssetIn("raw_candles")},
-    description="Recompute indicators with more history before the span; WARN when values inside the "
-    "span move, with the warm-up that would have been enough.",
+    description="Recompute indicators, and the default features from them, with more history before the "
+    "span; WARN when values inside the span move, with the warm-up that would have been enough.",
 )
 def indicators_warmup_sufficient(
     context: AssetCheckExecutionContext,
@@ -140,6 +141,8 @@ def indicators_warmup_sufficient(
     finally:
         store.dispose()
     drifts = warmup_drift(frame, longer.frame, symbol, timeframe, warmup, config.tolerance)
+    span = pd.Timestamp(raw_candles.attrs["span_start"])
+    drifts += features_warmup_drift(frame, longer.frame, symbol, timeframe, span, warmup, tolerance=config.tolerance)
     needed = max((d.bars_to_converge for d in drifts), default=0)
     history = len(longer.frame.loc[: span_start - tf.delta])
     advice = (

@@ -28,15 +28,14 @@ from trading_assets import quality
 from trading_assets.candles import CANDLE_COLUMNS
 from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.partitions import market_partitions, split_partition_key
-from trading_assets.features import FEATURE_COLUMNS, TARGET
+from trading_assets.features import TARGET, feature_columns
 from trading_assets.indicators import INDICATOR_COLUMNS
 from trading_assets.schemas import IndicatorsModel, RawCandlesModel, features_schema
 
 
 def _feature_columns(frame: pd.DataFrame) -> list[str]:
-    """The built-in features plus any registered extra feature the frame carries (its scaler knows them)."""
-    scaled = frame.attrs.get("scaler", {}).get("columns", [])
-    return [*FEATURE_COLUMNS, *(c for c in scaled if c not in FEATURE_COLUMNS)]
+    """The columns of the feature set the frame was built with."""
+    return feature_columns(frame.attrs.get("feature_set", "default"))
 
 
 NUMERIC_COLUMNS = {

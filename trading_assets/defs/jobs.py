@@ -17,6 +17,7 @@ GPU_RUN_TAGS = {"dagster-k8s/config": GPU_K8S_CONFIG, "trading_assets/gpu": "1"}
 
 DATA_ASSETS = AssetSelection.assets("raw_candles", "indicators", "features")
 MODEL_ASSETS = AssetSelection.assets("trained_model")
+RESEARCH_ASSETS = AssetSelection.assets("predictions", "evaluation")
 
 market_data_job = define_asset_job(
     "market_data_job",
@@ -31,10 +32,22 @@ training_job = define_asset_job(
     description="trained_model for one partition, from its stored features.",
     tags=GPU_RUN_TAGS,
 )
+research_job = define_asset_job(
+    "research_job",
+    selection=RESEARCH_ASSETS,
+    partitions_def=market_partitions,
+    description="Walk-forward predictions and their evaluation for one partition, from its stored features.",
+    tags=GPU_RUN_TAGS,
+)
 full_pipeline_job = define_asset_job(
     "full_pipeline_job",
-    selection=DATA_ASSETS | MODEL_ASSETS,
+    selection=DATA_ASSETS | MODEL_ASSETS | RESEARCH_ASSETS,
     partitions_def=market_partitions,
-    description="The whole graph for one partition: candles to a registered model.",
+    description="The whole graph for one partition: candles to a registered model and its walk-forward evaluation.",
     tags=GPU_RUN_TAGS,
+)
+leaderboard_job = define_asset_job(
+    "leaderboard_job",
+    selection=AssetSelection.assets("leaderboard"),
+    description="The leaderboard over every evaluated partition.",
 )

@@ -1,10 +1,10 @@
-"""The trained_model asset: a PyTorch sequence model per partition, tracked and registered in MLflow.
+"""trained_model: a thin adapter around trading_assets.training.pipeline.train_and_track.
 
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
-from dataclasses import asdict
-from typing import Literal
+from dataclasses import fields
+from typing import Any, Literal
 
 import pandas as pd
 from dagster import (
@@ -22,12 +22,20 @@ from pydantic import Field
 
 from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.partitions import market_partitions, split_partition_key
-from trading_assets.errors import CandleDataError
 from trading_assets.settings import default_tracking_uri
-from trading_assets.timeframes import get_timeframe
-from trading_assets.training.config import PRESETS, ModelConfig, TrainConfig
+from trading_assets.training.config import (
+    MODELS,
+    PRESETS,
+    ModelConfig,
+    ModelSpec,
+    SequenceConfig,
+    SplitConfig,
+    TrainConfig,
+    build_spec,
+)
 
 GPU_POOL = "gpu"
+_MODEL, _TRAIN, _SEQ, _SPLIT = ModelConfig(), TrainConfig(), SequenceConfig(), SplitConfig()
 
 
 class MlflowResource(ConfigurableResource):
@@ -41,60 +49,72 @@ class MlflowResource(ConfigurableResource):
     def resolved_uri(self) -> str:
         return self.tracking_uri or default_tracking_uri()
 
-    def run_link(self, experiment_id: str, run_id: str) -> str:
+    def run_link(self, experiment_id: str, run_id: str) -> Any:
         uri = self.resolved_uri()
         if uri.startswith(("http://", "https://")):
-            return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+            return MetadataValue.url(f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")
         return f"run {run_id} in {uri} (browse with: mlflow ui --backend-store-uri {uri})"
+
+    def open_run(self, name: str, tags: dict[str, str]):
+        """A tracked run (ends FINISHED, or FAILED on error); fails before any work if the store is unusable."""
+        from trading_assets.training.tracking import MlflowTracker, connect
+
+        client, experiment_id = connect(self.resolved_uri(), self.experiment)
+        return MlflowTracker.run(client, self.resolved_uri(), experiment_id, name, tags)
 
 
 class TrainedModelConfig(Config):
-    """Model and training settings; ``preset: research`` is the research team's BiLSTM."""
+    """Model, sequence, split and training settings; defaults from trading_assets.training.config.
 
-    preset: str | None = Field(default=None, description="research: BiLSTM 1024 x 4, lr 5e-4, batch 128")
-    model: Literal["bilstm", "lstm", "gru", "transformer"] = Field(default="bilstm", description="Architecture")
-    hidden_size: int = Field(default=32, gt=0)
-    num_layers: int = Field(default=1, gt=0)
-    dropout: float = Field(default=0.1, ge=0, lt=1)
-    num_heads: int = Field(default=4, gt=0, description="Transformer attention heads")
-    seq_len: int = Field(default=32, gt=0, description="Candles per input window")
-    horizon: int = Field(default=1, gt=0, description="Predict the log return over this many candles")
-    epochs: int = Field(default=10, gt=0)
-    batch_size: int = Field(default=256, gt=0)
-    learning_rate: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    patience: int = Field(default=3, gt=0, description="Early stopping: epochs without validation improvement")
-    grad_clip: float = Field(default=1.0, gt=0)
-    seed: int = 42
-    device: str = Field(default="auto", description="auto (GPU with most free memory, else CPU), cpu, cuda, cuda:N")
-    amp: bool = Field(default=True, description="bf16 autocast on CUDA")
+    ``preset: research`` is the research team's BiLSTM; it fills only the fields not set explicitly.
+    """
 
-    def resolve(self) -> tuple[ModelConfig, TrainConfig]:
-        model = ModelConfig(self.model, self.hidden_size, self.num_layers, self.dropout, self.num_heads)
-        training = TrainConfig(
-            self.epochs,
-            self.batch_size,
-            self.learning_rate,
-            self.weight_decay,
-            self.patience,
-            self.grad_clip,
-            self.seed,
-            self.device,
-            self.amp,
-        )
-        if self.preset:
-            if self.preset not in PRESETS:
-                raise ValueError(f"unknown preset {self.preset!r}; expected one of {sorted(PRESETS)}")
-            preset_model, preset_train = PRESETS[self.preset]
-            model = preset_model
-            training = TrainConfig(
-                **{
-                    **asdict(training),
-                    "learning_rate": preset_train.learning_rate,
-                    "batch_size": preset_train.batch_size,
-                }
-            )
-        return model, training
+    preset: str | None = Field(default=None, description=f"one of {sorted(PRESETS)}; explicit fields win")
+    model: Literal[tuple(MODELS)] = Field(  # type: ignore[valid-type]
+        default=_MODEL.kind, description="; ".join(f"{k}: {v.description}" for k, v in MODELS.items())
+    )
+    hidden_size: int = Field(default=_MODEL.hidden_size, gt=0)
+    num_layers: int = Field(default=_MODEL.num_layers, gt=0)
+    dropout: float = Field(default=_MODEL.dropout, ge=0, lt=1)
+    num_heads: int = Field(default=_MODEL.num_heads, gt=0, description="Transformer attention heads")
+    seq_len: int = Field(default=_SEQ.seq_len, gt=0, description="Candles per input window")
+    horizon: int = Field(default=_SEQ.horizon, gt=0, description="Predict the log return over this many candles")
+    epochs: int = Field(default=_TRAIN.epochs, gt=0)
+    batch_size: int = Field(default=_TRAIN.batch_size, gt=0)
+    learning_rate: float = Field(default=_TRAIN.learning_rate, gt=0)
+    weight_decay: float = Field(default=_TRAIN.weight_decay, ge=0)
+    patience: int = Field(default=_TRAIN.patience, gt=0, description="Early stopping: epochs without improvement")
+    grad_clip: float = Field(default=_TRAIN.grad_clip, gt=0)
+    seed: int = _TRAIN.seed
+    device: str = Field(default=_TRAIN.device, description="auto (GPU with most free memory, else CPU), cpu, cuda:N")
+    amp: bool = Field(default=_TRAIN.amp, description="bf16 autocast on CUDA")
+    train_fraction: float = Field(default=_SPLIT.train_fraction, gt=0, lt=1, description="Chronological train share")
+    validation_fraction: float = Field(default=_SPLIT.validation_fraction, gt=0, lt=1, description="Validation share")
+    split_gap: int | None = Field(default=_SPLIT.gap, description="Rows between spans; default seq_len + horizon - 1")
+    fee_bp: float = Field(default=5.0, ge=0, description="Per-side trading fee in basis points (Upbit taker: 5)")
+    delay_bars: int = Field(default=1, ge=0, description="Bars between a forecast's close and its fill")
+
+    def spec(self) -> ModelSpec:
+        names = {f.name for cls in (ModelConfig, TrainConfig, SequenceConfig) for f in fields(cls)}
+        names |= {"model", "train_fraction", "validation_fraction", "split_gap"}
+        values = {k: v for k, v in self.model_dump().items() if k in names}
+        return build_spec(values, explicit=set(self.model_fields_set), preset=self.preset)
+
+    def costs(self):
+        from trading_assets.training.pipeline import TradingCosts
+
+        return TradingCosts(self.fee_bp, self.delay_bars)
+
+
+def partition_tags(context: AssetExecutionContext, asset_name: str) -> dict[str, str]:
+    symbol, timeframe = split_partition_key(context.partition_key)
+    return {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "partition_key": str(context.partition_key),
+        "dagster_run_id": context.run_id,
+        "dagster_asset": asset_name,
+    }
 
 
 @asset(
@@ -107,115 +127,49 @@ class TrainedModelConfig(Config):
         AssetCheckSpec(
             "beats_baseline",
             asset="trained_model",
-            description="WARN when validation loss does not beat the best naive baseline",
+            description="WARN when the model's MSE on the held-out test span (never used for early stopping) "
+            "does not beat the best naive forecast fit on the train span (zero, train mean, AR(1))",
         )
     ],
-    description="A PyTorch sequence model per partition, trained on the chronological train span of `features`, "
-    "tracked in MLflow and registered as trading_assets-<symbol>-<timeframe>.",
+    description="The production model per partition: a bundle of network, scaler (fit on its train span) and "
+    "feature columns, trained on `features`, tracked in MLflow and registered as trading_assets-<symbol>-<timeframe>.",
 )
 def trained_model(
     context: AssetExecutionContext, config: TrainedModelConfig, features: pd.DataFrame, mlflow_tracking: MlflowResource
 ) -> MaterializeResult:
     # torch and mlflow load here, not with the code location: data steps and the UI stay light
-    from trading_assets.training.evaluation import sign_backtest
-    from trading_assets.training.models import build_model
-    from trading_assets.training.sequences import build_sequences
-    from trading_assets.training.tracking import SequencePredictor, connect, content_hash, log_training_run
-    from trading_assets.training.trainer import train
+    from trading_assets.charts import markdown_image
+    from trading_assets.timeframes import get_timeframe
+    from trading_assets.training.pipeline import train_and_track
+    from trading_assets.training.tracking import content_hash, registered_model_name
 
     symbol, timeframe = split_partition_key(context.partition_key)
-    model_config, train_config = config.resolve()
-    feature_config = features.attrs.get("feature_config", {})
-    train_fraction = feature_config.get("train_fraction", 0.7)
-    validation_fraction = feature_config.get("validation_fraction", 0.15)
-    gap = feature_config.get("split_gap", config.seq_len + config.horizon)
-    try:  # the same chronological split the features' scaler was fit on
-        data = build_sequences(features, config.seq_len, config.horizon, train_fraction, validation_fraction, gap)
-    except ValueError as exc:
-        raise CandleDataError(
-            symbol, timeframe, f"{exc} (features' split_gap {gap}, seq_len {config.seq_len}, horizon {config.horizon})"
-        ) from exc
-    scaler = features.attrs.get("scaler", {})
-    train_end = features.index[data.split.train.stop - 1]
-    if scaler and pd.Timestamp(scaler["fit_end"]) > train_end:
-        raise CandleDataError(
+    spec = config.spec()
+    with mlflow_tracking.open_run(f"{symbol}|{timeframe}", partition_tags(context, "trained_model")) as tracker:
+        outcome = train_and_track(
+            features,
+            spec,
+            tracker,
             symbol,
             timeframe,
-            f"the scaler was fit up to {scaler['fit_end']}, past the train span's "
-            f"end {train_end.isoformat()}: validation data leaked into the scaling",
+            get_timeframe(timeframe).bars_per_year,
+            config.costs(),
+            registered_model_name(symbol, timeframe),
+            on_epoch=lambda e, m: context.log.info(f"epoch {e}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items())),
         )
-
-    client, experiment_id = connect(mlflow_tracking.resolved_uri(), mlflow_tracking.experiment)  # fail early
-    model = build_model(len(data.feature_columns), model_config)
-    run = client.create_run(
-        experiment_id,
-        run_name=f"{symbol}|{timeframe}",
-        tags={
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "partition_key": str(context.partition_key),
-            "dagster_run_id": context.run_id,
-            "dagster_asset": "trained_model",
-        },
-    )
-    run_id = run.info.run_id
-    try:
-        params = {
-            **{f"model.{k}": v for k, v in asdict(model_config).items()},
-            **{f"train.{k}": v for k, v in asdict(train_config).items()},
-            "seq_len": config.seq_len,
-            "horizon": config.horizon,
-            "split_gap": gap,
-            "train_fraction": train_fraction,
-            "validation_fraction": validation_fraction,
-            "train_samples": len(data.train_ends),
-            "validation_samples": len(data.validation_ends),
-            "test_samples": len(data.test_ends),
-            "n_features": len(data.feature_columns),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "preset": config.preset or "none",
-        }
-        for key, value in params.items():
-            client.log_param(run_id, key, value)
-
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            for key, value in metrics.items():
-                client.log_metric(run_id, key, value, step=epoch)
-            context.log.info(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-
-        model, report = train(model, data, train_config, on_epoch)
-        predictor = SequencePredictor(
-            model, data.feature_columns, config.seq_len, config.horizon, report.target_mean, report.target_std
-        )
-        # trade the sign of the registered model's forecasts over the test span
-        ends = data.test_ends.numpy()
-        window = features.iloc[ends[0] - config.seq_len + 1 : ends[-1] + 1]
-        forecasts = predictor.predict(None, window)["prediction"].to_numpy()[config.seq_len - 1 :]
-        backtest = sign_backtest(
-            forecasts, data.labels.numpy()[ends], config.horizon, 365 * 1440 / get_timeframe(timeframe).minutes
-        )
-        for key, value in backtest.as_dict().items():
-            client.log_metric(run_id, f"backtest_{key}", value)
-        registered = log_training_run(
-            client, mlflow_tracking.resolved_uri(), run_id, predictor, features, report, symbol, timeframe
-        )
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-
-    best_baseline = min(report.baselines, key=lambda b: report.baselines[b]["val_loss"])
-    beats = report.val_loss < report.baselines[best_baseline]["val_loss"]
+    report, test = outcome.report, outcome.test_metrics
+    mse = {"model": test["mse"], **{b: test["mse"] / test[f"mse_ratio_{b}"] for b in ("zero", "train_mean", "ar1")}}
+    best = min((b for b in mse if b != "model"), key=mse.__getitem__)
+    beats = mse["model"] < mse[best]
+    backtest = {k.removeprefix("backtest_"): v for k, v in test.items() if k.startswith("backtest_")}
     return MaterializeResult(
         metadata={
-            "mlflow_run_id": run_id,
-            "mlflow_run": MetadataValue.url(mlflow_tracking.run_link(experiment_id, run_id))
-            if mlflow_tracking.resolved_uri().startswith("http")
-            else mlflow_tracking.run_link(experiment_id, run_id),
-            "registered_model": registered["registered_model"],
-            "registered_version": registered["registered_version"],
+            "mlflow_run_id": tracker.run_id,
+            "mlflow_run": mlflow_tracking.run_link(tracker.experiment_id, tracker.run_id),
+            "registered_model": outcome.registered["registered_model"],
+            "registered_version": outcome.registered["registered_version"],
             "load_with": MetadataValue.md(
-                f'`mlflow.pyfunc.load_model("{registered["registered_uri"]}").predict(features_frame)`'
+                f'`mlflow.pyfunc.load_model("{outcome.registered["registered_uri"]}").predict(features_frame)`'
             ),
             "device": report.device,
             "train_loss": report.train_loss,
@@ -226,8 +180,12 @@ def trained_model(
             "wall_seconds": report.wall_seconds,
             "samples_per_second": report.samples_per_second,
             "peak_gpu_memory_mb": report.peak_gpu_memory_mb if report.peak_gpu_memory_mb is not None else 0.0,
+            "scaler_fit_start": outcome.bundle.scaler.fit_start,
+            "scaler_fit_end": outcome.bundle.scaler.fit_end,
             "baselines": MetadataValue.json(report.baselines),
-            "test_backtest": MetadataValue.json(backtest.as_dict()),
+            "test_metrics": MetadataValue.json({k: v for k, v in test.items() if not k.startswith("backtest_")}),
+            "test_backtest": MetadataValue.json(backtest),
+            "training_curves": MetadataValue.md(markdown_image(outcome.images["training_curves"], "training curves")),
             "features_sha256": content_hash(features),
         },
         check_results=[
@@ -237,14 +195,13 @@ def trained_model(
                 severity=AssetCheckSeverity.WARN,
                 description=None
                 if beats
-                else f"validation loss {report.val_loss:.4g} does not beat the "
-                f"{best_baseline} baseline ({report.baselines[best_baseline]['val_loss']:.4g})",
+                else f"test MSE {mse['model']:.4g} does not beat the {best} forecast ({mse[best]:.4g})",
                 metadata={
-                    "val_loss": report.val_loss,
-                    "best_baseline": best_baseline,
-                    "best_baseline_val_loss": report.baselines[best_baseline]["val_loss"],
-                    "test_loss": report.test_loss,
-                    "baseline_test_loss": report.baselines[best_baseline]["test_loss"],
+                    "test_mse": mse["model"],
+                    "best_baseline": best,
+                    "best_baseline_test_mse": mse[best],
+                    "test_samples": int(test["samples"]),
+                    "dm_pvalue_vs_zero": test["dm_pvalue"],
                 },
             )
         ],

@@ -1,16 +1,37 @@
-"""Model and training settings (no torch import, so configuration stays cheap to load)."""
+"""Model, training and split settings (no torch import, so configuration stays cheap to load).
+
+Each default is defined once, here; the Dagster config classes are built from these dataclasses
+by field name (see :mod:`trading_assets.defs.training`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
-ModelKind = Literal["bilstm", "lstm", "gru", "transformer"]
+
+@dataclass(frozen=True)
+class ModelEntry:
+    description: str
+    builder: str  # "module:function" taking (n_features, ModelConfig) and returning an nn.Module
+
+
+# The one declaration of the architectures (torch-free, so Dagster config and the CLI read it
+# cheaply): the config's model choice, the walk-forward model list and build_model come from it.
+MODELS: dict[str, ModelEntry] = {
+    "bilstm": ModelEntry("bidirectional LSTM over the window", "trading_assets.training.models:bilstm"),
+    "lstm": ModelEntry("LSTM", "trading_assets.training.models:lstm"),
+    "gru": ModelEntry("GRU", "trading_assets.training.models:gru"),
+    "transformer": ModelEntry("causal Transformer encoder", "trading_assets.training.models:transformer"),
+    "linear": ModelEntry(
+        "linear regression on the window's last row (the floor)", "trading_assets.training.models:linear"
+    ),
+}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    kind: ModelKind = "bilstm"
+    kind: str = "bilstm"  # a key of MODELS
     hidden_size: int = 32
     num_layers: int = 1
     dropout: float = 0.1
@@ -30,10 +51,81 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast when on CUDA
 
 
-# The research team's bidirectional LSTM.
-PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
-    "research": (
-        ModelConfig("bilstm", hidden_size=1024, num_layers=4, dropout=0.2),
-        TrainConfig(learning_rate=5e-4, batch_size=128),
-    ),
+@dataclass(frozen=True)
+class SplitConfig:
+    """Chronological train | validation | test shares; the purge gap defaults to seq_len + horizon - 1."""
+
+    train_fraction: float = 0.7
+    validation_fraction: float = 0.15
+    gap: int | None = None  # rows left out between spans; None: the smallest safe gap
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    seq_len: int = 32  # candles per input window
+    horizon: int = 1  # predict the log return over this many candles
+
+    @property
+    def min_gap(self) -> int:
+        """Rows between spans so that no window or label of one span reaches into the next."""
+        return self.seq_len + self.horizon - 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that defines one trained model, apart from its data."""
+
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    sequence: SequenceConfig = SequenceConfig()
+    split: SplitConfig = SplitConfig()
+
+    @property
+    def gap(self) -> int:
+        return self.sequence.min_gap if self.split.gap is None else self.split.gap
+
+    def params(self) -> dict[str, Any]:
+        """Flat parameters for tracking (``model.hidden_size``, ``train.seed``, ``seq_len`` ...)."""
+        out: dict[str, Any] = {}
+        for prefix, part in (("model", self.model), ("train", self.train)):
+            out.update({f"{prefix}.{f.name}": getattr(part, f.name) for f in fields(part)})
+        out.update({f.name: getattr(self.sequence, f.name) for f in fields(self.sequence)})
+        out.update({f"split.{f.name}": getattr(self.split, f.name) for f in fields(self.split)})
+        out["split.gap"] = self.gap
+        return out
+
+
+# Named presets: the values they set, applied where the user did not set a value explicitly.
+PRESETS: dict[str, dict[str, Any]] = {
+    "research": {  # the research team's bidirectional LSTM
+        "kind": "bilstm",
+        "hidden_size": 1024,
+        "num_layers": 4,
+        "dropout": 0.2,
+        "learning_rate": 5e-4,
+        "batch_size": 128,
+    },
 }
+
+
+def build_spec(values: dict[str, Any], explicit: set[str] | None = None, preset: str | None = None) -> ModelSpec:
+    """A :class:`ModelSpec` from flat field values (by name); a preset fills the fields not in ``explicit``."""
+    values = dict(values)
+    if preset:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+        explicit = set(values) if explicit is None else explicit
+        values.update({k: v for k, v in PRESETS[preset].items() if k not in explicit})
+    if "model" in values and "kind" not in values:
+        values["kind"] = values.pop("model")
+    parts = {}
+    for name, cls in (("model", ModelConfig), ("train", TrainConfig), ("sequence", SequenceConfig)):
+        parts[name] = cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+    split_names = {"train_fraction": "train_fraction", "validation_fraction": "validation_fraction", "split_gap": "gap"}
+    parts["split"] = SplitConfig(**{dst: values[src] for src, dst in split_names.items() if src in values})
+    return ModelSpec(**parts)
+
+
+def with_kind(spec: ModelSpec, kind: str) -> ModelSpec:
+    """The same spec with another architecture."""
+    return replace(spec, model=replace(spec.model, kind=kind))

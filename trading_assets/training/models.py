@@ -1,32 +1,35 @@
-"""Sequence regressors: (batch, seq_len, n_features) -> (batch,) predicted return (standardised)."""
+"""Sequence regressors: (batch, seq_len, n_features) -> (batch,) predicted return (standardised).
+
+To add an architecture: write a builder ``(n_features, ModelConfig) -> nn.Module`` (here or in
+any module) and declare it once in :data:`trading_assets.training.config.MODELS`.
+"""
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import torch
 from torch import nn
 
-from trading_assets.training.config import ModelConfig
+from trading_assets.training.config import MODELS, ModelConfig
 
 
 class RecurrentRegressor(nn.Module):
     """LSTM / GRU (optionally bidirectional); the last step's hidden state feeds a linear head."""
 
-    def __init__(self, n_features: int, config: ModelConfig) -> None:
+    def __init__(self, n_features: int, config: ModelConfig, cell: type[nn.Module], bidirectional: bool) -> None:
         super().__init__()
-        rnn = nn.GRU if config.kind == "gru" else nn.LSTM
-        self.bidirectional = config.kind == "bilstm"
-        self.rnn = rnn(
+        self.rnn = cell(
             n_features,
             config.hidden_size,
             config.num_layers,
             batch_first=True,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
-            bidirectional=self.bidirectional,
+            bidirectional=bidirectional,
         )
         self.head = nn.Sequential(
-            nn.Dropout(config.dropout), nn.Linear(config.hidden_size * (2 if self.bidirectional else 1), 1)
+            nn.Dropout(config.dropout), nn.Linear(config.hidden_size * (2 if bidirectional else 1), 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,9 +58,40 @@ class TransformerRegressor(nn.Module):
         return self.head(self.encoder(h, mask=mask, is_causal=True)[:, -1]).squeeze(-1)
 
 
+class LinearRegressor(nn.Module):
+    """Linear regression on the last row of the window: the floor any deep model must beat."""
+
+    def __init__(self, n_features: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x[:, -1]).squeeze(-1)
+
+
+def bilstm(n_features: int, config: ModelConfig) -> nn.Module:
+    return RecurrentRegressor(n_features, config, nn.LSTM, bidirectional=True)
+
+
+def lstm(n_features: int, config: ModelConfig) -> nn.Module:
+    return RecurrentRegressor(n_features, config, nn.LSTM, bidirectional=False)
+
+
+def gru(n_features: int, config: ModelConfig) -> nn.Module:
+    return RecurrentRegressor(n_features, config, nn.GRU, bidirectional=False)
+
+
+def transformer(n_features: int, config: ModelConfig) -> nn.Module:
+    return TransformerRegressor(n_features, config)
+
+
+def linear(n_features: int, config: ModelConfig) -> nn.Module:
+    return LinearRegressor(n_features, config)
+
+
 def build_model(n_features: int, config: ModelConfig) -> nn.Module:
-    if config.kind == "transformer":
-        return TransformerRegressor(n_features, config)
-    if config.kind in ("bilstm", "lstm", "gru"):
-        return RecurrentRegressor(n_features, config)
-    raise ValueError(f"unknown model kind {config.kind!r}; expected bilstm, lstm, gru or transformer")
+    """The network of ``config.kind``, built by its :data:`~trading_assets.training.config.MODELS` entry."""
+    if config.kind not in MODELS:
+        raise ValueError(f"unknown model kind {config.kind!r}; expected one of {', '.join(MODELS)}")
+    module, function = MODELS[config.kind].builder.split(":")
+    return getattr(importlib.import_module(module), function)(n_features, config)

@@ -2,9 +2,10 @@
 
 A sample ending at row t sees feature rows ``t - seq_len + 1 .. t`` and predicts the log return
 over the next ``horizon`` candles, ``sum(target[t .. t + horizon - 1])`` (``target[t]`` is the
-return from t to t + 1). A sample belongs to a span when its window *and* its label lie inside
-the span; with a split gap of at least ``seq_len + horizon`` rows no sample of one span touches
-rows of another.
+return from t to t + 1). A training or validation sample belongs to a span when its window *and*
+its label lie inside the span; with a gap of at least ``seq_len + horizon - 1`` rows between spans
+no sample of one span touches rows of another. Features are scaled with a :class:`Scaler` fit on
+the train span's rows only.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trading_assets.features import TARGET
-from trading_assets.splits import Split, chronological_split
+from trading_assets.labels import TARGET, forward_labels
+from trading_assets.splits import DEFAULT_SPLIT, Split, chronological_split
+from trading_assets.training.scaling import Scaler
 
 
 @dataclass
 class SequenceData:
-    """Features as one (rows, features) tensor plus sample end positions per span."""
+    """Scaled features as one (rows, features) tensor plus sample end positions per span."""
 
-    features: torch.Tensor  # (rows, n_features) float32
+    features: torch.Tensor  # (rows, n_features) float32, scaled
     labels: torch.Tensor  # (rows,) float32: label of the sample ending at each row (NaN if none)
     last_return: torch.Tensor  # (rows,) float32: return over the ``horizon`` candles up to the row
     seq_len: int
@@ -34,6 +36,7 @@ class SequenceData:
     test_ends: torch.Tensor
     feature_columns: list[str]
     index: pd.DatetimeIndex
+    scaler: Scaler
 
     def windows(self) -> torch.Tensor:
         """All windows as a strided view, (rows - seq_len + 1, seq_len, n_features); no copy."""
@@ -58,42 +61,57 @@ class SequenceData:
             self.test_ends.to(device),
             self.feature_columns,
             self.index,
+            self.scaler,
         )
 
 
-def _ends(span: range, seq_len: int, horizon: int) -> torch.Tensor:
-    return torch.arange(span.start + seq_len - 1, span.stop - horizon + 1, dtype=torch.long)
+def _ends(span: range, seq_len: int, horizon: int, window_from_history: bool = False) -> torch.Tensor:
+    first = max(span.start, seq_len - 1) if window_from_history else span.start + seq_len - 1
+    return torch.arange(first, max(first, span.stop - horizon + 1), dtype=torch.long)
 
 
 def build_sequences(
     frame: pd.DataFrame,
     seq_len: int,
     horizon: int = 1,
-    train_fraction: float = 0.7,
-    validation_fraction: float = 0.15,
+    train_fraction: float = DEFAULT_SPLIT.train_fraction,
+    validation_fraction: float = DEFAULT_SPLIT.validation_fraction,
     gap: int | None = None,
+    split: Split | None = None,
+    test_windows_from_history: bool = False,
 ) -> SequenceData:
-    """Windows over ``frame`` (features + ``target``) and the chronological split of their samples."""
+    """Scaled windows over ``frame`` (features + ``target``) and the chronological split of their samples.
+
+    ``split`` overrides the fractions (walk-forward folds); with ``test_windows_from_history`` a
+    test sample's window may start before the test span (its inputs are the past), so every test
+    row with a label gets a sample.
+    """
     if seq_len < 1 or horizon < 1:
         raise ValueError(f"seq_len ({seq_len}) and horizon ({horizon}) must be positive")
-    gap = seq_len + horizon if gap is None else gap
+    gap = seq_len + horizon - 1 if gap is None else gap
     if gap < seq_len + horizon - 1:
         raise ValueError(f"split gap {gap} < seq_len + horizon - 1 = {seq_len + horizon - 1}: spans would share rows")
     columns = [c for c in frame.columns if c != TARGET]
-    values = np.ascontiguousarray(frame[columns].to_numpy(dtype=np.float32))
-    target = frame[TARGET].to_numpy(dtype=np.float64)
-    csum = np.concatenate([[0.0], np.cumsum(target)])
+    raw = frame[columns].to_numpy(dtype=np.float64)
+    labels, last = forward_labels(frame[TARGET].to_numpy(dtype=np.float64), horizon)
     n = len(frame)
-    labels = np.full(n, np.nan)
-    labels[: n - horizon + 1] = csum[horizon:] - csum[: n - horizon + 1]  # sum(target[t .. t+h-1])
-    last = np.full(n, np.nan)
-    last[horizon:] = csum[horizon:n] - csum[: n - horizon]  # sum(target[t-h .. t-1]) = return into t
-    split = chronological_split(n, train_fraction, validation_fraction, gap)
-    ends = [_ends(span, seq_len, horizon) for span in (split.train, split.validation, split.test)]
+    split = split or chronological_split(n, train_fraction, validation_fraction, gap)
+    ends = [
+        _ends(split.train, seq_len, horizon),
+        _ends(split.validation, seq_len, horizon),
+        _ends(split.test, seq_len, horizon, test_windows_from_history),
+    ]
     if min(len(e) for e in ends) == 0:
-        raise ValueError(f"{n} rows give an empty span for seq_len {seq_len}, horizon {horizon}, gap {gap}")
+        raise ValueError(
+            f"{n} rows give an empty span for seq_len {seq_len}, horizon {horizon}, gap {gap} "
+            f"(train {len(ends[0])}, validation {len(ends[1])}, test {len(ends[2])} samples)"
+        )
+    train_rows = raw[split.train.start : split.train.stop]
+    scaler = Scaler.fit(
+        train_rows, columns, frame.index[split.train.start].isoformat(), frame.index[split.train.stop - 1].isoformat()
+    )
     return SequenceData(
-        torch.from_numpy(values),
+        torch.from_numpy(np.ascontiguousarray(scaler.transform(raw, columns))),
         torch.from_numpy(labels.astype(np.float32)),
         torch.from_numpy(last.astype(np.float32)),
         seq_len,
@@ -102,4 +120,19 @@ def build_sequences(
         *ends,
         columns,
         frame.index,
+        scaler,
     )
+
+
+def required_rows(seq_len: int, horizon: int, train_fraction: float, validation_fraction: float, gap: int) -> int:
+    """The fewest feature rows for which the chronological split leaves a sample in every span."""
+    n = 2 * gap + 3
+    while True:
+        try:
+            split = chronological_split(n, train_fraction, validation_fraction, gap)
+        except ValueError:
+            n += 1
+            continue
+        if all(len(_ends(s, seq_len, horizon)) for s in (split.train, split.validation, split.test)):
+            return n
+        n += 1

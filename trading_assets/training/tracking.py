@@ -1,7 +1,9 @@
-"""MLflow: one run per trained partition, the model registered per symbol and timeframe.
+"""MLflow tracking: :class:`MlflowTracker` implements the pipeline's :class:`~trading_assets.training.pipeline.Tracker`.
 
-The logged model is a pyfunc that takes a features frame (the ``features`` asset's columns) and
-returns the predicted ``horizon``-candle log return for every row with a full window:
+:class:`MlflowTracker` is one MLflow run (nested runs for walk-forward folds). The registered
+model is a pyfunc defined by code (``serving.py``) around a :class:`ModelBundle` artifact, with
+the project's code in its ``code`` folder and explicit requirements, so it loads in a clean
+environment without unpickling anything:
 
     mlflow.pyfunc.load_model("models:/trading_assets-KRW-BTC-1m/latest").predict(features_frame)
 """
@@ -9,8 +11,11 @@ returns the predicted ``horizon``-candle log return for every row with a full wi
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-from dataclasses import asdict
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +27,13 @@ import torch
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from trading_assets.features import TARGET
-from trading_assets.training.trainer import TrainReport
+import trading_assets
+from trading_assets.labels import TARGET
+from trading_assets.training.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
+
+SERVING_CODE = Path(__file__).with_name("serving.py")
 
 
 class MlflowUnavailableError(RuntimeError):
@@ -42,6 +50,16 @@ def content_hash(frame: pd.DataFrame) -> str:
     digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
     digest.update(",".join(map(str, frame.columns)).encode())
     return digest.hexdigest()
+
+
+def serving_requirements() -> list[str]:
+    """What the registered model needs to load and predict, pinned to this environment's versions."""
+    return [
+        f"mlflow-skinny=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+    ]
 
 
 def connect(tracking_uri: str, experiment: str, timeout: float = 5.0) -> tuple[MlflowClient, str]:
@@ -67,70 +85,94 @@ def connect(tracking_uri: str, experiment: str, timeout: float = 5.0) -> tuple[M
         raise MlflowUnavailableError(f"MLflow store {tracking_uri} is not usable: {exc}") from exc
 
 
-class SequencePredictor(mlflow.pyfunc.PythonModel):
-    """Predicts from a features frame: one value per row, NaN until a full window exists."""
+class MlflowTracker:
+    """One MLflow run; :meth:`child` opens nested runs (walk-forward folds)."""
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        feature_columns: list[str],
-        seq_len: int,
-        horizon: int,
-        target_mean: float,
-        target_std: float,
-    ) -> None:
-        self.model = model.to("cpu").eval()
-        self.feature_columns = feature_columns
-        self.seq_len = seq_len
-        self.horizon = horizon
-        self.target_mean = target_mean
-        self.target_std = target_std
+    def __init__(self, client: MlflowClient, tracking_uri: str, experiment_id: str, run_id: str) -> None:
+        self.client = client
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.run_id = run_id
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        values = torch.from_numpy(np.ascontiguousarray(model_input[self.feature_columns].to_numpy(dtype=np.float32)))
-        out = np.full(len(values), np.nan, dtype=np.float64)
-        if len(values) >= self.seq_len:
-            windows = values.unfold(0, self.seq_len, 1).transpose(1, 2)
-            with torch.no_grad():
-                preds = torch.cat([self.model(windows[i : i + 1024]) for i in range(0, len(windows), 1024)])
-            out[self.seq_len - 1 :] = preds.double().numpy() * self.target_std + self.target_mean
-        return pd.DataFrame({"prediction": out}, index=model_input.index)
+    @classmethod
+    @contextmanager
+    def run(
+        cls,
+        client: MlflowClient,
+        tracking_uri: str,
+        experiment_id: str,
+        name: str,
+        tags: dict[str, str],
+        parent: MlflowTracker | None = None,
+    ) -> Iterator[MlflowTracker]:
+        """An MLflow run that ends FINISHED, or FAILED when the block raises (also on KeyboardInterrupt)."""
+        if parent is not None:
+            tags = {**tags, "mlflow.parentRunId": parent.run_id}
+        run = client.create_run(experiment_id, run_name=name, tags=tags)
+        tracker = cls(client, tracking_uri, experiment_id, run.info.run_id)
+        try:
+            yield tracker
+        except BaseException:
+            client.set_terminated(tracker.run_id, "FAILED")
+            raise
+        client.set_terminated(tracker.run_id, "FINISHED")
 
+    def child(self, name: str, tags: dict[str, str]):
+        return MlflowTracker.run(self.client, self.tracking_uri, self.experiment_id, name, tags, parent=self)
 
-def log_training_run(
-    client: MlflowClient,
-    tracking_uri: str,
-    run_id: str,
-    predictor: SequencePredictor,
-    features: pd.DataFrame,
-    report: TrainReport,
-    symbol: str,
-    timeframe: str,
-) -> dict[str, str]:
-    """Log the report, the dataset and the model into an open MLflow run; register the model."""
-    for key, value in report.metrics().items():  # per-epoch series keep the plain names
-        client.log_metric(run_id, f"final_{key}", value)
-    client.log_dict(run_id, asdict(report), "report.json")
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    example = features[predictor.feature_columns].iloc[: predictor.seq_len + 2]
-    signature = infer_signature(example, predictor.predict(None, example))
-    name = registered_model_name(symbol, timeframe)
-    with mlflow.start_run(run_id=run_id):
-        dataset = mlflow.data.from_pandas(
-            features.reset_index(),
-            name=f"features-{symbol}-{timeframe}",
-            digest=content_hash(features)[:32],
-            targets=TARGET,
-        )
-        mlflow.log_input(dataset, context="training")
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=predictor, signature=signature, input_example=example, registered_model_name=name
-        )
-    version = info.registered_model_version
-    return {
-        "model_uri": info.model_uri,
-        "registered_model": name,
-        "registered_version": str(version),
-        "registered_uri": f"models:/{name}/{version}",
-    }
+    def log_params(self, params: dict[str, Any]) -> None:
+        for key, value in params.items():
+            self.client.log_param(self.run_id, key, value)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            if value is not None and np.isfinite(value):
+                self.client.log_metric(self.run_id, key, float(value), step=step or 0)
+
+    def log_dict(self, data: dict[str, Any], path: str) -> None:
+        self.client.log_dict(self.run_id, data, path)
+
+    def log_image(self, png: bytes, path: str) -> None:
+        from PIL import Image
+
+        self.client.log_image(self.run_id, Image.open(io.BytesIO(png)), path)
+
+    def log_table(self, frame: pd.DataFrame, path: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            file = Path(tmp) / Path(path).name
+            frame.to_parquet(file)
+            self.client.log_artifact(self.run_id, str(file), str(Path(path).parent) if Path(path).parent.name else None)
+
+    def log_dataset(self, features: pd.DataFrame, name: str) -> None:
+        mlflow.set_tracking_uri(self.tracking_uri)
+        with mlflow.start_run(run_id=self.run_id):
+            dataset = mlflow.data.from_pandas(
+                features.reset_index(), name=name, digest=content_hash(features)[:32], targets=TARGET
+            )
+            mlflow.log_input(dataset, context="training")
+
+    def log_bundle(self, bundle: ModelBundle, features: pd.DataFrame, registered_name: str) -> dict[str, str]:
+        """Log the bundle as a pyfunc model defined by code and register it under ``registered_name``."""
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        example = features[bundle.feature_columns].iloc[: bundle.seq_len + 2]
+        signature = infer_signature(example, bundle.predict(example).to_frame())
+        with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=self.run_id):
+            path = bundle.save(Path(tmp) / "bundle")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(SERVING_CODE),
+                artifacts={"bundle": str(path)},
+                code_paths=[str(Path(trading_assets.__file__).parent)],
+                pip_requirements=serving_requirements(),
+                signature=signature,
+                input_example=example,
+                registered_model_name=registered_name,
+            )
+        version = info.registered_model_version
+        return {
+            "model_uri": info.model_uri,
+            "registered_model": registered_name,
+            "registered_version": str(version),
+            "registered_uri": f"models:/{registered_name}/{version}",
+        }

@@ -44,6 +44,9 @@ class TrainReport:
     def best_baseline_val_loss(self) -> float:
         return min(b["val_loss"] for b in self.baselines.values())
 
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
     def metrics(self) -> dict[str, float]:
         out = {
             k: float(v)
@@ -68,15 +71,34 @@ def select_device(spec: str = "auto") -> torch.device:
     return torch.device("cuda", max(range(len(free)), key=free.__getitem__))
 
 
+def naive_forecasts(data: SequenceData, ends: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The naive forecasts at ``ends``, each fit on the train span only.
+
+    ``zero``: no move; ``train_mean``: the train labels' mean; ``ar1``: OLS of the label on the
+    return into the bar (momentum when positive, the contrarian forecast when negative).
+    """
+    y = data.labels[data.train_ends].double()
+    x = data.last_return[data.train_ends].double()
+    ok = ~torch.isnan(x)
+    x, y_ar = x[ok], y[ok]
+    var = float(((x - x.mean()) ** 2).sum())
+    phi = float(((x - x.mean()) * (y_ar - y_ar.mean())).sum()) / var if var > 0 else 0.0
+    intercept = float(y_ar.mean()) - phi * float(x.mean()) if len(x) else 0.0
+    last = torch.nan_to_num(data.last_return[ends].double())
+    return {
+        "zero": torch.zeros(len(ends), dtype=torch.float64, device=ends.device),
+        "train_mean": torch.full((len(ends),), float(y.mean()), dtype=torch.float64, device=ends.device),
+        "ar1": intercept + phi * last,
+    }
+
+
 def baseline_losses(data: SequenceData) -> dict[str, dict[str, float]]:
-    """MSE of the naive forecasts: zero return, and the last ``horizon`` return repeated."""
-    out: dict[str, dict[str, float]] = {"zero": {}, "last_return": {}}
+    """MSE of the naive forecasts (see :func:`naive_forecasts`) on validation and test."""
+    out: dict[str, dict[str, float]] = {}
     for span, ends in (("val_loss", data.validation_ends), ("test_loss", data.test_ends)):
         y = data.labels[ends].double()
-        last = data.last_return[ends].double()
-        valid = ~torch.isnan(last)
-        out["zero"][span] = float((y**2).mean())
-        out["last_return"][span] = float(((last[valid] - y[valid]) ** 2).mean())
+        for name, forecast in naive_forecasts(data, ends).items():
+            out.setdefault(name, {})[span] = float(((forecast - y) ** 2).mean())
     return out
 
 

@@ -1,0 +1,266 @@
+"""Training runs as plain functions: one model on a chronological split, or walk-forward folds.
+
+The Dagster assets are thin adapters around :func:`train_and_track` (``trained_model``) and
+:func:`walk_forward` (``predictions``); both log through a :class:`~trading_assets.training.tracking.Tracker`
+and share :func:`fit_model`, so a fold is trained exactly like the production model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trading_assets import charts
+from trading_assets.errors import CandleDataError
+from trading_assets.evaluation import evaluate_predictions
+from trading_assets.labels import TARGET
+from trading_assets.splits import Split, walk_forward_folds
+from trading_assets.training.bundle import ModelBundle
+from trading_assets.training.config import ModelSpec, with_kind
+from trading_assets.training.models import build_model
+from trading_assets.training.sequences import SequenceData, build_sequences, required_rows
+from trading_assets.training.trainer import TrainReport, naive_forecasts, train
+
+EpochCallback = Callable[[int, dict[str, float]], Any]
+
+
+class Tracker(Protocol):
+    """What the pipeline records (MLflow implements it: :class:`~trading_assets.training.tracking.MlflowTracker`)."""
+
+    run_id: str
+
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_dict(self, data: dict[str, Any], path: str) -> None: ...
+    def log_image(self, png: bytes, path: str) -> None: ...
+    def log_dataset(self, features: pd.DataFrame, name: str) -> None: ...
+    def log_bundle(self, bundle: ModelBundle, features: pd.DataFrame, registered_name: str) -> dict[str, str]: ...
+    def child(self, name: str, tags: dict[str, str]) -> AbstractContextManager[Tracker]: ...
+
+
+@dataclass(frozen=True)
+class WalkForwardConfig:
+    folds: int = 4
+    scheme: Literal["expanding", "rolling"] = "expanding"
+    min_train_fraction: float = 0.5  # share of the rows before the first test fold
+    models: tuple[str, ...] = ("bilstm", "linear")
+
+
+@dataclass(frozen=True)
+class TradingCosts:
+    fee_bp: float = 5.0  # per side; Upbit's KRW-market taker fee is 0.05 %
+    delay: int = 1  # bars between the signal's close and the fill
+
+
+@dataclass
+class FitResult:
+    bundle: ModelBundle
+    report: TrainReport
+    data: SequenceData
+
+
+@dataclass
+class TrainOutcome:
+    bundle: ModelBundle
+    report: TrainReport
+    test_predictions: pd.DataFrame
+    test_metrics: dict[str, float]
+    registered: dict[str, str]
+    images: dict[str, bytes] = field(default_factory=dict)
+
+
+def require_rows(features: pd.DataFrame, spec: ModelSpec, symbol: str, timeframe: str) -> None:
+    """A clear error naming the partition, the rows it has and the rows the split needs."""
+    needed = required_rows(
+        spec.sequence.seq_len,
+        spec.sequence.horizon,
+        spec.split.train_fraction,
+        spec.split.validation_fraction,
+        spec.gap,
+    )
+    if len(features) < needed:
+        raise CandleDataError(
+            symbol,
+            timeframe,
+            f"{len(features)} feature rows are too few to train: the split (train {spec.split.train_fraction}, "
+            f"validation {spec.split.validation_fraction}, gap {spec.gap}) with seq_len {spec.sequence.seq_len} and "
+            f"horizon {spec.sequence.horizon} needs at least {needed}; request a longer span",
+        )
+
+
+def fit_model(
+    features: pd.DataFrame,
+    spec: ModelSpec,
+    split: Split | None = None,
+    on_epoch: EpochCallback | None = None,
+    test_windows_from_history: bool = False,
+) -> FitResult:
+    """Split, scale on the train span, seed, build and train; the result carries a servable bundle."""
+    seq = spec.sequence
+    data = build_sequences(
+        features,
+        seq.seq_len,
+        seq.horizon,
+        spec.split.train_fraction,
+        spec.split.validation_fraction,
+        spec.gap,
+        split=split,
+        test_windows_from_history=test_windows_from_history,
+    )
+    torch.manual_seed(spec.train.seed)  # before the weights are drawn: the same seed gives the same model
+    network = build_model(len(data.feature_columns), spec.model)
+    network, report = train(network, data, spec.train, on_epoch)
+    bundle = ModelBundle(
+        network,
+        spec.model,
+        data.feature_columns,
+        data.scaler,
+        seq.seq_len,
+        seq.horizon,
+        report.target_mean,
+        report.target_std,
+        {"feature_set": features.attrs.get("feature_set", "default")},
+    )
+    return FitResult(bundle, report, data)
+
+
+def out_of_sample(fit: FitResult, features: pd.DataFrame, ends: torch.Tensor) -> pd.DataFrame:
+    """One row per sample end: the bundle's forecast, the label, the next return, the naive forecasts."""
+    ends_np = ends.cpu().numpy()
+    first = int(ends_np[0]) - fit.bundle.seq_len + 1
+    forecast = fit.bundle.predict(features.iloc[first : int(ends_np[-1]) + 1]).to_numpy()[ends_np - first]
+    naive = naive_forecasts(fit.data, ends.cpu())
+    return pd.DataFrame(
+        {
+            "prediction": forecast,
+            "label": fit.data.labels[ends_np].double().numpy(),
+            "next_return": features[TARGET].to_numpy("float64")[ends_np],
+            "baseline_train_mean": naive["train_mean"].numpy(),
+            "baseline_ar1": naive["ar1"].numpy(),
+        },
+        index=features.index[ends_np],
+    )
+
+
+def train_and_track(
+    features: pd.DataFrame,
+    spec: ModelSpec,
+    tracker: Tracker,
+    symbol: str,
+    timeframe: str,
+    bars_per_year: float,
+    costs: TradingCosts = TradingCosts(),
+    registered_name: str | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TrainOutcome:
+    """Train the production model on the chronological split, evaluate it on the held-out test span
+    (never seen by early stopping), log everything and register the servable bundle."""
+    require_rows(features, spec, symbol, timeframe)
+
+    def epoch(number: int, metrics: dict[str, float]) -> None:
+        tracker.log_metrics(metrics, step=number)
+        if on_epoch:
+            on_epoch(number, metrics)
+
+    fit = fit_model(features, spec, on_epoch=epoch)
+    data = fit.data
+    tracker.log_params(
+        {
+            **spec.params(),
+            "train_samples": len(data.train_ends),
+            "validation_samples": len(data.validation_ends),
+            "test_samples": len(data.test_ends),
+            "n_features": len(data.feature_columns),
+            "parameters": sum(p.numel() for p in fit.bundle.network.parameters()),
+            "fee_bp": costs.fee_bp,
+            "delay_bars": costs.delay,
+        }
+    )
+    test = out_of_sample(fit, features, data.test_ends)
+    metrics = evaluate_predictions(test, bars_per_year, costs.fee_bp, costs.delay, spec.sequence.horizon)
+    tracker.log_metrics({f"final_{k}": v for k, v in fit.report.metrics().items()})
+    tracker.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+    tracker.log_dict(
+        {"report": fit.report.as_dict(), "test_metrics": metrics, "scaler": data.scaler.to_dict()}, "report.json"
+    )
+    images = {"training_curves": charts.training_curves(fit.report.history, f"{symbol} {timeframe}")}
+    for name, png in images.items():
+        tracker.log_image(png, f"{name}.png")
+    registered: dict[str, str] = {}
+    if registered_name:
+        tracker.log_dataset(features, f"features-{symbol}-{timeframe}")
+        registered = tracker.log_bundle(fit.bundle, features, registered_name)
+    return TrainOutcome(fit.bundle, fit.report, test, metrics, registered, images)
+
+
+def walk_forward(
+    features: pd.DataFrame,
+    spec: ModelSpec,
+    config: WalkForwardConfig,
+    tracker: Tracker,
+    symbol: str,
+    timeframe: str,
+    on_fold: Callable[[str, int, TrainReport], Any] | None = None,
+) -> pd.DataFrame:
+    """Out-of-sample forecasts of every model in ``config.models`` over walk-forward folds.
+
+    Each fold trains a fresh model (:func:`fit_model`, the same seed and trainer as
+    ``trained_model``) on rows strictly before its test block, a purge gap earlier, in a nested
+    tracking run, and forecasts every bar of the block.
+    """
+    try:
+        folds = walk_forward_folds(
+            len(features),
+            config.folds,
+            spec.gap,
+            config.min_train_fraction,
+            spec.split.validation_fraction,  # of each fold's history, held out for early stopping
+            config.scheme,
+        )
+    except ValueError as exc:
+        raise CandleDataError(symbol, timeframe, f"{exc}; request a longer span or fewer folds") from exc
+    index = features.index
+    frames = []
+    for kind in config.models:
+        model_spec = with_kind(spec, kind)
+        for fold in folds:
+            name = f"{symbol}|{timeframe} {kind} fold {fold.number}"
+            tags = {"symbol": symbol, "timeframe": timeframe, "model": kind, "fold": str(fold.number)}
+            with tracker.child(name, tags) as child:
+                child.log_params(
+                    {
+                        **model_spec.params(),
+                        "fold": fold.number,
+                        "train_start": index[fold.train.start].isoformat(),
+                        "train_end": index[fold.train.stop - 1].isoformat(),
+                        "test_start": index[fold.test.start].isoformat(),
+                        "test_end": index[fold.test.stop - 1].isoformat(),
+                    }
+                )
+                fit = fit_model(
+                    features,
+                    model_spec,
+                    Split(fold.train, fold.validation, fold.test),
+                    on_epoch=lambda e, m, c=child: c.log_metrics(m, step=e),
+                    test_windows_from_history=True,
+                )
+                frame = out_of_sample(fit, features, fit.data.test_ends)
+                mse = float(np.mean((frame["prediction"] - frame["label"]) ** 2))
+                child.log_metrics({"oos_mse": mse, "oos_samples": float(len(frame)), **fit.report.metrics()})
+                frame.insert(0, "model", kind)
+                frame.insert(1, "fold", fold.number)
+                frame["train_start"] = index[fold.train.start]
+                frame["train_end"] = index[fold.train.stop - 1]
+                frame["mlflow_run_id"] = child.run_id
+                frames.append(frame)
+            if on_fold:
+                on_fold(kind, fold.number, fit.report)
+    out = pd.concat(frames)
+    out.index.name = "open_time"
+    return out
