@@ -5,16 +5,18 @@ import pytest
 from trading_assets.candles import fill_candle_grid
 from trading_assets.errors import CandleDataError
 from trading_assets.features import (
+    FEATURE_SETS,
     TARGET,
+    Feature,
     FeatureConfig,
-    Scaler,
     build_features,
     clip_outliers,
-    default_fit_span,
+    feature_set,
+    inputs_of,
+    lead_in_bars,
 )
-from trading_assets.indicators import compute_indicators, warmup_bars
+from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, warmup_bars
 from trading_assets.sources import SyntheticSource
-from trading_assets.splits import chronological_split
 from trading_assets_tests.conftest import END
 
 SPAN_START = END - pd.Timedelta(days=3)
@@ -44,26 +46,50 @@ def test_model_ready_float32_with_target(indicators):
     assert result.report.rows_dropped == 20
 
 
-def test_scaler_fit_on_train_span_only(indicators):
-    result = build_features(indicators, "KRW-ETH", "5m")
-    features = result.frame.drop(columns=TARGET)
-    split = chronological_split(len(features), 0.7, 0.15, 64)
-    train = features.iloc[split.train.start : split.train.stop]
-    assert result.scaler.fit_start == features.index[0].isoformat()
-    assert result.scaler.fit_end == features.index[split.train.stop - 1].isoformat()
-    np.testing.assert_allclose(train.mean(), 0, atol=1e-4)
-    np.testing.assert_allclose(train.std(ddof=0), 1, atol=1e-3)
-    # the same parameters reproduce the frame (inference scales identically)
-    again = build_features(indicators, "KRW-ETH", "5m", scaler=Scaler.from_dict(result.scaler.to_dict()))
-    pd.testing.assert_frame_equal(again.frame, result.frame)
+def test_features_are_unscaled_and_start_invariant():
+    """A feature at bar t does not depend on where the loaded history starts (beyond the lead-in)."""
+    step = pd.Timedelta(minutes=5)
+    span_start = SPAN_START
+    lead = lead_in_bars(FeatureConfig()) * step
+    frames = []
+    for extra_bars in (0, 137, 1000):  # histories starting at unaligned points
+        start = span_start - lead - (warmup_bars() + extra_bars) * step
+        raw = SyntheticSource(seed=21).fetch("KRW-ETH", "5m", start, END)
+        ind = compute_indicators(fill_candle_grid(raw, "5m", start, END).frame, span_start - lead).frame
+        frames.append(build_features(ind, "KRW-ETH", "5m", span_start=span_start).frame)
+    assert frames[0].index[0] == span_start
+    for other in frames[1:]:
+        pd.testing.assert_frame_equal(other, frames[0], rtol=1e-6)
+    raw_returns = np.log(frames[0]["ret_1"].abs().mean())
+    assert -12 < raw_returns < -3  # log returns in return units, not z-scores
 
 
-def test_no_look_ahead_with_fit_span_fixed(indicators):
+def test_every_indicator_feeds_the_default_feature_set():
+    """An indicator computed but never used by the model is a mistake: add a feature for it."""
+    assert set(INDICATOR_COLUMNS) <= inputs_of(FEATURE_SETS["default"])
+
+
+def test_feature_sets_are_named_and_checked(monkeypatch, indicators):
+    toy = (
+        Feature("ret_1", lambda c: np.diff(np.log(c["close"]), prepend=np.nan)),
+        Feature("rsi", lambda c: c["rsi_14"]),
+    )
+    monkeypatch.setitem(FEATURE_SETS, "toy", toy)
+    frame = build_features(indicators, "KRW-ETH", "5m", FeatureConfig(feature_set="toy")).frame
+    assert list(frame.columns) == ["ret_1", "rsi", TARGET]
+    with pytest.raises(ValueError, match="unknown feature set 'nope'"):
+        feature_set("nope")
+    monkeypatch.setitem(FEATURE_SETS, "bad", (Feature("target", lambda c: c["close"]),))
+    with pytest.raises(ValueError, match="repeats a name or uses 'target'"):
+        feature_set("bad")
+
+
+def test_no_look_ahead(indicators):
     full = build_features(indicators, "KRW-ETH", "5m")
     for cut in (indicators.index[400], indicators.index[len(indicators) // 2]):
         truncated = _indicators(end=cut + pd.Timedelta(minutes=5))  # candles up to and including `cut`
         assert truncated.index[-1] == cut
-        part = build_features(truncated, "KRW-ETH", "5m", scaler=full.scaler).frame
+        part = build_features(truncated, "KRW-ETH", "5m", span_start=None).frame
         common = part.index
         assert len(common) > 100
         pd.testing.assert_frame_equal(part, full.frame.loc[common])
@@ -75,11 +101,11 @@ def test_backward_fill_would_be_caught(indicators):
     holes.iloc[300:310, holes.columns.get_loc("rsi_14")] = np.nan
     cut = holes.index[305]
     full = build_features(holes, "KRW-ETH", "5m", FeatureConfig(ffill_limit=10))
-    part = build_features(holes.loc[:cut], "KRW-ETH", "5m", FeatureConfig(ffill_limit=10), scaler=full.scaler)
+    part = build_features(holes.loc[:cut], "KRW-ETH", "5m", FeatureConfig(ffill_limit=10))
     pd.testing.assert_frame_equal(part.frame, full.frame.loc[part.frame.index])
     leaky = holes.bfill()
-    full_leaky = build_features(leaky, "KRW-ETH", "5m", scaler=full.scaler).frame
-    part_leaky = build_features(holes.loc[:cut].bfill(), "KRW-ETH", "5m", scaler=full.scaler).frame
+    full_leaky = build_features(leaky, "KRW-ETH", "5m", span_start=None).frame
+    part_leaky = build_features(holes.loc[:cut].bfill(), "KRW-ETH", "5m", span_start=None).frame
     assert not full_leaky.loc[part_leaky.index].equals(part_leaky)
 
 
@@ -92,7 +118,7 @@ def test_pollution_is_coerced_and_reported_or_stops(indicators):
     assert "'KRW-ETH'" in result.report.pollution.examples["rsi_14"][0]
     assert "non-numeric" in result.report.pollution.dropped_columns["market"]
     assert result.report.filled["rsi_14"] == 2  # forward-filled, never back-filled
-    clean = build_features(indicators, "KRW-ETH", "5m", scaler=result.scaler).frame
+    clean = build_features(indicators, "KRW-ETH", "5m").frame
     t = indicators.index[51]
     assert result.frame.loc[t, "rsi_14"] == clean.loc[indicators.index[49], "rsi_14"]
     polluted.iloc[:, polluted.columns.get_loc("rsi_14")] = "KRW-ETH"
@@ -111,11 +137,11 @@ def test_forward_fill_has_a_limit(indicators):
 
 def test_outlier_clipping_uses_the_previous_block_only():
     rng = np.random.default_rng(0)
-    idx = pd.date_range("2024-01-01", periods=1000, freq="1min", tz="UTC")
+    idx = pd.date_range("2024-01-01 01:20", periods=1000, freq="1min", tz="UTC")  # starts a 100-minute epoch block
     frame = pd.DataFrame({"x": rng.standard_normal(1000)}, index=idx)
     frame.iloc[550, 0] = 100.0
     frame.iloc[50, 0] = 100.0  # first block: nothing to compare with, left alone
-    clipped, counts = clip_outliers(frame, window=100, k=5.0)
+    clipped, counts = clip_outliers(frame, "1m", window=100, k=5.0)
     assert clipped["x"].iloc[50] == 100.0
     block = frame["x"].iloc[400:500]
     med = block.median()
@@ -124,7 +150,7 @@ def test_outlier_clipping_uses_the_previous_block_only():
     assert clipped["x"].iloc[550] == pytest.approx(med + 5 * scale, rel=1e-6)
     assert counts["x"] >= 1
     # causal: clipping a prefix gives the prefix of the clipped whole
-    prefix, _ = clip_outliers(frame.iloc[:560], window=100, k=5.0)
+    prefix, _ = clip_outliers(frame.iloc[:560], "1m", window=100, k=5.0)
     pd.testing.assert_frame_equal(prefix, clipped.iloc[:560])
 
 
@@ -135,14 +161,17 @@ def test_zero_inflated_column_is_not_clipped_to_nothing():
     moves = rng.standard_normal(n) * 1e-3 * (rng.random(n) < 0.6)  # 40 % zeros
     idx = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC")
     frame = pd.DataFrame({"ret": moves}, index=idx)
-    _, counts = clip_outliers(frame, window=240, k=6.0)
+    _, counts = clip_outliers(frame, "1m", window=240, k=6.0)
     assert counts["ret"] < 0.01 * n
 
 
-def test_default_fit_span_matches_training_split():
-    idx = pd.date_range("2024-01-01", periods=1000, freq="1min", tz="UTC")
-    start, end = default_fit_span(idx, FeatureConfig(split_gap=10))
-    split = chronological_split(1000, 0.7, 0.15, 10)
-    assert start == idx[0] and end == idx[split.train.stop - 1]
-    with pytest.raises(ValueError, match="too few"):
-        chronological_split(20, gap=10)
+def test_clipping_blocks_are_aligned_to_time_not_to_the_first_row():
+    rng = np.random.default_rng(2)
+    idx = pd.date_range("2024-01-01 00:37", periods=1500, freq="1min", tz="UTC")
+    frame = pd.DataFrame({"x": rng.standard_normal(1500)}, index=idx)
+    frame.iloc[1200, 0] = 50.0
+    whole, _ = clip_outliers(frame, "1m", window=100, k=5.0)
+    later, _ = clip_outliers(frame.iloc[333:], "1m", window=100, k=5.0)
+    first_full = pd.Timestamp("2024-01-01 08:00", tz="UTC")  # blocks start 01:20 + k x 100 min; 06:20 is complete
+    pd.testing.assert_frame_equal(later.loc[first_full:], whole.loc[first_full:])
+    assert whole["x"].iloc[1200] < 50.0

@@ -140,14 +140,15 @@ def indicators_warmup_sufficient(
         )
     finally:
         store.dispose()
-    drifts = warmup_drift(frame, longer.frame, symbol, timeframe, warmup, config.tolerance)
+    before = warmup - int(raw_candles.attrs.get("lead_in_bars", 0))  # bars before the stored frame's first row
+    drifts = warmup_drift(frame, longer.frame, symbol, timeframe, before, config.tolerance)
     span = pd.Timestamp(raw_candles.attrs["span_start"])
-    drifts += features_warmup_drift(frame, longer.frame, symbol, timeframe, span, warmup, tolerance=config.tolerance)
+    drifts += features_warmup_drift(frame, longer.frame, symbol, timeframe, span, before, tolerance=config.tolerance)
     needed = max((d.bars_to_converge for d in drifts), default=0)
     history = len(longer.frame.loc[: span_start - tf.delta])
     advice = (
         (
-            f"{timeframe} needs more than {warmup} warm-up bars: at least {needed} "
+            f"{timeframe} needs more than {before} warm-up bars: at least {needed} "
             f"(lower CandleWindowConfig.warmup_tolerance or raise it by hand)"
         )
         if drifts
@@ -159,7 +160,8 @@ def indicators_warmup_sufficient(
         description=advice or None,
         metadata={
             "partition": str(context.partition_key),
-            "warmup_bars": warmup,
+            "warmup_bars": before,
+            "lead_in_bars": warmup - before,
             "compared_with_bars": history,
             "moved_columns": MetadataValue.json([asdict(d) for d in drifts]),
             "bars_needed": needed,

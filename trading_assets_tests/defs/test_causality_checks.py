@@ -7,19 +7,22 @@ import pytest
 from trading_assets.causality import cut_points
 from trading_assets.defs import defs
 from trading_assets.defs.partitions import partition_key
-from trading_assets.features import register_feature, unregister_feature
+from trading_assets.features import DEFAULT_FEATURES, FEATURE_SETS, Feature, FeatureConfig, lead_in_bars
 from trading_assets.indicators import warmup_bars
 from trading_assets_tests.conftest import END
 
 KEY = partition_key("KRW-BTC", "5m")
 
 
-def run(instance, tolerance=None):
+LEAD_IN = lead_in_bars(FeatureConfig())
+
+
+def run(instance, tolerance=None, feature_set="default"):
     config = {"days": 3.0, "end": END.isoformat(), **({"warmup_tolerance": tolerance} if tolerance else {})}
     return defs.resolve_job_def("market_data_job").execute_in_process(
         partition_key=KEY,
         instance=instance,
-        run_config={"ops": {"raw_candles": {"config": config}}},
+        run_config={"ops": {"raw_candles": {"config": config}, "features": {"config": {"feature_set": feature_set}}}},
         raise_on_error=False,
     )
 
@@ -34,16 +37,13 @@ def check(result, asset, name):
 
 
 @pytest.fixture
-def leaky():
-    names = []
+def leaky(monkeypatch):
+    """Declare the feature set 'leaky': the default features plus one; runs select it by name."""
 
     def register(name, fn):
-        register_feature(name, fn)
-        names.append(name)
+        monkeypatch.setitem(FEATURE_SETS, "leaky", (*DEFAULT_FEATURES, Feature(name, fn)))
 
-    yield register
-    for name in names:
-        unregister_feature(name)
+    return register
 
 
 def test_clean_partition_passes_both(instance):
@@ -55,7 +55,8 @@ def test_clean_partition_passes_both(instance):
         assert evaluation.partition == str(KEY)
     evaluation, meta = check(result, "indicators", "warmup_sufficient")
     assert evaluation.passed and meta["moved_columns"] == [] and meta["bars_needed"] == 0
-    assert meta["warmup_bars"] == warmup_bars() and meta["compared_with_bars"] == 2 * warmup_bars()
+    assert meta["warmup_bars"] == warmup_bars() and meta["lead_in_bars"] == LEAD_IN
+    assert meta["compared_with_bars"] == 2 * (warmup_bars() + LEAD_IN)
 
 
 def _first_cut_position(features_index, indicators_index):
@@ -70,7 +71,7 @@ def test_backward_fill_is_caught_with_column_and_timestamp(instance, leaky, data
         return pd.Series(x).bfill().to_numpy()
 
     leaky("leaky_bfill", sparse_then_backfilled)
-    result = run(instance)
+    result = run(instance, feature_set="leaky")
     assert not result.success
     evaluation, meta = check(result, "features", "no_look_ahead")
     assert not evaluation.passed and evaluation.severity.value == "ERROR"
@@ -92,7 +93,7 @@ def test_centred_window_is_caught_at_the_row_before_the_cut(instance, leaky, dat
         "leaky_centred",
         lambda col: pd.Series(col["close"]).rolling(5, center=True).mean().to_numpy() / col["close"] - 1,
     )
-    result = run(instance)
+    result = run(instance, feature_set="leaky")
     evaluation, meta = check(result, "features", "no_look_ahead")
     assert not evaluation.passed
     assert [d["column"] for d in meta["non_causal_columns"]] == ["leaky_centred"]
@@ -126,6 +127,7 @@ def test_checks_can_be_switched_off(instance, leaky):
     config = {
         "ops": {
             "raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}},
+            "features": {"config": {"feature_set": "leaky"}},
             "features_no_look_ahead": {"config": {"enabled": False}},
             "indicators_warmup_sufficient": {"config": {"enabled": False}},
         }

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from trading_assets.training.config import PRESETS, ModelConfig
+from trading_assets.training.config import MODELS, PRESETS, ModelConfig, TrainConfig, build_spec
 from trading_assets.training.models import build_model
 
 
@@ -34,9 +34,23 @@ def test_transformer_is_causal():
     torch.testing.assert_close(full[:, :6], prefix, rtol=1e-5, atol=1e-5)
 
 
-def test_research_preset_is_one_switch_away():
-    model_config, train_config = PRESETS["research"]
-    assert (model_config.kind, model_config.hidden_size, model_config.num_layers) == ("bilstm", 1024, 4)
-    assert (train_config.learning_rate, train_config.batch_size) == (5e-4, 128)
+def test_research_preset_is_one_switch_away_and_explicit_values_win():
+    spec = build_spec({}, preset="research")
+    assert (spec.model.kind, spec.model.hidden_size, spec.model.num_layers) == ("bilstm", 1024, 4)
+    assert (spec.train.learning_rate, spec.train.batch_size) == (5e-4, 128)
+    mine = build_spec({"hidden_size": 64, "batch_size": 32, "seed": 7}, preset="research")
+    assert (mine.model.hidden_size, mine.train.batch_size, mine.train.seed) == (64, 32, 7)
+    assert mine.model.num_layers == 4 and mine.train.learning_rate == 5e-4
+    assert set(PRESETS["research"]) <= {f for c in (ModelConfig, TrainConfig) for f in c.__dataclass_fields__}
+
+
+def test_every_registered_model_builds_and_the_linear_floor_reads_the_last_row():
+    x = torch.randn(4, 12, 7)
+    for kind in MODELS:
+        assert build_model(7, ModelConfig(kind, hidden_size=16, num_heads=4))(x).shape == (4,)
+    linear = build_model(7, ModelConfig("linear"))
+    changed = x.clone()
+    changed[:, :-1] = 0
+    torch.testing.assert_close(linear(x), linear(changed))
     with pytest.raises(ValueError, match="unknown model kind"):
         build_model(3, ModelConfig("mlp"))  # type: ignore[arg-type]

@@ -43,8 +43,11 @@ def test_baselines_reported():
     (_, report), data = _fit()
     expected_zero = float((data.labels[data.validation_ends].double() ** 2).mean())
     assert report.baselines["zero"]["val_loss"] == pytest.approx(expected_zero)
-    assert set(report.baselines) == {"zero", "last_return"}
-    assert baseline_losses(data)["last_return"]["test_loss"] > 0
+    assert set(report.baselines) == {"zero", "train_mean", "ar1"}
+    assert baseline_losses(data)["ar1"]["test_loss"] > 0
+    train_mean = float(data.labels[data.train_ends].double().mean())
+    y = data.labels[data.validation_ends].double()
+    assert report.baselines["train_mean"]["val_loss"] == pytest.approx(float(((y - train_mean) ** 2).mean()))
 
 
 def test_device_selection_falls_back_to_cpu():
