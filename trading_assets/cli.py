@@ -91,7 +91,12 @@ def main(verbose: bool) -> None:
 @main.command()
 @click.option("--symbols", default=",".join(DEFAULT_SYMBOLS), show_default=True, help="Comma-separated markets")
 @click.option("--timeframes", default="1m", show_default=True, help="Comma-separated timeframes")
-@click.option("--days", default=7.0, show_default=True, help="Requested span in days")
+@click.option(
+    "--days",
+    default=None,
+    type=float,
+    help="Requested span in days (default per timeframe: 7 up to 30m, 21 for 60m, 90 for 240m, 400 for 1d)",
+)
 @click.option("--end", default=None, help="Exclusive end of the span (ISO 8601, UTC); default now")
 @click.option(
     "--source",
@@ -106,10 +111,16 @@ def main(verbose: bool) -> None:
     type=click.Choice(["all", "data"]),
     default="all",
     show_default=True,
-    help="all: candles to trained model; data: raw_candles, indicators, features",
+    help="all: candles to trained model, walk-forward evaluation and leaderboard; data: raw_candles, indicators, features",
 )
 def materialize(
-    symbols: str, timeframes: str, days: float, end: str | None, source: str | None, files_dir: str | None, which: str
+    symbols: str,
+    timeframes: str,
+    days: float | None,
+    end: str | None,
+    source: str | None,
+    files_dir: str | None,
+    which: str,
 ) -> None:
     """Materialize the assets (and their checks) in-process for symbols x timeframes."""
     from trading_assets.defs import defs
@@ -130,6 +141,11 @@ def materialize(
             click.echo(f"{key}: {status} (run {result.run_id})")
             if not result.success:
                 failed.append(str(key))
+    if which == "all":
+        board = defs.resolve_job_def("leaderboard_job").execute_in_process(instance=instance, raise_on_error=False)
+        click.echo(f"leaderboard: {'ok' if board.success else 'FAILED'} (run {board.run_id})")
+        if not board.success:
+            failed.append("leaderboard")
     base = data_dir() / "assets"
     click.echo(f"Parquet outputs: {base}/<asset>/<symbol>/<timeframe>.parquet")
     click.echo(f"Dagster instance: {instance.root_directory}")

@@ -9,6 +9,10 @@ import pandas as pd
 
 TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "30m", "60m", "240m", "1d")
 
+# Default requested span per timeframe: long enough for features, the model's chronological split
+# and four walk-forward folds (a test checks it); the warm-up is loaded on top.
+DEFAULT_SPAN_DAYS: dict[str, float] = {"1m": 7, "5m": 7, "15m": 7, "30m": 7, "60m": 21, "240m": 90, "1d": 400}
+
 # Exchange market codes: QUOTE-BASE, upper-case letters and digits (e.g. KRW-BTC, USDT-ETH).
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,10}-[A-Z0-9]{1,15}$")
 

@@ -15,7 +15,7 @@ from trading_assets.defs.resources import CandleSourceResource, CandleStoreResou
 from trading_assets.errors import EmptySourceError
 from trading_assets.features import FeatureConfig, build_features, lead_in_bars
 from trading_assets.indicators import compute_indicators, prepare_candles, warmup_bars
-from trading_assets.timeframes import get_timeframe, to_utc
+from trading_assets.timeframes import DEFAULT_SPAN_DAYS, get_timeframe, to_utc
 
 # Every data asset: one partitioning, one Parquet file per partition, one group.
 DATA_ASSET = {"partitions_def": market_partitions, "io_manager_key": "parquet_io_manager", "group_name": "market_data"}
@@ -24,7 +24,12 @@ DATA_ASSET = {"partitions_def": market_partitions, "io_manager_key": "parquet_io
 class CandleWindowConfig(Config):
     """The span of candles a partition covers."""
 
-    days: float = Field(default=7.0, gt=0, description="Length of the requested span in days")
+    days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Length of the requested span in days; default per timeframe "
+        "(trading_assets.timeframes.DEFAULT_SPAN_DAYS: 7 up to 30m, 21 for 60m, 90 for 240m, 400 for 1d)",
+    )
     end: str | None = Field(
         default=None,
         description="Exclusive end of the span (ISO 8601, UTC unless an offset is given); "
@@ -43,7 +48,7 @@ def requested_span(config: CandleWindowConfig, timeframe: str) -> tuple[pd.Times
     tf = get_timeframe(timeframe)
     now_bar = tf.floor(pd.Timestamp.now(tz="UTC"))
     end = min(tf.floor(to_utc(config.end)), now_bar) if config.end else now_bar
-    start = tf.floor(end - pd.Timedelta(days=config.days))
+    start = tf.floor(end - pd.Timedelta(days=config.days or DEFAULT_SPAN_DAYS[timeframe]))
     return start, end
 
 

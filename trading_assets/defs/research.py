@@ -35,6 +35,7 @@ class PredictionsConfig(TrainedModelConfig):
     """Walk-forward settings plus the model settings every evaluated model shares."""
 
     folds: int = Field(default=4, ge=1, description="Consecutive out-of-sample test blocks")
+    epochs: int = Field(default=4, gt=0, description="Per fold (each fold trains a fresh model)")
     scheme: Literal["expanding", "rolling"] = Field(
         default="expanding", description="expanding: learn from all earlier rows; rolling: a fixed-length window"
     )

@@ -1,4 +1,8 @@
-"""trained_model end to end on the CPU with a real local MLflow store."""
+"""trained_model and the research loop end to end on the CPU with a real local MLflow store."""
+
+import json
+import subprocess
+import sys
 
 import mlflow
 import numpy as np
@@ -9,75 +13,184 @@ from mlflow.tracking import MlflowClient
 from trading_assets.defs import defs
 from trading_assets.defs.partitions import partition_key
 from trading_assets.features import TARGET
-from trading_assets.splits import chronological_split
+from trading_assets.timeframes import DEFAULT_SPAN_DAYS, TIMEFRAMES, get_timeframe
+from trading_assets.training.config import build_spec
+from trading_assets.training.sequences import required_rows
 from trading_assets_tests.conftest import END
 
+MODEL = {"epochs": 3, "seq_len": 24, "hidden_size": 16}
 RUN_CONFIG = {
     "ops": {
         "raw_candles": {"config": {"days": 20.0, "end": END.isoformat()}},
-        "trained_model": {"config": {"epochs": 3, "seq_len": 24, "hidden_size": 16, "model": "gru"}},
+        "trained_model": {"config": {**MODEL, "model": "gru"}},
+        "predictions": {"config": {**MODEL, "folds": 3, "models": ["gru", "linear"]}},
     }
 }
+KEY = partition_key("KRW-ETH", "15m")
 
 
-def _run(instance, run_config=RUN_CONFIG, job="full_pipeline_job"):
+def _run(instance, run_config=RUN_CONFIG, job="full_pipeline_job", key=KEY):
     return defs.resolve_job_def(job).execute_in_process(
-        partition_key=partition_key("KRW-ETH", "15m"), instance=instance, run_config=run_config, raise_on_error=False
+        partition_key=key, instance=instance, run_config=run_config, raise_on_error=False
     )
 
 
-def test_trained_model_tracked_registered_and_loadable(instance, data_dir):
-    result = _run(instance)
+def _meta(result, node):
+    return {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
+
+
+def _checks(result, asset):
+    return {e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == asset}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """One full run of the graph (data, trained_model, predictions, evaluation) and the leaderboard."""
+    from dagster import instance_for_test
+
+    data_dir = tmp_path_factory.mktemp("research") / "data"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRADING_DATA_DIR", str(data_dir))
+        for var in ("TRADING_DB_URL", "DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
+            mp.delenv(var, raising=False)
+        with instance_for_test() as instance:
+            from trading_assets.defs.partitions import add_symbols
+
+            add_symbols(instance, ["KRW-ETH"])
+            result = _run(instance)
+            board = defs.resolve_job_def("leaderboard_job").execute_in_process(instance=instance, raise_on_error=False)
+            yield data_dir, result, board
+
+
+def test_trained_model_tracked_registered_and_servable(pipeline):
+    data_dir, result, _ = pipeline
     assert result.success
-    meta = {k: v.value for k, v in result.asset_materializations_for_node("trained_model")[0].metadata.items()}
+    meta = _meta(result, "trained_model")
     uri = f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
     client = MlflowClient(uri, registry_uri=uri)
     run = client.get_run(meta["mlflow_run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.tags["symbol"] == "KRW-ETH" and run.data.tags["timeframe"] == "15m"
     assert run.data.tags["partition_key"] == "KRW-ETH|15m" and run.data.tags["dagster_run_id"] == result.run_id
     assert run.data.params["model.kind"] == "gru" and run.data.params["seq_len"] == "24"
+    assert run.data.params["split.gap"] == "24" and run.data.params["fee_bp"] == "5.0"
     history = client.get_metric_history(run.info.run_id, "val_loss")
     assert [m.step for m in history] == list(range(1, meta["epochs_run"] + 1))
-    for key in (
-        "train_loss",
-        "val_loss",
-        "test_loss",
-        "best_epoch",
-        "samples_per_second",
-        "wall_seconds",
-        "seconds_per_epoch",
-        "baseline_zero_val_loss",
-        "baseline_last_return_test_loss",
-    ):
-        assert f"final_{key}" in run.data.metrics
-    assert run.data.metrics["final_val_loss"] == pytest.approx(meta["val_loss"])
-    assert run.data.metrics["final_val_loss"] == min(m.value for m in history)
+    for key in ("final_val_loss", "final_baseline_ar1_test_loss", "test_dm_pvalue", "test_backtest_net_log_return"):
+        assert key in run.data.metrics
     assert run.inputs.dataset_inputs[0].dataset.digest == meta["features_sha256"][:32]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"training_curves.png", "report.json"} <= artifacts
+    assert meta["training_curves"].startswith("![training curves](data:image/png;base64,")
 
+    # the registered model: no pickle, carries its scaler, serves the features frame
     version = client.get_model_version("trading_assets-KRW-ETH-15m", meta["registered_version"])
     assert version.run_id == run.info.run_id
-
-    feats = pd.read_parquet(data_dir / "assets" / "features" / "KRW-ETH" / "15m.parquet")
+    model_dir = data_dir / "mlflow" / "served"
+    mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    predictions = mlflow.pyfunc.load_model("models:/trading_assets-KRW-ETH-15m/latest").predict(feats)
+    local = mlflow.artifacts.download_artifacts(
+        f"models:/trading_assets-KRW-ETH-15m/{version.version}", dst_path=str(model_dir)
+    )
+    files = {p.name for p in model_dir.rglob("*")}
+    assert "python_model.pkl" not in files and {"weights.pt", "bundle.json", "serving.py"} <= files
+    bundle = json.loads(next(model_dir.rglob("bundle.json")).read_text())
+    feats = pd.read_parquet(data_dir / "assets" / "features" / "KRW-ETH" / "15m.parquet")
+    assert bundle["scaler"]["fit_start"] == feats.index[0].isoformat()
+    assert bundle["scaler"]["fit_end"] == meta["scaler_fit_end"]
+    assert "scaler" not in feats.attrs  # the features asset stays unscaled
+    predictions = mlflow.pyfunc.load_model(local).predict(feats)
     assert len(predictions) == len(feats) and predictions["prediction"].iloc[:23].isna().all()
     assert np.isfinite(predictions["prediction"].iloc[23:]).all()
+    requirements = (next(model_dir.rglob("requirements.txt"))).read_text()
+    assert "torch==" in requirements and "mlflow-skinny==" in requirements and "trading" not in requirements
 
-    split = chronological_split(len(feats), 0.7, 0.15, 64)
-    assert split.train.stop + 64 <= split.validation.start and split.validation.stop + 64 <= split.test.start
-    assert feats.attrs["scaler"]["fit_end"] == feats.index[split.train.stop - 1].isoformat()
-
-    backtest = meta["test_backtest"]  # one trade per test sample (horizon 1, seq_len 24)
-    assert backtest["trades"] == len(split.test) - 24 + 1
-    assert run.data.metrics["backtest_total_log_return"] == pytest.approx(backtest["total_log_return"])
-    assert 0 <= backtest["hit_rate"] <= 1 and backtest["max_drawdown"] >= 0
-
-    [check] = [e for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "trained_model"]
-    assert check.check_name == "beats_baseline" and check.severity.value == "WARN"
+    [check] = _checks(result, "trained_model").values()
     check_meta = {k: v.value for k, v in check.metadata.items()}
-    assert check.passed == (check_meta["val_loss"] < check_meta["best_baseline_val_loss"])
-    assert meta["val_loss"] == check_meta["val_loss"] and TARGET not in run.data.params
+    assert check.check_name == "beats_baseline" and check.severity.value == "WARN"
+    assert check.passed == (check_meta["test_mse"] < check_meta["best_baseline_test_mse"])
+    assert check_meta["best_baseline"] in {"zero", "train_mean", "ar1"} and TARGET not in run.data.params
+
+
+def test_walk_forward_predictions_are_out_of_sample(pipeline):
+    data_dir, result, _ = pipeline
+    preds = pd.read_parquet(data_dir / "assets" / "predictions" / "KRW-ETH" / "15m.parquet")
+    feats = pd.read_parquet(data_dir / "assets" / "features" / "KRW-ETH" / "15m.parquet")
+    assert set(preds["model"]) == {"gru", "linear"} and set(preds["fold"]) == {1, 2, 3}
+    for (model, fold), rows in preds.groupby(["model", "fold"]):
+        assert (rows["train_end"] < rows.index.min()).all()  # fit strictly before the fold
+        gap = feats.index.get_loc(rows.index.min()) - feats.index.get_loc(rows["train_end"].iloc[0])
+        assert gap > 24  # purge gap + validation span in between
+        assert rows["mlflow_run_id"].nunique() == 1
+    labels = feats[TARGET].reindex(preds.index)
+    np.testing.assert_allclose(preds["label"], labels, rtol=1e-6)  # horizon 1: the next return
+    uri = f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    parent = _meta(result, "predictions")["mlflow_parent_run_id"]
+    child = client.get_run(preds["mlflow_run_id"].iloc[0])
+    assert child.data.tags["mlflow.parentRunId"] == parent and child.info.status == "FINISHED"
+
+
+def test_evaluation_checks_and_leaderboard(pipeline):
+    data_dir, result, board = pipeline
+    table = pd.read_parquet(data_dir / "assets" / "evaluation" / "KRW-ETH" / "15m.parquet")
+    overall = table[table["scope"] == "overall"].set_index("model")
+    assert set(overall.index) == {"gru", "linear"}
+    assert (overall["backtest_delay_bars"] == 1).all() and (overall["backtest_fee_bp"] == 5).all()
+    for column in ("oos_r2_zero", "oos_r2_train_mean", "oos_r2_ar1", "rank_ic_mean", "rank_icir", "dm_pvalue"):
+        assert column in overall.columns
+    meta = _meta(result, "evaluation")
+    assert meta["equity_curves"].startswith("![equity curves](data:image/png;base64,")
+    checks = _checks(result, "evaluation")
+    assert set(checks) == {"edge_significant", "survives_costs"}
+    significant = (overall["dm_pvalue"] <= 0.05).any()
+    assert checks["edge_significant"].passed == significant
+    assert all(c.severity.value == "WARN" for c in checks.values())
+    assert board.success
+    lb = pd.read_parquet(data_dir / "assets" / "leaderboard.parquet")
+    assert list(lb["rank"]) == [1, 2] and lb["score"].is_monotonic_decreasing
+    header = _meta(board, "leaderboard")["leaderboard"].splitlines()[0]
+    assert [c.strip() for c in header.strip("|").split("|")][:4] == ["rank", "symbol", "timeframe", "model"]
+
+
+def test_training_is_reproducible_in_fresh_processes(pipeline):
+    """Same seed and data in two new interpreters give identical weights and metrics (no pre-seeding)."""
+    data_dir, _, _ = pipeline
+    script = (
+        "import sys, pandas as pd, torch;"
+        "from trading_assets.training.config import build_spec;"
+        "from trading_assets.training.pipeline import fit_model;"
+        f"f = pd.read_parquet(r'{data_dir / 'assets' / 'features' / 'KRW-ETH' / '15m.parquet'}');"
+        "r = fit_model(f, build_spec({'epochs': 2, 'seq_len': 16, 'hidden_size': 8, 'device': 'cpu'}));"
+        "w = sum(float(p.double().sum()) for p in r.bundle.network.parameters());"
+        "print(repr((r.report.val_loss, r.report.test_loss, w)))"
+    )
+    outputs = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    ]
+    assert outputs[0] == outputs[1] and outputs[0].strip()
+
+
+def test_too_short_span_names_partition_rows_and_need(instance):
+    config = {"ops": {**RUN_CONFIG["ops"], "raw_candles": {"config": {"days": 1.0, "end": END.isoformat()}}}}
+    result = _run(instance, config)
+    assert not result.success
+    errors = {e.step_key: e.event_specific_data.error.to_string() for e in result.get_step_failure_events()}
+    assert "KRW-ETH 15m" in errors["trained_model"] and "feature rows are too few to train" in errors["trained_model"]
+    assert "needs at least" in errors["trained_model"]
+    assert "KRW-ETH 15m" in errors["predictions"] and "too few for 3 walk-forward folds" in errors["predictions"]
+
+
+@pytest.mark.parametrize("timeframe", TIMEFRAMES)
+def test_readme_span_advice_is_enough_for_every_timeframe(timeframe):
+    """The default span per timeframe (README) fits the split and 4 folds; features lose 21 rows."""
+    days = DEFAULT_SPAN_DAYS[timeframe]
+    rows = int(days * 1440 / get_timeframe(timeframe).minutes) - 21
+    spec = build_spec({})
+    assert rows >= required_rows(32, 1, spec.split.train_fraction, spec.split.validation_fraction, spec.gap)
+    from trading_assets.splits import walk_forward_folds
+
+    assert len(walk_forward_folds(rows, 4, spec.gap)) == 4
 
 
 def test_unreachable_mlflow_fails_before_training(instance, monkeypatch):
@@ -87,23 +200,4 @@ def test_unreachable_mlflow_fails_before_training(instance, monkeypatch):
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "MlflowUnavailableError" in error and "http://127.0.0.1:9 is unreachable" in error
-    logs = [e.message for e in result.all_events if e.message]
-    assert not any("epoch 1" in m for m in logs)
-
-
-def test_scaler_fit_past_the_train_span_is_refused(instance):
-    config = {
-        "ops": {
-            **RUN_CONFIG["ops"],
-            "features": {
-                "config": {
-                    "fit_start": (END - pd.Timedelta(days=20)).isoformat(),
-                    "fit_end": (END - pd.Timedelta(days=1)).isoformat(),
-                }
-            },
-        }
-    }
-    result = _run(instance, config)
-    assert not result.success
-    error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
-    assert "KRW-ETH 15m" in error and "leaked into the scaling" in error
+    assert not any("epoch 1" in (e.message or "") for e in result.all_events)
