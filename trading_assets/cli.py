@@ -111,7 +111,7 @@ def main(verbose: bool) -> None:
     type=click.Choice(["all", "data"]),
     default="all",
     show_default=True,
-    help="all: candles to trained model, walk-forward evaluation and leaderboard; data: raw_candles, indicators, features",
+    help="all: candles to trained model, walk-forward evaluation and leaderboard; data: candles to features",
 )
 def materialize(
     symbols: str,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,15 @@ from trading_assets.training.bundle import ModelBundle
 log = logging.getLogger(__name__)
 
 SERVING_CODE = Path(__file__).with_name("serving.py")
+# The modules a served model imports (numpy, pandas and torch only): shipped as the model's code.
+SERVING_MODULES = (
+    "__init__.py",
+    "training/__init__.py",
+    "training/bundle.py",
+    "training/config.py",
+    "training/models.py",
+    "training/scaling.py",
+)
 
 
 class MlflowUnavailableError(RuntimeError):
@@ -159,11 +169,15 @@ class MlflowTracker:
         signature = infer_signature(example, bundle.predict(example).to_frame())
         with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=self.run_id):
             path = bundle.save(Path(tmp) / "bundle")
+            package = Path(tmp) / "code" / "trading_assets"
+            for module in SERVING_MODULES:
+                (package / module).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(Path(trading_assets.__file__).parent / module, package / module)
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(SERVING_CODE),
                 artifacts={"bundle": str(path)},
-                code_paths=[str(Path(trading_assets.__file__).parent)],
+                code_paths=[str(package)],
                 pip_requirements=serving_requirements(),
                 signature=signature,
                 input_example=example,

@@ -104,6 +104,10 @@ def test_trained_model_tracked_registered_and_servable(pipeline):
     requirements = (next(model_dir.rglob("requirements.txt"))).read_text()
     assert "torch==" in requirements and "mlflow-skinny==" in requirements and "trading" not in requirements
 
+    # identical to what the asset computed on the held-out test span
+    test = pd.read_parquet(client.download_artifacts(run.info.run_id, "test_predictions.parquet", str(model_dir)))
+    np.testing.assert_allclose(predictions["prediction"].reindex(test.index), test["prediction"], rtol=1e-5, atol=1e-9)
+
     [check] = _checks(result, "trained_model").values()
     check_meta = {k: v.value for k, v in check.metadata.items()}
     assert check.check_name == "beats_baseline" and check.severity.value == "WARN"
@@ -201,3 +205,46 @@ def test_unreachable_mlflow_fails_before_training(instance, monkeypatch):
     error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "MlflowUnavailableError" in error and "http://127.0.0.1:9 is unreachable" in error
     assert not any("epoch 1" in (e.message or "") for e in result.all_events)
+
+
+@pytest.mark.slow
+def test_registered_model_serves_from_a_clean_virtualenv(pipeline, tmp_path):
+    """A venv with only the requirements MLflow recorded loads the model and predicts the same values."""
+    data_dir, result, _ = pipeline
+    uri = f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    model = mlflow.artifacts.download_artifacts(
+        "models:/trading_assets-KRW-ETH-15m/latest", dst_path=str(tmp_path / "m")
+    )
+    requirements = mlflow.pyfunc.get_model_dependencies(model)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    install = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r", requirements],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    feats = pd.read_parquet(data_dir / "assets" / "features" / "KRW-ETH" / "15m.parquet")
+    feats.to_json(tmp_path / "features.json", orient="split", date_unit="ns", double_precision=15)
+    script = (
+        "import sys, pandas as pd, mlflow;"
+        "f = pd.read_json(sys.argv[1], orient='split', precise_float=True).astype('float32');"
+        "mlflow.pyfunc.load_model(sys.argv[2]).predict(f).to_json(sys.argv[3], orient='split', double_precision=15)"
+    )
+    out = tmp_path / "predictions.json"
+    served = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", script, str(tmp_path / "features.json"), model, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert served.returncode == 0, served.stderr[-3000:]
+    frozen = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "freeze"], capture_output=True, text=True)
+    assert "trading" not in frozen.stdout.lower() and "dagster" not in frozen.stdout.lower()
+    clean = pd.read_json(out, orient="split", precise_float=True)["prediction"].to_numpy()
+    here = mlflow.pyfunc.load_model(model).predict(feats)["prediction"].to_numpy()
+    np.testing.assert_allclose(clean, here, rtol=1e-6, equal_nan=True)
