@@ -66,11 +66,8 @@ def raw_candles(
     warmup = warmup_bars(config.warmup_tolerance) + lead_in
     fetch_start = span_start - warmup * tf.delta
     source = candle_source.get_source()
-    store = candle_store.get_store()
-    try:
+    with candle_store.get_store() as store:
         filled, collected = store.filled_window(source, symbol, timeframe, fetch_start, span_end)
-    finally:
-        store.dispose()
     if filled.frame.empty or filled.frame.index[-1] < span_start:
         raise EmptySourceError(symbol, timeframe, f"{source.name} has no candles in [{span_start}, {span_end})")
     frame = filled.frame

@@ -133,13 +133,10 @@ def indicators_warmup_sufficient(
     warmup = int(raw_candles.attrs["warmup_bars"])
     longer_warmup = int(warmup * config.history_factor)
     span_start, span_end = frame.index[0], pd.Timestamp(raw_candles.attrs["span_end"])
-    store = candle_store.get_store()
-    try:
+    with candle_store.get_store() as store:
         longer, _ = store.filled_window(
             candle_source.get_source(), symbol, timeframe, span_start - longer_warmup * tf.delta, span_end
         )
-    finally:
-        store.dispose()
     before = warmup - int(raw_candles.attrs.get("lead_in_bars", 0))  # bars before the stored frame's first row
     drifts = warmup_drift(frame, longer.frame, symbol, timeframe, before, config.tolerance)
     span = pd.Timestamp(raw_candles.attrs["span_start"])
