@@ -32,8 +32,8 @@ from trading_assets.defs.causality_checks import (
 from trading_assets.defs.partition_checks import check_result, partition_check
 from trading_assets.defs.partitions import split_partition_key
 from trading_assets.features import TARGET, feature_columns
-from trading_assets.indicators import INDICATOR_COLUMNS
-from trading_assets.schemas import IndicatorsModel, RawCandlesModel, features_schema
+from trading_assets.indicators import indicator_columns
+from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
 
 
 def _feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -43,12 +43,12 @@ def _feature_columns(frame: pd.DataFrame) -> list[str]:
 
 NUMERIC_COLUMNS = {
     "raw_candles": lambda frame: CANDLE_COLUMNS,
-    "indicators": lambda frame: (*CANDLE_COLUMNS, *INDICATOR_COLUMNS),
+    "indicators": lambda frame: (*CANDLE_COLUMNS, *indicator_columns()),
     "features": lambda frame: (*_feature_columns(frame), TARGET),
 }
 SCHEMAS = {
     "raw_candles": lambda frame: RawCandlesModel,
-    "indicators": lambda frame: IndicatorsModel,
+    "indicators": lambda frame: indicators_schema(),
     "features": lambda frame: features_schema(_feature_columns(frame)),
 }
 
