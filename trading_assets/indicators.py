@@ -54,7 +54,7 @@ class Column:
 
     description: str
     bounds: tuple[float, float] | None = None  # a bounded oscillator: clipped into the range, then checked
-    ge: float | None = None
+    ge: float | None = None  # value rules of an unbounded column (schema only)
     gt: float | None = None
 
 
