@@ -22,6 +22,7 @@ from trading_assets.defs.partitions import (
     partition_key,
 )
 from trading_assets.settings import data_dir, default_tracking_uri
+from trading_assets.sources import SOURCES
 from trading_assets.timeframes import TIMEFRAMES, validate_symbol
 
 log = logging.getLogger("trading_assets.cli")
@@ -100,7 +101,7 @@ def main(verbose: bool) -> None:
 @click.option("--end", default=None, help="Exclusive end of the span (ISO 8601, UTC); default now")
 @click.option(
     "--source",
-    type=click.Choice(["synthetic", "upbit", "files"]),
+    type=click.Choice(list(SOURCES)),
     default=None,
     help="Candle source (default: the resource's configuration, synthetic)",
 )

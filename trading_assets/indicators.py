@@ -1,5 +1,9 @@
 """TA-Lib indicators on a candle frame, with an explicit warm-up rule and flat-market handling.
 
+Each indicator is declared once, in :data:`INDICATORS`: its columns (with a description and value
+rules), its TA-Lib function and parameters, its smoothing stages. The column list, the warm-up,
+the clipping and the Pandera schema of the ``indicators`` asset all derive from that registry.
+
 Warm-up. TA-Lib's ``lookback`` is only the number of bars before the first value. Indicators
 built on exponential (or Wilder) smoothing keep a memory of where the history started that decays
 like ``(1 - alpha) ** bars``; they need extra bars before their values stop depending on the
@@ -17,7 +21,7 @@ undefined (0/0) and TA-Lib returns 0, which a model would read as "extremely ove
 * ``cci_20``: zero mean deviation -> TA-Lib's 0 is kept: it already is CCI's neutral value;
 * ``adx_14``: TA-Lib's value is kept (0 = no trend is the right reading of a flat market).
 
-Bounded oscillators are clipped to their range (:data:`BOUNDS`): TA-Lib's running sums land
+Bounded oscillators are clipped to their range (``Column.bounds``): TA-Lib's running sums land
 values like 100.00000000000006 or -4e-14 on real data, which a range check would reject.
 
 Every replacement is counted per column in :class:`IndicatorResult.flat_replacements`.
@@ -29,7 +33,9 @@ total depends on where the history starts, its changes do not.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -41,60 +47,72 @@ from trading_assets.cleaning import PollutionReport, coerce_numeric
 from trading_assets.errors import CandleDataError
 from trading_assets.timeframes import to_utc
 
-INDICATOR_COLUMNS: tuple[str, ...] = (
-    "sma_5",
-    "sma_20",
-    "ema_12",
-    "ema_26",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "rsi_14",
-    "bb_upper_20",
-    "bb_middle_20",
-    "bb_lower_20",
-    "atr_14",
-    "stoch_k",
-    "stoch_d",
-    "mfi_14",
-    "obv",
-    "sar",
-    "cci_20",
-    "adx_14",
-    "willr_14",
-    "volume_rsi_14",
-    "roc_10",
-    "volume_sma_20",
-)
 
-BOUNDS: dict[str, tuple[float, float]] = {
-    "rsi_14": (0.0, 100.0),
-    "volume_rsi_14": (0.0, 100.0),
-    "mfi_14": (0.0, 100.0),
-    "stoch_k": (0.0, 100.0),
-    "stoch_d": (0.0, 100.0),
-    "adx_14": (0.0, 100.0),
-    "willr_14": (-100.0, 0.0),
-}
+@dataclass(frozen=True)
+class Column:
+    """One output column: what it means and the values it may take (the Pandera schema checks them)."""
 
-# (TA-Lib function, its parameters, smoothing stages as (alpha, stages)) per indicator family.
-_WILDER = 1 / 14
-_EMA = lambda n: 2 / (n + 1)  # noqa: E731
-WARMUP_SPECS: dict[str, tuple[str, dict[str, float], list[tuple[float, int]]]] = {
-    "sma_20": ("SMA", {"timeperiod": 20}, []),
-    "ema_26": ("EMA", {"timeperiod": 26}, [(_EMA(26), 1)]),
-    "macd": ("MACD", {"fastperiod": 12, "slowperiod": 26, "signalperiod": 9}, [(_EMA(26), 1), (_EMA(9), 1)]),
-    "rsi_14": ("RSI", {"timeperiod": 14}, [(_WILDER, 1)]),
-    "bb_20": ("BBANDS", {"timeperiod": 20}, []),
-    "atr_14": ("ATR", {"timeperiod": 14}, [(_WILDER, 1)]),
-    "stoch": ("STOCH", {"fastk_period": 5, "slowk_period": 3, "slowd_period": 3}, []),
-    "mfi_14": ("MFI", {"timeperiod": 14}, []),
-    "sar": ("SAR", {"acceleration": 0.02, "maximum": 0.2}, []),
-    "cci_20": ("CCI", {"timeperiod": 20}, []),
-    "adx_14": ("ADX", {"timeperiod": 14}, [(_WILDER, 2)]),
-    "willr_14": ("WILLR", {"timeperiod": 14}, []),
-    "roc_10": ("ROC", {"timeperiod": 10}, []),
-}
+    description: str
+    bounds: tuple[float, float] | None = None  # a bounded oscillator: clipped into the range, then checked
+    ge: float | None = None  # value rules of an unbounded column (schema only)
+    gt: float | None = None
+
+
+@dataclass
+class Bars:
+    """What an indicator reads: float64 candle arrays and the first row of the requested span.
+
+    An indicator that replaces undefined values on flat windows records its mask in ``flat``,
+    keyed by column (counted in :attr:`IndicatorResult.flat_replacements`).
+    """
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    first: int
+    flat: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @cached_property
+    def typical(self) -> np.ndarray:
+        return (self.high + self.low + self.close) / 3
+
+
+@dataclass(frozen=True)
+class Indicator:
+    """One indicator, declared once: its columns, its TA-Lib function and parameters, its smoothing.
+
+    ``function`` and ``params`` give TA-Lib's lookback (the start of the warm-up); ``smoothing`` lists
+    the exponential smoothers inside as ``(alpha, stages)``, whose memory of the history's start
+    lengthens the warm-up. Without ``compute`` the columns are TA-Lib's outputs of ``function`` on
+    ``inputs``, in order; ``compute`` replaces that call (flat-market handling, anchoring).
+    """
+
+    function: str
+    params: dict[str, float]
+    columns: dict[str, Column]
+    inputs: tuple[str, ...] = ("close",)
+    smoothing: tuple[tuple[float, int], ...] = ()
+    compute: Callable[[Bars, Indicator], tuple[np.ndarray, ...]] | None = None
+
+    def warmup(self, tolerance: float) -> int:
+        """TA-Lib's lookback plus the bars until each smoother's memory of the start falls below ``tolerance``."""
+        lookback = abstract.Function(self.function, **self.params).lookback
+        return lookback + sum(_memory_bars(alpha, tolerance) * n for alpha, n in self.smoothing)
+
+    def values(self, bars: Bars) -> dict[str, np.ndarray]:
+        """Column name -> float64 values over every bar."""
+        if self.compute is not None:
+            out = self.compute(bars, self)
+        else:
+            out = getattr(talib, self.function)(*(getattr(bars, name) for name in self.inputs), **self.params)
+        return dict(zip(self.columns, out if isinstance(out, tuple) else (out,), strict=True))
+
+    @property
+    def first_column(self) -> str:
+        """The column a flat-window mask is counted under."""
+        return next(iter(self.columns))
 
 
 def _memory_bars(alpha: float, tolerance: float) -> int:
@@ -102,13 +120,200 @@ def _memory_bars(alpha: float, tolerance: float) -> int:
     return math.ceil(math.log(tolerance) / math.log(1 - alpha))
 
 
+def _rolling_count(mask: np.ndarray, window: int) -> np.ndarray:
+    """Trailing count of True over ``window`` bars (fewer at the start)."""
+    csum = np.cumsum(mask, dtype=np.int64)
+    out = csum.copy()
+    out[window:] -= csum[:-window]
+    return out
+
+
+def _neutral_rsi(bars: Bars, ind: Indicator) -> tuple[np.ndarray]:
+    """RSI, 50 while the series has not changed since the first bar (TA-Lib says 0)."""
+    series = getattr(bars, ind.inputs[0])
+    values = talib.RSI(series, **ind.params)
+    moved = np.concatenate([[False], series[1:] != series[:-1]])
+    flat = bars.flat[ind.first_column] = np.cumsum(moved) == 0
+    return (np.where(flat & ~np.isnan(values), 50.0, values),)
+
+
+def _neutral_stoch(bars: Bars, ind: Indicator) -> tuple[np.ndarray, np.ndarray]:
+    """STOCH with fast %K = 50 on a window with zero range, smoothed as TA-Lib's STOCH (SMA)."""
+    window = ind.params["fastk_period"]
+    fastk = talib.STOCHF(bars.high, bars.low, bars.close, window, 1, 0)[0]
+    flat = bars.flat[ind.first_column] = talib.MAX(bars.high, window) == talib.MIN(bars.low, window)
+    slow_k = talib.SMA(np.where(flat, 50.0, fastk), ind.params["slowk_period"])
+    slow_d = talib.SMA(slow_k, ind.params["slowd_period"])
+    slow_k[np.isnan(slow_d)] = np.nan  # both start where STOCH starts, as in TA-Lib
+    return slow_k, slow_d
+
+
+def _neutral_mfi(bars: Bars, ind: Indicator) -> tuple[np.ndarray]:
+    """MFI, 50 when no bar of the window moved the typical price with volume."""
+    tp = bars.typical
+    flows = np.concatenate([[False], (tp[1:] != tp[:-1]) & (bars.volume[1:] > 0)])
+    mfi = talib.MFI(bars.high, bars.low, bars.close, bars.volume, **ind.params)
+    flat = bars.flat[ind.first_column] = _rolling_count(flows, ind.params["timeperiod"]) == 0
+    return (np.where(flat & ~np.isnan(mfi), 50.0, mfi),)
+
+
+def _neutral_willr(bars: Bars, ind: Indicator) -> tuple[np.ndarray]:
+    """Williams %R, -50 when the window's highest high equals its lowest low."""
+    window = ind.params["timeperiod"]
+    flat = bars.flat[ind.first_column] = talib.MAX(bars.high, window) == talib.MIN(bars.low, window)
+    return (np.where(flat, -50.0, talib.WILLR(bars.high, bars.low, bars.close, **ind.params)),)
+
+
+def _counted_cci(bars: Bars, ind: Indicator) -> tuple[np.ndarray]:
+    """TA-Lib's CCI (its 0 on a flat window is already neutral); flat windows are counted."""
+    window = ind.params["timeperiod"]
+    bars.flat[ind.first_column] = talib.MAX(bars.typical, window) == talib.MIN(bars.typical, window)
+    return (talib.CCI(bars.high, bars.low, bars.close, **ind.params),)
+
+
+def _anchored_obv(bars: Bars, ind: Indicator) -> tuple[np.ndarray]:
+    """OBV anchored at 0 on the first bar of the requested span."""
+    obv = talib.OBV(bars.close, bars.volume)
+    return (obv - obv[bars.first] if bars.first < len(obv) else obv,)
+
+
+_WILDER = 1 / 14
+_PERCENT = (0, 100)  # ints: the schema's rule names read as before, e.g. less_than_or_equal_to(100)
+
+
+def _ema(n: int) -> float:
+    return 2 / (n + 1)
+
+
+# Every indicator, in column order. Adding one is one entry here: the asset, INDICATOR_COLUMNS, the warm-up,
+# the clipping and the Pandera schema (trading_assets.schemas.indicators_schema) follow from it.
+INDICATORS: dict[str, Indicator] = {
+    "sma_5": Indicator("SMA", {"timeperiod": 5}, {"sma_5": Column("5-bar simple moving average of close")}),
+    "sma_20": Indicator("SMA", {"timeperiod": 20}, {"sma_20": Column("20-bar simple moving average of close")}),
+    "ema_12": Indicator(
+        "EMA",
+        {"timeperiod": 12},
+        {"ema_12": Column("12-bar exponential moving average of close")},
+        smoothing=((_ema(12), 1),),
+    ),
+    "ema_26": Indicator(
+        "EMA",
+        {"timeperiod": 26},
+        {"ema_26": Column("26-bar exponential moving average of close")},
+        smoothing=((_ema(26), 1),),
+    ),
+    "macd": Indicator(
+        "MACD",
+        {"fastperiod": 12, "slowperiod": 26, "signalperiod": 9},
+        {
+            "macd": Column("EMA12 - EMA26 of close"),
+            "macd_signal": Column("9-bar EMA of macd"),
+            "macd_hist": Column("macd - macd_signal"),
+        },
+        smoothing=((_ema(26), 1), (_ema(9), 1)),
+    ),
+    "rsi_14": Indicator(
+        "RSI",
+        {"timeperiod": 14},
+        {"rsi_14": Column("14-bar Wilder RSI of close; 50 before the first change", bounds=_PERCENT)},
+        smoothing=((_WILDER, 1),),
+        compute=_neutral_rsi,
+    ),
+    "bb_20": Indicator(
+        "BBANDS",
+        {"timeperiod": 20, "nbdevup": 2.0, "nbdevdn": 2.0, "matype": 0},
+        {
+            "bb_upper_20": Column("Bollinger upper band: sma_20 + 2 std"),
+            "bb_middle_20": Column("Bollinger middle band: sma_20"),
+            "bb_lower_20": Column("Bollinger lower band: sma_20 - 2 std"),
+        },
+    ),
+    "atr_14": Indicator(
+        "ATR",
+        {"timeperiod": 14},
+        {"atr_14": Column("14-bar Wilder average true range", ge=0)},
+        inputs=("high", "low", "close"),
+        smoothing=((_WILDER, 1),),
+    ),
+    "stoch": Indicator(
+        "STOCH",
+        {"fastk_period": 5, "slowk_period": 3, "slowd_period": 3},
+        {
+            "stoch_k": Column("slow stochastic %K (5, 3); 50 on a window with zero range", bounds=_PERCENT),
+            "stoch_d": Column("slow stochastic %D: 3-bar SMA of stoch_k", bounds=_PERCENT),
+        },
+        compute=_neutral_stoch,
+    ),
+    "mfi_14": Indicator(
+        "MFI",
+        {"timeperiod": 14},
+        {"mfi_14": Column("14-bar money flow index; 50 without money flow", bounds=_PERCENT)},
+        compute=_neutral_mfi,
+    ),
+    "obv": Indicator(
+        "OBV",
+        {},
+        {"obv": Column("on-balance volume, 0 at the first bar of the requested span")},
+        compute=_anchored_obv,
+    ),
+    "sar": Indicator(
+        "SAR",
+        {"acceleration": 0.02, "maximum": 0.2},
+        {"sar": Column("parabolic SAR (0.02, 0.2)", gt=0)},
+        inputs=("high", "low"),
+    ),
+    "cci_20": Indicator(
+        "CCI",
+        {"timeperiod": 20},
+        {"cci_20": Column("20-bar commodity channel index; 0 on a flat window")},
+        compute=_counted_cci,
+    ),
+    "adx_14": Indicator(
+        "ADX",
+        {"timeperiod": 14},
+        {"adx_14": Column("14-bar average directional index (trend strength)", bounds=_PERCENT)},
+        inputs=("high", "low", "close"),
+        smoothing=((_WILDER, 2),),
+    ),
+    "willr_14": Indicator(
+        "WILLR",
+        {"timeperiod": 14},
+        {"willr_14": Column("14-bar Williams %R; -50 on a window with zero range", bounds=(-100, 0))},
+        compute=_neutral_willr,
+    ),
+    "volume_rsi_14": Indicator(
+        "RSI",
+        {"timeperiod": 14},
+        {"volume_rsi_14": Column("14-bar Wilder RSI of volume; 50 before the first change", bounds=_PERCENT)},
+        inputs=("volume",),
+        smoothing=((_WILDER, 1),),
+        compute=_neutral_rsi,
+    ),
+    "roc_10": Indicator("ROC", {"timeperiod": 10}, {"roc_10": Column("10-bar rate of change of close, in %")}),
+    "volume_sma_20": Indicator(
+        "SMA",
+        {"timeperiod": 20},
+        {"volume_sma_20": Column("20-bar simple moving average of volume", ge=0)},
+        inputs=("volume",),
+    ),
+}
+
+
+def indicator_columns() -> dict[str, Column]:
+    """Every registered indicator column, in order, with its declaration."""
+    return {name: column for ind in INDICATORS.values() for name, column in ind.columns.items()}
+
+
+# The built-in indicators' columns and the bounded ones' ranges, as declared above.
+INDICATOR_COLUMNS: tuple[str, ...] = tuple(indicator_columns())
+BOUNDS: dict[str, tuple[float, float]] = {
+    name: column.bounds for name, column in indicator_columns().items() if column.bounds is not None
+}
+
+
 def indicator_warmups(tolerance: float = 1e-6) -> dict[str, int]:
     """Warm-up bars per indicator: TA-Lib's lookback plus the smoothing memory."""
-    out = {}
-    for name, (func, params, stages) in WARMUP_SPECS.items():
-        lookback = abstract.Function(func, **params).lookback
-        out[name] = lookback + sum(_memory_bars(alpha, tolerance) * n for alpha, n in stages)
-    return out
+    return {name: ind.warmup(tolerance) for name, ind in INDICATORS.items()}
 
 
 def warmup_bars(tolerance: float = 1e-6) -> int:
@@ -121,14 +326,6 @@ class IndicatorResult:
     frame: pd.DataFrame
     flat_replacements: dict[str, int] = field(default_factory=dict)
     warmup_rows_trimmed: int = 0
-
-
-def _rolling_count(mask: np.ndarray, window: int) -> np.ndarray:
-    """Trailing count of True over ``window`` bars (fewer at the start)."""
-    csum = np.cumsum(mask, dtype=np.int64)
-    out = csum.copy()
-    out[window:] -= csum[:-window]
-    return out
 
 
 def prepare_candles(
@@ -156,65 +353,19 @@ def prepare_candles(
 
 
 def compute_indicators(candles: pd.DataFrame, span_start: pd.Timestamp | None = None) -> IndicatorResult:
-    """Candles plus the 23 indicator columns, trimmed to rows at or after ``span_start``.
+    """Candles plus every registered indicator column, trimmed to rows at or after ``span_start``.
 
     ``candles`` must be the gap-filled canonical frame (no interior holes: TA-Lib turns everything
     after a NaN into NaN). Every value at time t uses only candles at or before t.
     """
-    o, h, lo, c, v = (candles[col].to_numpy(dtype="float64") for col in ("open", "high", "low", "close", "volume"))
-    n = len(c)
     first = 0 if span_start is None else int(candles.index.searchsorted(to_utc(span_start)))
-    out: dict[str, np.ndarray] = {}
-    flat: dict[str, np.ndarray] = {}
-
-    out["sma_5"] = talib.SMA(c, 5)
-    out["sma_20"] = talib.SMA(c, 20)
-    out["ema_12"] = talib.EMA(c, 12)
-    out["ema_26"] = talib.EMA(c, 26)
-    out["macd"], out["macd_signal"], out["macd_hist"] = talib.MACD(c, 12, 26, 9)
-    out["bb_upper_20"], out["bb_middle_20"], out["bb_lower_20"] = talib.BBANDS(c, 20, 2.0, 2.0, 0)
-    out["atr_14"] = talib.ATR(h, lo, c, 14)
-    out["sar"] = talib.SAR(h, lo, 0.02, 0.2)
-    out["adx_14"] = talib.ADX(h, lo, c, 14)
-    out["roc_10"] = talib.ROC(c, 10)
-    out["volume_sma_20"] = talib.SMA(v, 20)
-
-    for col, series in (("rsi_14", c), ("volume_rsi_14", v)):
-        values = talib.RSI(series, 14)
-        moved = np.concatenate([[False], series[1:] != series[:-1]])
-        flat[col] = np.cumsum(moved) == 0
-        out[col] = np.where(flat[col] & ~np.isnan(values), 50.0, values)
-
-    tp = (h + lo + c) / 3
-    flows = np.concatenate([[False], (tp[1:] != tp[:-1]) & (v[1:] > 0)])
-    mfi = talib.MFI(h, lo, c, v, 14)
-    flat["mfi_14"] = _rolling_count(flows, 14) == 0
-    out["mfi_14"] = np.where(flat["mfi_14"] & ~np.isnan(mfi), 50.0, mfi)
-
-    willr = talib.WILLR(h, lo, c, 14)
-    flat["willr_14"] = talib.MAX(h, 14) == talib.MIN(lo, 14)
-    out["willr_14"] = np.where(flat["willr_14"], -50.0, willr)
-
-    fastk = talib.STOCHF(h, lo, c, 5, 1, 0)[0]
-    flat_k = talib.MAX(h, 5) == talib.MIN(lo, 5)
-    fastk = np.where(flat_k, 50.0, fastk)
-    out["stoch_k"] = talib.SMA(fastk, 3)
-    out["stoch_d"] = talib.SMA(out["stoch_k"], 3)
-    out["stoch_k"][np.isnan(out["stoch_d"])] = np.nan  # both start where STOCH starts, as in TA-Lib
-    flat["stoch_k"] = flat_k
-
-    out["cci_20"] = talib.CCI(h, lo, c, 20)
-    flat["cci_20"] = talib.MAX(tp, 20) == talib.MIN(tp, 20)
-
-    obv = talib.OBV(c, v)
-    out["obv"] = obv - obv[first] if first < n else obv
-
-    for col, (low, high) in BOUNDS.items():  # running sums round a hair past the bounds (1e-14)
-        np.clip(out[col], low, high, out=out[col])
-
+    bars = Bars(*(candles[col].to_numpy(dtype="float64") for col in ("open", "high", "low", "close", "volume")), first)
     frame = candles[list(CANDLE_COLUMNS)].copy()
-    for col in INDICATOR_COLUMNS:
-        frame[col] = out[col]
+    for ind in INDICATORS.values():
+        for col, values in ind.values(bars).items():
+            if (limits := ind.columns[col].bounds) is not None:  # running sums round a hair past the bounds (1e-14)
+                np.clip(values, *limits, out=values)
+            frame[col] = values
     frame = frame.iloc[first:]
-    replacements = {col: int(mask[first:].sum()) for col, mask in flat.items()}
+    replacements = {col: int(mask[first:].sum()) for col, mask in bars.flat.items()}
     return IndicatorResult(frame, replacements, first)

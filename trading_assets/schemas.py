@@ -13,6 +13,7 @@ import pandera.pandas as pa
 from pandera.typing import Index, Series
 
 from trading_assets.features import TARGET
+from trading_assets.indicators import indicator_columns
 
 UTC_NS = {"unit": "ns", "tz": "UTC"}
 
@@ -49,36 +50,19 @@ class RawCandlesModel(CandleModel):
     """``raw_candles``."""
 
 
-class IndicatorsModel(CandleModel):
-    """``indicators``: candles plus float64 indicators, bounded ones within their ranges."""
-
-    sma_5: Series[np.float64] = pa.Field(nullable=True)
-    sma_20: Series[np.float64] = pa.Field(nullable=True)
-    ema_12: Series[np.float64] = pa.Field(nullable=True)
-    ema_26: Series[np.float64] = pa.Field(nullable=True)
-    macd: Series[np.float64] = pa.Field(nullable=True)
-    macd_signal: Series[np.float64] = pa.Field(nullable=True)
-    macd_hist: Series[np.float64] = pa.Field(nullable=True)
-    rsi_14: Series[np.float64] = pa.Field(ge=0, le=100, nullable=True)
-    bb_upper_20: Series[np.float64] = pa.Field(nullable=True)
-    bb_middle_20: Series[np.float64] = pa.Field(nullable=True)
-    bb_lower_20: Series[np.float64] = pa.Field(nullable=True)
-    atr_14: Series[np.float64] = pa.Field(ge=0, nullable=True)
-    stoch_k: Series[np.float64] = pa.Field(ge=0, le=100, nullable=True)
-    stoch_d: Series[np.float64] = pa.Field(ge=0, le=100, nullable=True)
-    mfi_14: Series[np.float64] = pa.Field(ge=0, le=100, nullable=True)
-    obv: Series[np.float64] = pa.Field(nullable=True)
-    sar: Series[np.float64] = pa.Field(gt=0, nullable=True)
-    cci_20: Series[np.float64] = pa.Field(nullable=True)
-    adx_14: Series[np.float64] = pa.Field(ge=0, le=100, nullable=True)
-    willr_14: Series[np.float64] = pa.Field(ge=-100, le=0, nullable=True)
-    volume_rsi_14: Series[np.float64] = pa.Field(ge=0, le=100, nullable=True)
-    roc_10: Series[np.float64] = pa.Field(nullable=True)
-    volume_sma_20: Series[np.float64] = pa.Field(ge=0, nullable=True)
-
-    class Config:
-        strict = True
-        coerce = False
+def indicators_schema() -> pa.DataFrameSchema:
+    """``indicators``: candles plus every registered indicator column, float64, within its declared values."""
+    columns = {}
+    for name, column in indicator_columns().items():
+        checks = []
+        if column.bounds is not None:
+            checks += [pa.Check.ge(column.bounds[0]), pa.Check.le(column.bounds[1])]
+        if column.ge is not None:
+            checks.append(pa.Check.ge(column.ge))
+        if column.gt is not None:
+            checks.append(pa.Check.gt(column.gt))
+        columns[name] = pa.Column(np.float64, checks, nullable=True)
+    return CandleModel.to_schema().add_columns(columns).set_name("IndicatorsSchema")
 
 
 def features_schema(feature_columns: list[str]) -> pa.DataFrameSchema:

@@ -200,5 +200,11 @@ class CandleStore:
         candles = self.load(symbol, timeframe, start, end)
         return fill_candle_grid(candles, timeframe, start, end), collected
 
+    def __enter__(self) -> CandleStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.dispose()
+
     def dispose(self) -> None:
         self.engine.dispose()

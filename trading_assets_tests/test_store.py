@@ -30,9 +30,8 @@ def store(request, tmp_path):
         url = request.getfixturevalue("postgres").create_database(
             f"store_{tmp_path.name[-12:].lower().replace('-', '_')}"
         )
-    s = CandleStore(url)
-    yield s
-    s.dispose()
+    with CandleStore(url) as s:
+        yield s
 
 
 def test_upsert_is_idempotent_and_updates(store, candles_1m):

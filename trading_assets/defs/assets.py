@@ -14,7 +14,7 @@ from trading_assets.defs.partitions import market_partitions, split_partition_ke
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 from trading_assets.errors import EmptySourceError
 from trading_assets.features import FeatureConfig, build_features, lead_in_bars
-from trading_assets.indicators import compute_indicators, prepare_candles, warmup_bars
+from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles, warmup_bars
 from trading_assets.timeframes import DEFAULT_SPAN_DAYS, get_timeframe, to_utc
 
 # Every data asset: one partitioning, one Parquet file per partition, one group.
@@ -71,11 +71,8 @@ def raw_candles(
     warmup = warmup_bars(config.warmup_tolerance) + lead_in
     fetch_start = span_start - warmup * tf.delta
     source = candle_source.get_source()
-    store = candle_store.get_store()
-    try:
+    with candle_store.get_store() as store:
         filled, collected = store.filled_window(source, symbol, timeframe, fetch_start, span_end)
-    finally:
-        store.dispose()
     if filled.frame.empty or filled.frame.index[-1] < span_start:
         raise EmptySourceError(symbol, timeframe, f"{source.name} has no candles in [{span_start}, {span_end})")
     frame = filled.frame
@@ -123,7 +120,8 @@ def raw_candles(
 @asset(
     **DATA_ASSET,
     kinds={"pandas", "parquet", "talib"},
-    description="Candles plus 23 TA-Lib indicators over exactly the requested span (warm-up trimmed).",
+    description=f"Candles plus {len(INDICATOR_COLUMNS)} TA-Lib indicators over exactly the requested span "
+    "(warm-up trimmed; see trading_assets.indicators.INDICATORS).",
 )
 def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Output[pd.DataFrame]:
     symbol, timeframe = split_partition_key(context.partition_key)

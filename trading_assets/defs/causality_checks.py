@@ -29,7 +29,7 @@ from trading_assets.causality import (
     warmup_drift,
 )
 from trading_assets.defs.assets import features, indicators
-from trading_assets.defs.checks import partition_check
+from trading_assets.defs.partition_checks import check_result, partition_check, partition_metadata
 from trading_assets.defs.partitions import split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 from trading_assets.features import FeatureConfig
@@ -51,22 +51,17 @@ class WarmupConfig(Config):
 
 def _skipped(context: AssetCheckExecutionContext) -> AssetCheckResult:
     return AssetCheckResult(
-        passed=True,
-        description="disabled by config",
-        metadata={"partition": str(context.partition_key), "skipped": True},
+        passed=True, description="disabled by config", metadata={**partition_metadata(context), "skipped": True}
     )
 
 
 def _look_ahead_result(context: AssetCheckExecutionContext, diffs, cuts) -> AssetCheckResult:
     first = min(diffs, key=lambda d: d.first_timestamp) if diffs else None
-    return AssetCheckResult(
-        passed=not diffs,
-        severity=AssetCheckSeverity.ERROR,
-        description=None
-        if not diffs
-        else "uses data after t: " + ", ".join(f"{d.column} from {d.first_timestamp}" for d in diffs[:5]),
-        metadata={
-            "partition": str(context.partition_key),
+    problem = "uses data after t: " + ", ".join(f"{d.column} from {d.first_timestamp}" for d in diffs[:5])
+    return check_result(
+        context,
+        [problem] if diffs else [],
+        {
             "cut_points": MetadataValue.json([c.isoformat() for c in cuts]),
             "non_causal_columns": MetadataValue.json([asdict(d) for d in diffs]),
             "first_column": first.column if first else "",
@@ -133,13 +128,10 @@ def indicators_warmup_sufficient(
     warmup = int(raw_candles.attrs["warmup_bars"])
     longer_warmup = int(warmup * config.history_factor)
     span_start, span_end = frame.index[0], pd.Timestamp(raw_candles.attrs["span_end"])
-    store = candle_store.get_store()
-    try:
+    with candle_store.get_store() as store:
         longer, _ = store.filled_window(
             candle_source.get_source(), symbol, timeframe, span_start - longer_warmup * tf.delta, span_end
         )
-    finally:
-        store.dispose()
     before = warmup - int(raw_candles.attrs.get("lead_in_bars", 0))  # bars before the stored frame's first row
     drifts = warmup_drift(frame, longer.frame, symbol, timeframe, before, config.tolerance)
     span = pd.Timestamp(raw_candles.attrs["span_start"])
@@ -147,19 +139,13 @@ def indicators_warmup_sufficient(
     needed = max((d.bars_to_converge for d in drifts), default=0)
     history = len(longer.frame.loc[: span_start - tf.delta])
     advice = (
-        (
-            f"{timeframe} needs more than {before} warm-up bars: at least {needed} "
-            f"(lower CandleWindowConfig.warmup_tolerance or raise it by hand)"
-        )
-        if drifts
-        else ""
+        f"{timeframe} needs more than {before} warm-up bars: at least {needed} "
+        f"(lower CandleWindowConfig.warmup_tolerance or raise it by hand)"
     )
-    return AssetCheckResult(
-        passed=not drifts,
-        severity=AssetCheckSeverity.WARN,
-        description=advice or None,
-        metadata={
-            "partition": str(context.partition_key),
+    return check_result(
+        context,
+        [advice] if drifts else [],
+        {
             "warmup_bars": before,
             "lead_in_bars": warmup - before,
             "compared_with_bars": history,
@@ -167,7 +153,5 @@ def indicators_warmup_sufficient(
             "bars_needed": needed,
             "tolerance": config.tolerance,
         },
+        AssetCheckSeverity.WARN,
     )
-
-
-causality_checks = [features_no_look_ahead, indicators_no_look_ahead, indicators_warmup_sufficient]

@@ -9,8 +9,6 @@ blocking: an ERROR stops the downstream assets of that partition in the same run
 No `from __future__ import annotations` here: Dagster reads the config annotations.
 """
 
-from typing import Any
-
 import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
@@ -20,17 +18,22 @@ from dagster import (
     AssetsDefinition,
     Config,
     MetadataValue,
-    asset_check,
 )
 from pydantic import Field
 
 from trading_assets import quality
 from trading_assets.candles import CANDLE_COLUMNS
 from trading_assets.defs.assets import features, indicators, raw_candles
-from trading_assets.defs.partitions import market_partitions, split_partition_key
+from trading_assets.defs.causality_checks import (
+    features_no_look_ahead,
+    indicators_no_look_ahead,
+    indicators_warmup_sufficient,
+)
+from trading_assets.defs.partition_checks import check_result, partition_check
+from trading_assets.defs.partitions import split_partition_key
 from trading_assets.features import TARGET, feature_columns
-from trading_assets.indicators import INDICATOR_COLUMNS
-from trading_assets.schemas import IndicatorsModel, RawCandlesModel, features_schema
+from trading_assets.indicators import indicator_columns
+from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
 
 
 def _feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -40,12 +43,12 @@ def _feature_columns(frame: pd.DataFrame) -> list[str]:
 
 NUMERIC_COLUMNS = {
     "raw_candles": lambda frame: CANDLE_COLUMNS,
-    "indicators": lambda frame: (*CANDLE_COLUMNS, *INDICATOR_COLUMNS),
+    "indicators": lambda frame: (*CANDLE_COLUMNS, *indicator_columns()),
     "features": lambda frame: (*_feature_columns(frame), TARGET),
 }
 SCHEMAS = {
     "raw_candles": lambda frame: RawCandlesModel,
-    "indicators": lambda frame: IndicatorsModel,
+    "indicators": lambda frame: indicators_schema(),
     "features": lambda frame: features_schema(_feature_columns(frame)),
 }
 
@@ -68,23 +71,6 @@ class ContinuityConfig(Config):
     )
 
 
-def partition_check(asset_def: AssetsDefinition, name: str, description: str, blocking: bool = True, **kwargs):
-    """``@asset_check`` evaluated on the materialized partition of ``asset_def`` (blocking by default)."""
-    return asset_check(
-        asset=asset_def,
-        name=name,
-        partitions_def=market_partitions,
-        blocking=blocking,
-        description=description,
-        **kwargs,
-    )
-
-
-def _context_metadata(context: AssetCheckExecutionContext) -> dict[str, Any]:
-    symbol, timeframe = split_partition_key(context.partition_key)
-    return {"symbol": symbol, "timeframe": timeframe, "partition": str(context.partition_key)}
-
-
 def _schema_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     name = asset_def.key.to_user_string()
     schema = SCHEMAS[name]
@@ -96,18 +82,10 @@ def _schema_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     )
     def check(context: AssetCheckExecutionContext, frame: pd.DataFrame) -> AssetCheckResult:
         failures = quality.schema_failures(frame, schema(frame))
-        return AssetCheckResult(
-            passed=not failures,
-            severity=AssetCheckSeverity.ERROR,
-            description=None
-            if not failures
-            else "; ".join(f"{f['column']}: {f['check']} x{f['count']}" for f in failures[:5]),
-            metadata={
-                **_context_metadata(context),
-                "failed_rules": len(failures),
-                "failures": MetadataValue.json(failures),
-                "rows": len(frame),
-            },
+        return check_result(
+            context,
+            [f"{f['column']}: {f['check']} x{f['count']}" for f in failures[:5]],
+            {"failed_rules": len(failures), "failures": MetadataValue.json(failures), "rows": len(frame)},
         )
 
     return check
@@ -125,14 +103,11 @@ def _pollution_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     def check(context: AssetCheckExecutionContext, frame: pd.DataFrame) -> AssetCheckResult:
         found = quality.dtype_pollution(frame, numeric(frame))
         polluted = {c: f["count"] for c, f in found.columns.items()}
-        return AssetCheckResult(
-            passed=found.clean,
-            severity=AssetCheckSeverity.ERROR,
-            description=None
-            if found.clean
-            else f"non-numeric cells {polluted}, unexpected columns {list(found.unexpected_columns)}",
-            metadata={
-                **_context_metadata(context),
+        problem = f"non-numeric cells {polluted}, unexpected columns {list(found.unexpected_columns)}"
+        return check_result(
+            context,
+            [] if found.clean else [problem],
+            {
                 "polluted_cells": sum(polluted.values()),
                 "polluted_columns": MetadataValue.json(found.columns),
                 "unexpected_columns": MetadataValue.json(found.unexpected_columns),
@@ -157,14 +132,11 @@ def _nan_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
             for c, r in rates.items()
             if r > config.column_max_nan_rate.get(c, config.max_nan_rate)
         }
-        return AssetCheckResult(
-            passed=not over,
-            severity=AssetCheckSeverity.ERROR,
-            description=None
-            if not over
-            else "NaN over budget: " + ", ".join(f"{c} {v['rate']:.2%} > {v['max']:.2%}" for c, v in over.items()),
-            metadata={
-                **_context_metadata(context),
+        problem = "NaN over budget: " + ", ".join(f"{c} {v['rate']:.2%} > {v['max']:.2%}" for c, v in over.items())
+        return check_result(
+            context,
+            [problem] if over else [],
+            {
                 "max_nan_rate": max(rates.values(), default=0.0),
                 "over_budget": MetadataValue.json(over),
                 "nan_rates": MetadataValue.json(rates),
@@ -191,7 +163,6 @@ def _continuity_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
         c = quality.continuity(frame, timeframe, span_start, span_end, int(attrs.get("filled_bars", 0)))
         broken = c.duplicated_timestamps or c.out_of_order or c.gaps
         filled_fraction = c.filled_bars / c.rows if c.rows else 0.0
-        warn = filled_fraction > config.max_filled_fraction or c.coverage < config.min_coverage
         problems = [
             text
             for cond, text in (
@@ -203,12 +174,10 @@ def _continuity_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
             )
             if cond
         ]
-        return AssetCheckResult(
-            passed=not (broken or warn),
-            severity=AssetCheckSeverity.ERROR if broken else AssetCheckSeverity.WARN,
-            description="; ".join(problems) or None,
-            metadata={
-                **_context_metadata(context),
+        return check_result(
+            context,
+            problems,
+            {
                 "rows": c.rows,
                 "expected_rows": c.expected_rows,
                 "coverage": c.coverage,
@@ -221,11 +190,13 @@ def _continuity_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
                 "gap_examples": MetadataValue.json(c.gap_examples),
                 "duplicate_examples": MetadataValue.json(c.duplicate_examples),
             },
+            AssetCheckSeverity.ERROR if broken else AssetCheckSeverity.WARN,
         )
 
     return check
 
 
+# The checks on every data asset's partition (the data-quality tests run these alone).
 data_checks: list[AssetChecksDefinition] = [
     *(
         factory(a)
@@ -234,4 +205,13 @@ data_checks: list[AssetChecksDefinition] = [
     ),
     _continuity_check(raw_candles),
     _continuity_check(indicators),
+]
+
+# Every asset check of the code location, declared once: definitions.py registers these and the alert sensor
+# watches them. A new check is a `@partition_check` function, or a factory applied to assets, listed here.
+CHECKS: list[AssetChecksDefinition] = [
+    *data_checks,
+    features_no_look_ahead,
+    indicators_no_look_ahead,
+    indicators_warmup_sufficient,
 ]

@@ -8,8 +8,7 @@ Parallelism comes from running partitions as separate runs (queued coordinator, 
 from dagster import Definitions, in_process_executor
 
 from trading_assets.defs.assets import features, indicators, raw_candles
-from trading_assets.defs.causality_checks import causality_checks
-from trading_assets.defs.checks import data_checks
+from trading_assets.defs.checks import CHECKS
 from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.jobs import full_pipeline_job, leaderboard_job, market_data_job, research_job, training_job
 from trading_assets.defs.research import evaluation, leaderboard, predictions
@@ -20,10 +19,10 @@ from trading_assets.defs.training import MlflowResource, trained_model
 
 defs = Definitions(
     assets=[raw_candles, indicators, features, trained_model, predictions, evaluation, leaderboard],
-    asset_checks=[*data_checks, *causality_checks],
+    asset_checks=CHECKS,
     jobs=[market_data_job, training_job, research_job, full_pipeline_job, leaderboard_job],
     schedules=build_schedules(),
-    sensors=[build_alert_sensor([*data_checks, *causality_checks, trained_model, evaluation])],
+    sensors=[build_alert_sensor([*CHECKS, trained_model, evaluation])],
     executor=in_process_executor,
     resources={
         "parquet_io_manager": ParquetIOManager(),

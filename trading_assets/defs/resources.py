@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from trading_assets.settings import data_dir, default_db_url
-from trading_assets.sources import CandleSource, FileSource, SyntheticSource, UpbitSource
+from trading_assets.settings import default_db_url
+from trading_assets.sources import SOURCES, CandleSource, build_source, describe_sources
 from trading_assets.store import CandleStore
+
+SourceKind = Literal[tuple(SOURCES)]  # the registered sources' names
 
 
 class CandleSourceResource(ConfigurableResource):
-    """Selects and configures the candle source."""
+    """Selects and configures the candle source (see trading_assets.sources.SOURCES)."""
 
-    kind: Literal["synthetic", "upbit", "files"] = Field(
-        default="synthetic", description="synthetic (offline, seeded), upbit (REST API) or files (CSV/Parquet/JSON)"
-    )
+    kind: SourceKind = Field(default="synthetic", description=describe_sources())
     upbit_base_url: str = Field(default="https://api.upbit.com", description="Upbit REST API base URL")
     upbit_requests_per_second: float = Field(default=8.0, description="Client-side request rate (Upbit allows 10/s)")
     upbit_max_retries: int = Field(default=5, description="Retries on HTTP 429/5xx and network errors")
@@ -26,13 +26,12 @@ class CandleSourceResource(ConfigurableResource):
     )
     files_pattern: str = Field(default="{symbol}_{timeframe}", description="File name stem pattern")
     synthetic_seed: int = Field(default=7, description="Seed of the synthetic generator")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Settings of a source that has no fields of its own, by name"
+    )
 
     def get_source(self) -> CandleSource:
-        if self.kind == "upbit":
-            return UpbitSource(self.upbit_base_url, self.upbit_requests_per_second, self.upbit_max_retries)
-        if self.kind == "files":
-            return FileSource(self.files_dir or data_dir() / "candle_files", self.files_pattern)
-        return SyntheticSource(seed=self.synthetic_seed)
+        return build_source(self.kind, self)
 
 
 class CandleStoreResource(ConfigurableResource):

@@ -1,8 +1,78 @@
-"""Candle sources: one small interface, three implementations (Upbit REST API, files, synthetic)."""
+"""Candle sources: one small interface, a registry of implementations (Upbit REST API, files, synthetic).
 
+:data:`SOURCES` is the one place a source is declared: the resource's ``kind`` choices, its builder,
+the CLI's ``--source`` choices and their descriptions all come from it. Adding a source is a module
+implementing :class:`CandleSource` plus one entry here; its settings come from the resource's
+``options`` dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from trading_assets.settings import data_dir
 from trading_assets.sources.base import CandleSource
 from trading_assets.sources.files import FileSource
 from trading_assets.sources.synthetic import SyntheticSource
 from trading_assets.sources.upbit import UpbitSource
 
-__all__ = ["CandleSource", "FileSource", "SyntheticSource", "UpbitSource"]
+
+class SourceSettings(Protocol):
+    """What a builder reads: the candle source resource's fields."""
+
+    upbit_base_url: str
+    upbit_requests_per_second: float
+    upbit_max_retries: int
+    files_dir: str | None
+    files_pattern: str
+    synthetic_seed: int
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A registered source: what it is (one line) and how to build it from the settings."""
+
+    description: str
+    build: Callable[[SourceSettings], CandleSource]
+
+
+SOURCES: dict[str, SourceSpec] = {
+    "synthetic": SourceSpec("offline, seeded", lambda s: SyntheticSource(seed=s.synthetic_seed)),
+    "upbit": SourceSpec(
+        "Upbit REST API",
+        lambda s: UpbitSource(s.upbit_base_url, s.upbit_requests_per_second, s.upbit_max_retries),
+    ),
+    "files": SourceSpec(
+        "CSV/Parquet/JSON files", lambda s: FileSource(s.files_dir or data_dir() / "candle_files", s.files_pattern)
+    ),
+}
+
+
+def build_source(kind: str, settings: SourceSettings) -> CandleSource:
+    """The registered source ``kind``, built from ``settings``."""
+    try:
+        spec = SOURCES[kind]
+    except KeyError:
+        raise ValueError(f"unknown candle source {kind!r}; registered: {', '.join(SOURCES)}") from None
+    return spec.build(settings)
+
+
+def describe_sources() -> str:
+    """One line naming every registered source, e.g. for a field description or a CLI help."""
+    return ", ".join(f"{name} ({spec.description})" for name, spec in SOURCES.items())
+
+
+__all__ = [
+    "SOURCES",
+    "CandleSource",
+    "FileSource",
+    "SourceSettings",
+    "SourceSpec",
+    "SyntheticSource",
+    "UpbitSource",
+    "build_source",
+    "describe_sources",
+]

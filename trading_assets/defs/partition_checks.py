@@ -1,0 +1,53 @@
+"""What every asset check is built from: the partition-aware decorator and the result.
+
+No `from __future__ import annotations` here: Dagster reads the annotations of the decorated checks.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetsDefinition,
+    asset_check,
+)
+
+from trading_assets.defs.partitions import market_partitions, split_partition_key
+
+
+def partition_check(
+    asset_def: AssetsDefinition, name: str, description: str, blocking: bool = True, **kwargs: Any
+) -> Callable[[Callable[..., AssetCheckResult]], AssetChecksDefinition]:
+    """``@asset_check`` evaluated on the materialized partition of ``asset_def`` (blocking by default)."""
+    return asset_check(
+        asset=asset_def,
+        name=name,
+        partitions_def=market_partitions,
+        blocking=blocking,
+        description=description,
+        **kwargs,
+    )
+
+
+def partition_metadata(context: AssetCheckExecutionContext) -> dict[str, Any]:
+    """The evaluated partition: its symbol, timeframe and key."""
+    symbol, timeframe = split_partition_key(context.partition_key)
+    return {"symbol": symbol, "timeframe": timeframe, "partition": str(context.partition_key)}
+
+
+def check_result(
+    context: AssetCheckExecutionContext,
+    problems: Sequence[str],
+    metadata: Mapping[str, Any],
+    severity: AssetCheckSeverity = AssetCheckSeverity.ERROR,
+) -> AssetCheckResult:
+    """Passed when there is no problem; the problems, joined, describe a failure; the partition leads the metadata."""
+    return AssetCheckResult(
+        passed=not problems,
+        severity=severity,
+        description="; ".join(problems) or None,
+        metadata={**partition_metadata(context), **metadata},
+    )
