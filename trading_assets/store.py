@@ -156,6 +156,9 @@ class CandleStore:
             f"SELECT ?, ?, open_time, {_VALUES} FROM {staging} WHERE true "
             "ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in CANDLE_COLUMNS)
+            # an unchanged bar is not rewritten: re-collecting a span costs reads, not writes
+            + " WHERE "
+            + " OR ".join(f"candles.{c} <> excluded.{c}" for c in CANDLE_COLUMNS)
         )
         with self._transaction() as cur:
             if batch.num_rows:
