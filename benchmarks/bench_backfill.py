@@ -77,7 +77,7 @@ def main() -> None:
             text=True,
         )
         wall = time.perf_counter() - t0
-        if out.returncode != 0:
+        if "backfill " not in out.stdout:
             sys.exit(out.stdout[-3000:] + out.stderr[-3000:] + daemon.log_tail())
         os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG_")})
         instance = DagsterInstance.from_config(str(home))
@@ -89,8 +89,10 @@ def main() -> None:
             steps = instance.get_records_for_run(record.dagster_run.run_id, of_type=DagsterEventType.STEP_SUCCESS)
             compute.append(sum(r.event_log_entry.dagster_event.event_specific_data.duration_ms for r in steps.records))
         compute_s = [c / 1000 for c in compute]
-        n = len(records)
-        print(f"backfill: {len(symbols)} symbols x {len(timeframes)} timeframes x {args.days:g} days = {n} runs")
+        n = len(symbols) * len(timeframes)
+        failed = [r.dagster_run.tags.get("dagster/partition") for r in records if not r.dagster_run.is_success]
+        print(f"backfill: {len(symbols)} symbols x {len(timeframes)} timeframes x {args.days:g} days = {n} partitions")
+        print(f"runs: {len(records)}, failed (retries included): {len(failed)} {sorted(set(failed))}")
         print(f"wall time (launch to last run done): {wall:.0f} s -> {n / wall * 60:.1f} partitions/minute")
         print(
             f"per run, mean (median): wall {statistics.mean(runs):.1f} s ({statistics.median(runs):.1f}), "
