@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -81,7 +82,7 @@ def main() -> None:
             sys.exit(out.stdout[-3000:] + out.stderr[-3000:] + daemon.log_tail())
         os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG_")})
         instance = DagsterInstance.from_config(str(home))
-        backfill_id = out.stdout.split()[1].rstrip(":")
+        backfill_id = re.search(r"^backfill (\w+):", out.stdout, re.M).group(1)
         records = instance.get_run_records(RunsFilter(tags={"dagster/backfill": backfill_id}))
         runs, compute = [], []
         for record in records:
