@@ -45,6 +45,7 @@ def compare_prefix(
 ) -> list[ColumnDiff]:
     """Columns whose recomputed rows differ from the stored rows (rows present in both, up to ``cut``)."""
     common = recomputed.index.intersection(stored.index[stored.index <= cut])
+    stored_rows, recomputed_rows = stored.loc[common], recomputed.loc[common]  # one label lookup, not one per column
     diffs = []
     for col in stored.columns:
         if col not in recomputed.columns:
@@ -52,8 +53,8 @@ def compare_prefix(
                 ColumnDiff(str(col), "column missing when recomputed", float("nan"), len(common), cut.isoformat())
             )
             continue
-        a = stored.loc[common, col].to_numpy(dtype="float64")
-        b = recomputed.loc[common, col].to_numpy(dtype="float64")
+        a = stored_rows[col].to_numpy(dtype="float64")
+        b = recomputed_rows[col].to_numpy(dtype="float64")
         same = np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
         if not same.all():
             bad = ~same

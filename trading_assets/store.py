@@ -4,18 +4,31 @@ Candles are keyed by ``(symbol, timeframe, open_time)`` and upserted idempotentl
 the store records which span of each series it has already collected (``candle_coverage``), so
 incremental collection asks the source only for what lies outside that span, and a bar the
 exchange never emitted (no trades) is not asked for again and again.
+
+Rows move as Arrow through ADBC drivers, never as per-row Python objects: a write bulk-ingests the
+frame into a temporary staging table (binary COPY on PostgreSQL) and merges it with one
+``INSERT .. SELECT .. ON CONFLICT DO UPDATE``; the coverage update commits in the same transaction.
+A read fetches an Arrow table. SQLite runs in WAL mode with a busy timeout, and a write takes the
+write lock up front (``BEGIN IMMEDIATE``), so concurrent runs wait for each other instead of failing
+with ``database is locked``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
-import numpy as np
+import adbc_driver_postgresql.dbapi
+import adbc_driver_sqlite.dbapi
 import pandas as pd
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+import pyarrow as pa
+from adbc_driver_manager.dbapi import Connection, Cursor
+from sqlalchemy.engine import make_url
 
 from trading_assets.candles import CANDLE_COLUMNS, FilledCandles, empty_candles, fill_candle_grid, normalize_candles
 from trading_assets.errors import CandleDataError
@@ -24,25 +37,18 @@ from trading_assets.timeframes import to_utc
 
 log = logging.getLogger(__name__)
 
-metadata = sa.MetaData()
-candles_table = sa.Table(
-    "candles",
-    metadata,
-    sa.Column("symbol", sa.String(32), primary_key=True),
-    sa.Column("timeframe", sa.String(8), primary_key=True),
-    sa.Column("open_time", sa.BigInteger, primary_key=True, comment="bar start, epoch milliseconds UTC"),
-    *(sa.Column(c, sa.Float(precision=53), nullable=False) for c in CANDLE_COLUMNS),
+SQLITE_BUSY_TIMEOUT_MS = 120_000  # four one-year writers queue for seconds, never this long
+_STAGING = "candles_staging"
+_VALUES = ", ".join(CANDLE_COLUMNS)
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS candles (symbol VARCHAR(32) NOT NULL, timeframe VARCHAR(8) NOT NULL, "
+    "open_time BIGINT NOT NULL, "  # bar start, epoch milliseconds UTC
+    + "".join(f"{c} DOUBLE PRECISION NOT NULL, " for c in CANDLE_COLUMNS)
+    + "PRIMARY KEY (symbol, timeframe, open_time))",
+    "CREATE TABLE IF NOT EXISTS candle_coverage (symbol VARCHAR(32) NOT NULL, timeframe VARCHAR(8) NOT NULL, "
+    "start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL, "  # [start, end), epoch milliseconds UTC
+    "source VARCHAR(64) NOT NULL, PRIMARY KEY (symbol, timeframe))",
 )
-coverage_table = sa.Table(
-    "candle_coverage",
-    metadata,
-    sa.Column("symbol", sa.String(32), primary_key=True),
-    sa.Column("timeframe", sa.String(8), primary_key=True),
-    sa.Column("start_ms", sa.BigInteger, nullable=False),
-    sa.Column("end_ms", sa.BigInteger, nullable=False, comment="exclusive"),
-    sa.Column("source", sa.String(64), nullable=False, comment="name of the source the span was collected from"),
-)
-_CHUNK = 5_000
 
 
 def _ms(ts: pd.Timestamp) -> int:
@@ -65,17 +71,68 @@ class CollectResult:
 
 
 class CandleStore:
-    """Candles in SQL through SQLAlchemy."""
+    """Candles in SQL, moved as Arrow through ADBC.
+
+    ``url`` keeps the SQLAlchemy convention: ``sqlite:///path`` or ``postgresql+psycopg2://user:pw@host/db``.
+    One store holds one connection; close it with :meth:`dispose` or use the store as a context manager.
+    """
 
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.url = url
-        self.engine = sa.create_engine(url)
-        metadata.create_all(self.engine)
+        parsed = make_url(url)
+        self.display_url = parsed.render_as_string(hide_password=True)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            path = parsed.database or ":memory:"
+            if path != ":memory:":
+                Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self._conn: Connection = adbc_driver_sqlite.dbapi.connect(path, autocommit=True)
+            with self._conn.cursor() as cur:
+                cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.fetchall()
+                cur.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
+        elif self.dialect == "postgresql":
+            uri = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._conn = adbc_driver_postgresql.dbapi.connect(uri, autocommit=True)
+        else:
+            raise ValueError(f"unsupported candle store URL {self.display_url}: use sqlite:/// or postgresql://")
+        with self._transaction() as cur:
+            if self.dialect == "postgresql":  # concurrent CREATE TABLE IF NOT EXISTS can race on the catalog
+                cur.execute("SELECT pg_advisory_xact_lock(7253)")
+            for ddl in _SCHEMA:
+                cur.execute(ddl)
 
-    def _insert(self, table: sa.Table):
-        return (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(table)
+    def __enter__(self) -> CandleStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.dispose()
+
+    def _sql(self, text: str) -> str:
+        """``?`` placeholders in the driver's style (PostgreSQL: ``$1, $2, ..``)."""
+        if self.dialect != "postgresql":
+            return text
+        counter = iter(range(1, text.count("?") + 1))
+        return re.sub(r"\?", lambda _: f"${next(counter)}", text)
+
+    def _control(self, statement: str) -> None:
+        with self._conn.cursor() as cur:  # a fresh statement: a failed one may still hold its parameters
+            cur.execute(statement)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Cursor]:
+        """One explicit transaction (SQLite: holding the write lock from the start); rolled back on error."""
+        self._control("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+        try:
+            with self._conn.cursor() as cur:
+                yield cur
+        except BaseException:
+            self._control("ROLLBACK")
+            raise
+        self._control("COMMIT")
 
     def upsert(
         self,
@@ -90,71 +147,72 @@ class CandleStore:
         same transaction.
         """
         candles = normalize_candles(candles, symbol, timeframe)
-        times = candles.index.as_unit("ms").asi8
-        records = [
-            {
-                "symbol": symbol,
-                "timeframe": timeframe,
-                "open_time": int(t),
-                **dict(zip(CANDLE_COLUMNS, map(float, row))),
-            }
-            for t, row in zip(times, candles[list(CANDLE_COLUMNS)].to_numpy())
-        ]
-        stmt = self._insert(candles_table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["symbol", "timeframe", "open_time"],
-            set_={c: stmt.excluded[c] for c in CANDLE_COLUMNS},
+        batch = pa.table(
+            {"open_time": candles.index.as_unit("ms").asi8, **{c: candles[c].to_numpy() for c in CANDLE_COLUMNS}}
         )
-        with self.engine.begin() as conn:
-            for i in range(0, len(records), _CHUNK):
-                conn.execute(stmt, records[i : i + _CHUNK])
+        staging = _STAGING if self.dialect == "postgresql" else f"temp.{_STAGING}"
+        merge = self._sql(
+            f"INSERT INTO candles (symbol, timeframe, open_time, {_VALUES}) "
+            f"SELECT ?, ?, open_time, {_VALUES} FROM {staging} WHERE true "
+            "ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in CANDLE_COLUMNS)
+            # an unchanged bar is not rewritten: re-collecting a span costs reads, not writes
+            + " WHERE "
+            + " OR ".join(f"candles.{c} <> excluded.{c}" for c in CANDLE_COLUMNS)
+        )
+        with self._transaction() as cur:
+            if batch.num_rows:
+                cur.adbc_ingest(_STAGING, batch, mode="create", temporary=True)
+                cur.execute(merge, (symbol, timeframe))
+                cur.execute(f"DROP TABLE {staging}")
             if covered is not None:
-                self._extend_coverage(conn, symbol, timeframe, *covered)
-        return len(records)
+                self._extend_coverage(cur, symbol, timeframe, *covered)
+        return batch.num_rows
 
     def _extend_coverage(
-        self, conn: sa.Connection, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp, source: str
+        self, cur: Cursor, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp, source: str
     ) -> None:
-        current = self._coverage(conn, symbol, timeframe)
-        lo, hi = _ms(start), _ms(end)
-        if current is not None:
-            lo, hi = min(lo, current[0]), max(hi, current[1])
-        values = {"start_ms": lo, "end_ms": hi, "source": source}
-        stmt = self._insert(coverage_table).values(symbol=symbol, timeframe=timeframe, **values)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["symbol", "timeframe"], set_=values))
-
-    @staticmethod
-    def _coverage(conn: sa.Connection, symbol: str, timeframe: str) -> tuple[int, int, str] | None:
-        row = conn.execute(
-            sa.select(coverage_table.c.start_ms, coverage_table.c.end_ms, coverage_table.c.source).where(
-                coverage_table.c.symbol == symbol, coverage_table.c.timeframe == timeframe
-            )
-        ).first()
-        return (row[0], row[1], row[2]) if row else None
+        lo, hi = ("LEAST", "GREATEST") if self.dialect == "postgresql" else ("min", "max")
+        cur.execute(
+            self._sql(
+                "INSERT INTO candle_coverage (symbol, timeframe, start_ms, end_ms, source) VALUES (?, ?, ?, ?, ?) "
+                f"ON CONFLICT (symbol, timeframe) DO UPDATE SET start_ms = {lo}(candle_coverage.start_ms, "
+                f"excluded.start_ms), end_ms = {hi}(candle_coverage.end_ms, excluded.end_ms), source = excluded.source"
+            ),
+            (symbol, timeframe, _ms(start), _ms(end), source),
+        )
 
     def coverage(self, symbol: str, timeframe: str) -> Coverage | None:
         """The span ``[start, end)`` already collected for this series, and from which source."""
-        with self.engine.connect() as conn:
-            span = self._coverage(conn, symbol, timeframe)
-        if span is None:
+        with self._conn.cursor() as cur:
+            cur.execute(
+                self._sql("SELECT start_ms, end_ms, source FROM candle_coverage WHERE symbol = ? AND timeframe = ?"),
+                (symbol, timeframe),
+            )
+            row = cur.fetchone()
+        if row is None:
             return None
-        return Coverage(pd.Timestamp(span[0], unit="ms", tz="UTC"), pd.Timestamp(span[1], unit="ms", tz="UTC"), span[2])
+        return Coverage(pd.Timestamp(row[0], unit="ms", tz="UTC"), pd.Timestamp(row[1], unit="ms", tz="UTC"), row[2])
 
     def load(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Stored candles with bar start in ``[start, end)``, as the canonical frame."""
-        c = candles_table.c
-        query = (
-            sa.select(c.open_time, *(c[col] for col in CANDLE_COLUMNS))
-            .where(c.symbol == symbol, c.timeframe == timeframe, c.open_time >= _ms(start), c.open_time < _ms(end))
-            .order_by(c.open_time)
-        )
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        if not rows:
+        with self._conn.cursor() as cur:
+            cur.execute(
+                self._sql(
+                    f"SELECT open_time, {_VALUES} FROM candles WHERE symbol = ? AND timeframe = ? "
+                    "AND open_time >= ? AND open_time < ? ORDER BY open_time"
+                ),
+                (symbol, timeframe, _ms(start), _ms(end)),
+            )
+            table = cur.fetch_arrow_table()
+        if table.num_rows == 0:
             return empty_candles()
-        data = np.asarray(rows, dtype="float64")
-        index = pd.DatetimeIndex(pd.to_datetime(data[:, 0].astype("int64"), unit="ms", utc=True), name="open_time")
-        return pd.DataFrame(data[:, 1:], index=index.as_unit("ns"), columns=list(CANDLE_COLUMNS))
+        index = pd.DatetimeIndex(
+            pd.to_datetime(table.column("open_time").to_numpy(), unit="ms", utc=True), name="open_time"
+        ).as_unit("ns")
+        return pd.DataFrame(
+            {c: table.column(c).to_numpy().astype("float64", copy=False) for c in CANDLE_COLUMNS}, index=index
+        )
 
     def collect(
         self, source: CandleSource, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
@@ -162,7 +220,7 @@ class CandleStore:
         """Make the store hold everything the source has in ``[start, end)``, fetching only what is new.
 
         The collected span stays one contiguous interval: a request disjoint from it also fetches
-        the hole in between.
+        the hole in between. Each fetched span commits on its own, so a failure keeps what came before.
         """
         start, end = to_utc(start), to_utc(end)
         current = self.coverage(symbol, timeframe)
@@ -173,7 +231,7 @@ class CandleStore:
                 raise CandleDataError(
                     symbol,
                     timeframe,
-                    f"the candle store ({self.engine.url.render_as_string()}) holds candles "
+                    f"the candle store ({self.display_url}) holds candles "
                     f"collected from '{current.source}', not from '{source.name}'; use another database for this "
                     "source (TRADING_DB_URL or the candle_store resource) so the two never mix",
                 )
@@ -200,11 +258,6 @@ class CandleStore:
         candles = self.load(symbol, timeframe, start, end)
         return fill_candle_grid(candles, timeframe, start, end), collected
 
-    def __enter__(self) -> CandleStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.dispose()
-
     def dispose(self) -> None:
-        self.engine.dispose()
+        """Close the connection (idempotent)."""
+        self._conn.close()

@@ -1,10 +1,14 @@
+import multiprocessing
+import sqlite3
+from contextlib import closing
+
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from trading_assets.errors import CandleDataError
 from trading_assets.sources import SyntheticSource
-from trading_assets.store import CandleStore, Coverage, candles_table
+from trading_assets.store import CandleStore, Coverage
 from trading_assets_tests.conftest import END
 
 
@@ -34,11 +38,28 @@ def store(request, tmp_path):
         yield s
 
 
+def sql(store: CandleStore, *statements: str) -> list[tuple]:
+    """Run ``statements`` in one transaction on a connection of its own (sqlite3 / psycopg2, not ADBC).
+
+    Returns the rows of the last one.
+    """
+    if store.dialect == "sqlite":
+        with closing(sqlite3.connect(sa.engine.make_url(store.url).database)) as conn, conn:
+            cursors = [conn.execute(q) for q in statements]
+            return cursors[-1].fetchall()
+    engine = sa.create_engine(store.url)
+    try:
+        with engine.begin() as conn:
+            results = [conn.execute(sa.text(q)) for q in statements]
+            return [tuple(r) for r in results[-1].all()] if results[-1].returns_rows else []
+    finally:
+        engine.dispose()
+
+
 def test_upsert_is_idempotent_and_updates(store, candles_1m):
     assert store.upsert("KRW-BTC", "1m", candles_1m) == len(candles_1m)
     store.upsert("KRW-BTC", "1m", candles_1m)
-    with store.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(candles_table)).scalar() == len(candles_1m)
+    assert sql(store, "SELECT count(*) FROM candles") == [(len(candles_1m),)]
     loaded = store.load("KRW-BTC", "1m", candles_1m.index[0], END)
     pd.testing.assert_frame_equal(loaded, candles_1m, check_freq=False)
     changed = candles_1m.iloc[:3].copy()
@@ -82,3 +103,61 @@ def test_candles_of_two_sources_never_mix(store):
         r"'synthetic\(seed=1\)', not from 'synthetic\(seed=2\)'",
     ):
         store.collect(SyntheticSource(seed=2), "KRW-BTC", "60m", END - 3 * day, END)
+
+
+def test_a_failing_write_keeps_what_was_committed(store, candles_1m):
+    minute = pd.Timedelta(minutes=1)
+    first, second = candles_1m.iloc[:1000], candles_1m.iloc[500:2000].copy()
+    second[["volume", "value"]] += 1
+    store.upsert("KRW-BTC", "1m", first, covered=(first.index[0], first.index[-1] + minute, "test"))
+    before = store.coverage("KRW-BTC", "1m")
+    # The database refuses the coverage row of the second write, after its candles were merged.
+    if store.dialect == "sqlite":
+        sql(
+            store,
+            "CREATE TRIGGER refuse BEFORE UPDATE ON candle_coverage WHEN NEW.source = 'refused' "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+    else:
+        sql(store, "ALTER TABLE candle_coverage ADD CONSTRAINT refuse CHECK (source <> 'refused')")
+    with pytest.raises(Exception, match="refuse"):
+        store.upsert("KRW-BTC", "1m", second, covered=(second.index[0], second.index[-1] + minute, "refused"))
+    pd.testing.assert_frame_equal(store.load("KRW-BTC", "1m", first.index[0], END), first, check_freq=False)
+    assert store.coverage("KRW-BTC", "1m") == before
+    # The staging table went with the rollback: the same write goes through once allowed.
+    store.upsert("KRW-BTC", "1m", second, covered=(second.index[0], second.index[-1] + minute, "test"))
+    expected = pd.concat([first.iloc[:500], second])
+    pd.testing.assert_frame_equal(store.load("KRW-BTC", "1m", first.index[0], END), expected, check_freq=False)
+    assert store.coverage("KRW-BTC", "1m") == Coverage(first.index[0], second.index[-1] + minute, "test")
+
+
+def test_reads_and_writes_move_as_arrow_with_exact_values(store):
+    candles = SyntheticSource(seed=5).fetch("KRW-XRP", "1m", END - pd.Timedelta(days=30), END)
+    assert store.upsert("KRW-XRP", "1m", candles) == len(candles) > 40_000
+    loaded = store.load("KRW-XRP", "1m", END - pd.Timedelta(days=30), END)
+    pd.testing.assert_frame_equal(loaded, candles, check_exact=True, check_freq=False)
+    assert str(loaded.index.dtype) == "datetime64[ns, UTC]" and set(map(str, loaded.dtypes)) == {"float64"}
+    assert (loaded.to_numpy().view("int64") == candles.to_numpy().view("int64")).all()  # bit for bit
+
+
+def _write_one_year(url: str, symbol: str, barrier) -> int:
+    source = SyntheticSource(seed=9)
+    candles = source.fetch(symbol, "1m", END - pd.Timedelta(days=365), END)
+    with CandleStore(url) as store:
+        barrier.wait(60)
+        return store.upsert(symbol, "1m", candles, covered=(END - pd.Timedelta(days=365), END, source.name))
+
+
+def test_four_processes_write_one_year_each_to_sqlite_at_once(tmp_path):
+    url = f"sqlite:///{tmp_path}/candles.sqlite"
+    symbols = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL"]
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Manager().Barrier(len(symbols))
+    with ctx.Pool(len(symbols)) as pool:
+        written = pool.starmap(_write_one_year, [(url, s, barrier) for s in symbols])
+    assert min(written) > 500_000
+    with CandleStore(url) as store:
+        for symbol, rows in zip(symbols, written):
+            assert len(store.load(symbol, "1m", END - pd.Timedelta(days=365), END)) == rows
+            assert store.coverage(symbol, "1m") == Coverage(END - pd.Timedelta(days=365), END, "synthetic(seed=9)")
+        assert sql(store, "PRAGMA journal_mode") == [("wal",)]

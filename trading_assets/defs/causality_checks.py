@@ -20,6 +20,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from trading_assets.candles import CANDLE_COLUMNS, fill_candle_grid
 from trading_assets.causality import (
     CUT_FRACTIONS,
     cut_points,
@@ -111,7 +112,8 @@ def indicators_no_look_ahead(
     blocking=False,
     additional_ins={"raw_candles": AssetIn("raw_candles")},
     description="Recompute indicators, and the default features from them, with more history before the "
-    "span; WARN when values inside the span move, with the warm-up that would have been enough.",
+    "span (only the extra history is read from the candle store; the rest is the run's raw_candles); WARN when "
+    "values inside the span move, with the warm-up that would have been enough.",
 )
 def indicators_warmup_sufficient(
     context: AssetCheckExecutionContext,
@@ -128,10 +130,13 @@ def indicators_warmup_sufficient(
     warmup = int(raw_candles.attrs["warmup_bars"])
     longer_warmup = int(warmup * config.history_factor)
     span_start, span_end = frame.index[0], pd.Timestamp(raw_candles.attrs["span_end"])
+    extra_start = span_start - longer_warmup * tf.delta
+    # Only the history before the stored warm-up is new: collect (the store fetches only what it
+    # lacks) and load just that, then put it in front of the candles the run already has.
     with candle_store.get_store() as store:
-        longer, _ = store.filled_window(
-            candle_source.get_source(), symbol, timeframe, span_start - longer_warmup * tf.delta, span_end
-        )
+        store.collect(candle_source.get_source(), symbol, timeframe, extra_start, span_end)
+        extra = store.load(symbol, timeframe, extra_start, raw_candles.index[0])
+    longer = fill_candle_grid(pd.concat([extra, raw_candles[list(CANDLE_COLUMNS)]]), timeframe, extra_start, span_end)
     before = warmup - int(raw_candles.attrs.get("lead_in_bars", 0))  # bars before the stored frame's first row
     drifts = warmup_drift(frame, longer.frame, symbol, timeframe, before, config.tolerance)
     span = pd.Timestamp(raw_candles.attrs["span_start"])
