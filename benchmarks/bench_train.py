@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from trading_assets.features import FEATURE_COLUMNS, TARGET
-from trading_assets.training.config import PRESETS, ModelConfig, TrainConfig
+from trading_assets.training.config import ModelConfig, TrainConfig, build_spec
 from trading_assets.training.models import build_model
 from trading_assets.training.sequences import build_sequences
 from trading_assets.training.trainer import train
@@ -39,8 +39,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.preset != "none":
-        model_config, preset_train = PRESETS[args.preset]
-        batch, lr = preset_train.batch_size, preset_train.learning_rate
+        spec = build_spec({}, preset=args.preset)
+        model_config, batch, lr = spec.model, spec.train.batch_size, spec.train.learning_rate
     else:
         model_config, batch, lr = ModelConfig(args.kind, args.hidden, args.layers), 256, 1e-3
     config = TrainConfig(

@@ -171,8 +171,16 @@ def test_webserver_graphql_and_browser(platform, backfill):
             "partitionDefinition { dimensionTypes { name } } hasAssetChecks } }",
         )["assetNodes"]
         by_name = {n["assetKey"]["path"][0]: n for n in nodes}
-        assert set(by_name) == {"raw_candles", "indicators", "features", "trained_model"}
-        assert all(n["isPartitioned"] for n in nodes)
+        assert set(by_name) == {
+            "raw_candles",
+            "indicators",
+            "features",
+            "trained_model",
+            "predictions",
+            "evaluation",
+            "leaderboard",
+        }
+        assert [n for n, node in by_name.items() if not node["isPartitioned"]] == ["leaderboard"]
         assert [d["name"] for d in by_name["features"]["partitionDefinition"]["dimensionTypes"]] == [
             "symbol",
             "timeframe",
@@ -220,7 +228,7 @@ def test_webserver_graphql_and_browser(platform, backfill):
             text=True,
             timeout=120,
         ).stdout
-        for name in ("raw_candles", "indicators", "features", "trained_model"):
+        for name in ("raw_candles", "indicators", "features", "trained_model", "predictions", "leaderboard"):
             assert name in dom, f"{name} not on the asset page"
         shot = ARTIFACTS / "features_partitions.png"
         shot.unlink(missing_ok=True)
