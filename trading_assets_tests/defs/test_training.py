@@ -248,3 +248,33 @@ def test_registered_model_serves_from_a_clean_virtualenv(pipeline, tmp_path):
     clean = pd.read_json(out, orient="split", precise_float=True)["prediction"].to_numpy()
     here = mlflow.pyfunc.load_model(model).predict(feats)["prediction"].to_numpy()
     np.testing.assert_allclose(clean, here, rtol=1e-6, equal_nan=True)
+
+
+def toy_model(n_features, config):
+    """A registered toy architecture: the mean of the window's last row through one weight."""
+    import torch
+
+    class Toy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return x[:, -1].mean(dim=-1) * self.weight
+
+    return Toy()
+
+
+def test_a_registered_toy_model_is_walk_forward_evaluated(instance, data_dir, monkeypatch):
+    from trading_assets.training.config import MODELS, ModelEntry
+
+    monkeypatch.setitem(MODELS, "toy", ModelEntry("toy", "trading_assets_tests.defs.test_training:toy_model"))
+    assert _run(instance, {"ops": {"raw_candles": RUN_CONFIG["ops"]["raw_candles"]}}, job="market_data_job").success
+    config = {"ops": {"predictions": {"config": {**MODEL, "epochs": 1, "folds": 2, "models": ["toy"]}}}}
+    result = _run(instance, config, job="research_job")
+    assert result.success
+    table = pd.read_parquet(data_dir / "assets" / "evaluation" / "KRW-ETH" / "15m.parquet")
+    assert set(table["model"]) == {"toy"} and list(table["scope"]) == ["fold 1", "fold 2", "overall"]
+    bad = _run(instance, {"ops": {"predictions": {"config": {"models": ["nope"]}}}}, job="research_job")
+    error = bad.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "KRW-ETH 15m: unknown models ['nope']" in error and "linear" in error
