@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from contextlib import contextmanager
-from typing import Any
 
 import pandas as pd
 import torch
@@ -26,26 +24,7 @@ from trading_assets.indicators import compute_indicators, warmup_bars
 from trading_assets.sources import SyntheticSource
 from trading_assets.timeframes import get_timeframe
 from trading_assets.training.config import build_spec
-from trading_assets.training.pipeline import WalkForwardConfig, walk_forward
-
-
-class NullTracker:
-    """Records nothing: the benchmark measures compute, not the tracking store."""
-
-    run_id = "benchmark"
-
-    def log_params(self, params: dict[str, Any]) -> None: ...
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
-    def log_dict(self, data: dict[str, Any], path: str) -> None: ...
-    def log_image(self, png: bytes, path: str) -> None: ...
-    def log_table(self, frame: pd.DataFrame, path: str) -> None: ...
-    def log_dataset(self, features: pd.DataFrame, name: str) -> None: ...
-    def log_bundle(self, bundle, features: pd.DataFrame, registered_name: str) -> dict[str, str]:
-        return {}
-
-    @contextmanager
-    def child(self, name: str, tags: dict[str, str]):
-        yield self
+from trading_assets.training.pipeline import NullTracker, WalkForwardConfig, walk_forward
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from dagster import (
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetExecutionContext,
     AssetsDefinition,
     asset_check,
 )
@@ -32,20 +33,25 @@ def partition_check(
     )
 
 
-def partition_metadata(context: AssetCheckExecutionContext) -> dict[str, Any]:
+def partition_metadata(context: AssetCheckExecutionContext | AssetExecutionContext) -> dict[str, Any]:
     """The evaluated partition: its symbol, timeframe and key."""
     symbol, timeframe = split_partition_key(context.partition_key)
     return {"symbol": symbol, "timeframe": timeframe, "partition": str(context.partition_key)}
 
 
 def check_result(
-    context: AssetCheckExecutionContext,
+    context: AssetCheckExecutionContext | AssetExecutionContext,
     problems: Sequence[str],
     metadata: Mapping[str, Any],
     severity: AssetCheckSeverity = AssetCheckSeverity.ERROR,
+    check_name: str | None = None,
 ) -> AssetCheckResult:
-    """Passed when there is no problem; the problems, joined, describe a failure; the partition leads the metadata."""
+    """Passed when there is no problem; the problems, joined, describe a failure; the partition leads the metadata.
+
+    ``check_name`` names a check declared on the asset itself (``check_specs``), evaluated in its body.
+    """
     return AssetCheckResult(
+        check_name=check_name,
         passed=not problems,
         severity=severity,
         description="; ".join(problems) or None,

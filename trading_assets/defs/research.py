@@ -24,6 +24,7 @@ from pydantic import Field
 
 from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.metadata import frame_metadata
+from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.training import GPU_POOL, MlflowResource, TrainedModelConfig, partition_tags
 from trading_assets.training.config import MODELS
@@ -212,25 +213,27 @@ def evaluation(
             ),
         },
     )
-    yield AssetCheckResult(
-        check_name="edge_significant",
-        passed=len(significant) > 0,
-        severity=AssetCheckSeverity.WARN,
-        description=None
-        if len(significant)
-        else f"no model beats the zero forecast at the {level:g} level (best DM p-value "
-        f"{ranked['dm_pvalue'].min():.3g})",
-        metadata={"significance_level": level, "per_model": MetadataValue.json(per_model)},
+    warn = AssetCheckSeverity.WARN
+    not_significant = (
+        f"no model beats the zero forecast at the {level:g} level (best DM p-value {ranked['dm_pvalue'].min():.3g})"
     )
-    yield AssetCheckResult(
-        check_name="survives_costs",
-        passed=len(survives) > 0,
-        severity=AssetCheckSeverity.WARN,
-        description=None
-        if len(survives)
-        else f"costs eat every edge at {config.fee_bp:g} bp per side with a {config.delay_bars}-bar delay "
-        f"(best break-even {ranked['backtest_break_even_cost_bp'].max():.3g} bp)",
-        metadata={"fee_bp": config.fee_bp, "per_model": MetadataValue.json(per_model)},
+    yield check_result(
+        context,
+        [] if len(significant) else [not_significant],
+        {"significance_level": level, "per_model": MetadataValue.json(per_model)},
+        warn,
+        "edge_significant",
+    )
+    eaten = (
+        f"costs eat every edge at {config.fee_bp:g} bp per side with a {config.delay_bars}-bar delay "
+        f"(best break-even {ranked['backtest_break_even_cost_bp'].max():.3g} bp)"
+    )
+    yield check_result(
+        context,
+        [] if len(survives) else [eaten],
+        {"fee_bp": config.fee_bp, "per_model": MetadataValue.json(per_model)},
+        warn,
+        "survives_costs",
     )
 
 

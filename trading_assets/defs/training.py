@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 import pandas as pd
 from dagster import (
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
@@ -21,6 +20,7 @@ from dagster import (
 from pydantic import Field
 
 from trading_assets.defs.jobs import GPU_K8S_CONFIG
+from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.settings import default_tracking_uri
 from trading_assets.training.config import (
@@ -189,20 +189,18 @@ def trained_model(
             "features_sha256": content_hash(features),
         },
         check_results=[
-            AssetCheckResult(
-                check_name="beats_baseline",
-                passed=beats,
-                severity=AssetCheckSeverity.WARN,
-                description=None
-                if beats
-                else f"test MSE {mse['model']:.4g} does not beat the {best} forecast ({mse[best]:.4g})",
-                metadata={
+            check_result(
+                context,
+                [] if beats else [f"test MSE {mse['model']:.4g} does not beat the {best} forecast ({mse[best]:.4g})"],
+                {
                     "test_mse": mse["model"],
                     "best_baseline": best,
                     "best_baseline_test_mse": mse[best],
                     "test_samples": int(test["samples"]),
                     "dm_pvalue_vs_zero": test["dm_pvalue"],
                 },
+                AssetCheckSeverity.WARN,
+                "beats_baseline",
             )
         ],
     )

@@ -7,8 +7,8 @@ and share :func:`fit_model`, so a fold is trained exactly like the production mo
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -43,6 +43,16 @@ class Tracker(Protocol):
     def log_dataset(self, features: pd.DataFrame, name: str) -> None: ...
     def log_bundle(self, bundle: ModelBundle, features: pd.DataFrame, registered_name: str) -> dict[str, str]: ...
     def child(self, name: str, tags: dict[str, str]) -> AbstractContextManager[Tracker]: ...
+
+
+class NullTracker(Tracker):
+    """Records nothing (notebooks, benchmarks): the protocol's methods do nothing; folds share it."""
+
+    run_id = "untracked"
+
+    @contextmanager
+    def child(self, name: str, tags: dict[str, str]) -> Iterator[Tracker]:
+        yield self
 
 
 @dataclass(frozen=True)
