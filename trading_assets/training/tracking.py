@@ -15,6 +15,7 @@ import io
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 import requests
 import torch
+from mlflow.entities import Metric, Param
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -131,13 +133,14 @@ class MlflowTracker:
         return MlflowTracker.run(self.client, self.tracking_uri, self.experiment_id, name, tags, parent=self)
 
     def log_params(self, params: dict[str, Any]) -> None:
-        for key, value in params.items():
-            self.client.log_param(self.run_id, key, value)
+        """One request for all parameters (a tracking store round trip per value is slow)."""
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        for key, value in metrics.items():
-            if value is not None and np.isfinite(value):
-                self.client.log_metric(self.run_id, key, float(value), step=step or 0)
+        """One request for all finite metrics, at ``step``."""
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None and np.isfinite(v)]
+        self.client.log_batch(self.run_id, metrics=batch)
 
     def log_dict(self, data: dict[str, Any], path: str) -> None:
         self.client.log_dict(self.run_id, data, path)
