@@ -14,7 +14,7 @@ TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "30m", "60m", "240m", "1d")
 DEFAULT_SPAN_DAYS: dict[str, float] = {"1m": 7, "5m": 7, "15m": 7, "30m": 7, "60m": 21, "240m": 90, "1d": 400}
 
 # Exchange market codes: QUOTE-BASE, upper-case letters and digits (e.g. KRW-BTC, USDT-ETH).
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,10}-[A-Z0-9]{1,15}$")
+_SYMBOL_RE = re.compile(r"[A-Z0-9]{2,10}-[A-Z0-9]{1,15}")  # always fullmatch: "$" accepts a trailing newline
 
 
 @dataclass(frozen=True)
@@ -53,18 +53,26 @@ class Timeframe:
 
 def get_timeframe(name: str) -> Timeframe:
     """Look up a timeframe by name (``1m`` ... ``240m``, ``1d``)."""
-    if name not in TIMEFRAMES:
-        raise ValueError(f"unknown timeframe {name!r}; expected one of {', '.join(TIMEFRAMES)}")
+    validate_timeframe(name)
     return Timeframe(name, 1440 if name == "1d" else int(name[:-1]))
+
+
+def validate_timeframe(name: str) -> str:
+    """Return ``name`` if it is one of :data:`TIMEFRAMES`, else raise."""
+    if not isinstance(name, str) or name not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {name!r}; expected one of {', '.join(TIMEFRAMES)}")
+    return name
 
 
 def validate_symbol(symbol: str) -> str:
     """Return ``symbol`` if it is a well-formed market code, else raise.
 
     Dagster's multi-partition keys join dimensions with ``|``: a symbol containing it would be
-    accepted as a dynamic partition and then silently vanish, so it is rejected here.
+    accepted as a dynamic partition and then silently vanish, so it is rejected here. A symbol
+    also becomes a directory name and a SQL value: only the market-code alphabet passes, matched
+    whole (``fullmatch``: no ``..``, ``/`` or trailing newline).
     """
-    if not _SYMBOL_RE.match(symbol):
+    if not isinstance(symbol, str) or not _SYMBOL_RE.fullmatch(symbol):
         raise ValueError(
             f"invalid symbol {symbol!r}: expected an exchange market code such as KRW-BTC "
             "(upper-case letters/digits, one '-')"

@@ -11,12 +11,14 @@ from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.checks import CHECKS
 from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.jobs import full_pipeline_job, leaderboard_job, market_data_job, research_job, training_job
+from trading_assets.defs.locations import Locations
 from trading_assets.defs.research import evaluation, leaderboard, predictions
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 from trading_assets.defs.schedules import build_schedules
 from trading_assets.defs.sensors import AlertResource, build_alert_sensor
 from trading_assets.defs.training import MlflowResource, trained_model
 
+locations = Locations.from_env()  # paths, hosts, credentials: from the environment, not from run config
 defs = Definitions(
     assets=[raw_candles, indicators, features, trained_model, predictions, evaluation, leaderboard],
     asset_checks=CHECKS,
@@ -25,10 +27,11 @@ defs = Definitions(
     sensors=[build_alert_sensor([*CHECKS, trained_model, evaluation])],
     executor=in_process_executor,
     resources={
-        "parquet_io_manager": ParquetIOManager(),
-        "candle_source": CandleSourceResource(),
-        "candle_store": CandleStoreResource(),
-        "alerts": AlertResource(),
-        "mlflow_tracking": MlflowResource(),
+        "io_manager": ParquetIOManager(locations=locations),  # no asset may fall back to a pickling one
+        "parquet_io_manager": ParquetIOManager(locations=locations),
+        "candle_source": CandleSourceResource(locations=locations),
+        "candle_store": CandleStoreResource(locations=locations),
+        "alerts": AlertResource(locations=locations),
+        "mlflow_tracking": MlflowResource(locations=locations),
     },
 )

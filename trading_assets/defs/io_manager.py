@@ -28,7 +28,8 @@ from dagster import ConfigurableIOManagerFactory, InputContext, OutputContext, U
 from pydantic import Field
 from upath import UPath
 
-from trading_assets.settings import data_dir
+from trading_assets.defs.locations import Locations
+from trading_assets.timeframes import validate_symbol, validate_timeframe
 
 ATTRS_KEY = b"PANDAS_ATTRS"  # the key pandas itself uses: pd.read_parquet restores attrs too
 PROVENANCE_KEY = b"trading_assets.provenance"
@@ -73,6 +74,11 @@ class _ParquetUPathIOManager(UPathIOManager):
         super().__init__(base_path=base_path)
         self._cache_entries = cache_entries
         self._cache: OrderedDict[str, tuple[tuple[int, int], pd.DataFrame]] = OrderedDict()
+
+    def get_path_for_partition(self, context: InputContext | OutputContext, path: UPath, partition: str) -> UPath:
+        """``<asset path>/<symbol>/<timeframe>``, symbol and timeframe validated (they become directory names)."""
+        symbol, _, timeframe = partition.rpartition("/")
+        return path / validate_symbol(symbol) / validate_timeframe(timeframe)
 
     def dump_to_path(self, context: OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         if not isinstance(obj, pd.DataFrame):
@@ -121,12 +127,13 @@ class _ParquetUPathIOManager(UPathIOManager):
 
 
 class ParquetIOManager(ConfigurableIOManagerFactory):
-    """Stores DataFrame assets as Parquet, one file per partition."""
+    """Stores DataFrame assets as Parquet, one file per partition, under ``locations.assets_path``
+    ($TRADING_ASSETS_PATH, default <data dir>/assets)."""
 
-    base_path: str | None = Field(default=None, description="Base path or URL (default <data dir>/assets)")
+    locations: Locations
     cache_entries: int = Field(
         default=3, ge=0, description="Frames kept in memory per run, so the checks of an asset read its file once"
     )
 
     def create_io_manager(self, context) -> _ParquetUPathIOManager:
-        return _ParquetUPathIOManager(UPath(self.base_path or data_dir() / "assets"), self.cache_entries)
+        return _ParquetUPathIOManager(UPath(self.locations.resolved_assets_path()), self.cache_entries)

@@ -12,7 +12,7 @@ from dagster import (
     StaticPartitionsDefinition,
 )
 
-from trading_assets.timeframes import TIMEFRAMES, validate_symbol
+from trading_assets.timeframes import TIMEFRAMES, validate_symbol, validate_timeframe
 
 SYMBOL_PARTITIONS_NAME = "symbol"
 DEFAULT_SYMBOLS: tuple[str, ...] = ("KRW-BTC", "KRW-ETH")
@@ -28,12 +28,14 @@ def partition_key(symbol: str, timeframe: str) -> MultiPartitionKey:
 
 
 def split_partition_key(key: str | MultiPartitionKey) -> tuple[str, str]:
-    """``(symbol, timeframe)`` of a partition key."""
+    """``(symbol, timeframe)`` of a partition key, validated: whatever route added the symbol (CLI,
+    GraphQL, a sensor), it becomes a path and a SQL value only after passing here."""
     if isinstance(key, MultiPartitionKey):
         dims = key.keys_by_dimension
-        return dims["symbol"], dims["timeframe"]
-    symbol, timeframe = key.split("|")
-    return symbol, timeframe
+        symbol, timeframe = dims["symbol"], dims["timeframe"]
+    else:
+        symbol, _, timeframe = key.rpartition("|")
+    return validate_symbol(symbol), validate_timeframe(timeframe)
 
 
 def add_symbols(instance: DagsterInstance, symbols: Iterable[str]) -> list[str]:

@@ -1,13 +1,17 @@
-"""Resources: where candles come from and where they are stored."""
+"""Resources: where candles come from and where they are stored.
 
-from __future__ import annotations
+Paths, hosts and credentials live in the nested :class:`Locations` resource (bound from the
+environment, not settable from run config); the fields here only tune behaviour.
+
+No `from __future__ import annotations` here: Dagster reads the field annotations.
+"""
 
 from typing import Any, Literal
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from trading_assets.settings import default_db_url
+from trading_assets.defs.locations import Locations
 from trading_assets.sources import SOURCES, CandleSource, build_source, describe_sources
 from trading_assets.store import CandleStore
 
@@ -17,29 +21,31 @@ SourceKind = Literal[tuple(SOURCES)]  # the registered sources' names
 class CandleSourceResource(ConfigurableResource):
     """Selects and configures the candle source (see trading_assets.sources.SOURCES)."""
 
+    locations: Locations
     kind: SourceKind = Field(default="synthetic", description=describe_sources())
-    upbit_base_url: str = Field(default="https://api.upbit.com", description="Upbit REST API base URL")
     upbit_requests_per_second: float = Field(default=8.0, description="Client-side request rate (Upbit allows 10/s)")
     upbit_max_retries: int = Field(default=5, description="Retries on HTTP 429/5xx and network errors")
-    files_dir: str | None = Field(
-        default=None, description="Directory of candle files (default <data dir>/candle_files)"
-    )
-    files_pattern: str = Field(default="{symbol}_{timeframe}", description="File name stem pattern")
     synthetic_seed: int = Field(default=7, description="Seed of the synthetic generator")
     options: dict[str, Any] = Field(
         default_factory=dict, description="Settings of a source that has no fields of its own, by name"
     )
+
+    @property
+    def upbit_base_url(self) -> str:
+        return self.locations.resolved_upbit_base_url()
+
+    @property
+    def files_dir(self) -> str:
+        return str(self.locations.resolved_files_dir())
 
     def get_source(self) -> CandleSource:
         return build_source(self.kind, self)
 
 
 class CandleStoreResource(ConfigurableResource):
-    """The SQL candle store."""
+    """The SQL candle store at ``locations.db_url`` ($TRADING_DB_URL, else SQLite in the data folder)."""
 
-    url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default $TRADING_DB_URL, else SQLite in the data folder"
-    )
+    locations: Locations
 
     def get_store(self) -> CandleStore:
-        return CandleStore(self.url or default_db_url())
+        return CandleStore(self.locations.resolved_db_url())

@@ -30,7 +30,8 @@ from dagster._core.storage.asset_check_execution_record import (
 from pydantic import Field
 
 from trading_assets.alerts import CheckAlert, deliver
-from trading_assets.settings import data_dir
+from trading_assets.defs.locations import Locations
+from trading_assets.redaction import redact
 
 _PAGE = 100
 _FIGURE_KEYS = (
@@ -46,29 +47,20 @@ _FIGURE_KEYS = (
 
 
 class AlertResource(ConfigurableResource):
-    """Where alerts go. Unset fields fall back to environment variables at send time."""
+    """How hard alert delivery tries; where alerts go is ``locations`` (webhook, log file, UI links)."""
 
-    webhook_url: str | None = Field(
-        default=None,
-        description="Slack-compatible incoming webhook; default $TRADING_ALERT_WEBHOOK_URL (none: log file only)",
-    )
-    log_path: str | None = Field(default=None, description="JSON-lines alert log; default <data dir>/alerts.jsonl")
-    webui_url: str | None = Field(
-        default=None,
-        description="Base URL of the Dagster UI for run links; default $DAGSTER_WEBUI_URL or http://127.0.0.1:3000",
-    )
+    locations: Locations
     retries: int = Field(default=3, ge=0, description="Webhook retries before giving up on one alert")
     backoff_seconds: float = Field(default=1.0, ge=0, description="First retry delay, doubled each time")
 
     def resolved_webhook(self) -> str | None:
-        return self.webhook_url or os.environ.get("TRADING_ALERT_WEBHOOK_URL") or None
+        return self.locations.resolved_webhook()
 
     def resolved_log_path(self) -> Path:
-        return Path(self.log_path) if self.log_path else data_dir() / "alerts.jsonl"
+        return self.locations.resolved_alert_log()
 
     def run_url(self, run_id: str) -> str:
-        base = self.webui_url or os.environ.get("DAGSTER_WEBUI_URL") or "http://127.0.0.1:3000"
-        return f"{base.rstrip('/')}/runs/{run_id}"
+        return redact(f"{self.locations.resolved_webui_url().rstrip('/')}/runs/{run_id}")
 
 
 def _new_executions(instance: DagsterInstance, key: AssetCheckKey, after_id: int) -> list[AssetCheckExecutionRecord]:

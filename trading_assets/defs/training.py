@@ -3,8 +3,10 @@
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from dagster import (
@@ -20,9 +22,10 @@ from dagster import (
 from pydantic import Field
 
 from trading_assets.defs.jobs import GPU_K8S_CONFIG
+from trading_assets.defs.locations import Locations
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, split_partition_key
-from trading_assets.settings import default_tracking_uri
+from trading_assets.redaction import redact, redacted_errors, url_secrets
 from trading_assets.training.config import (
     MODELS,
     PRESETS,
@@ -34,6 +37,9 @@ from trading_assets.training.config import (
     build_spec,
 )
 
+if TYPE_CHECKING:
+    from trading_assets.training.tracking import MlflowTracker
+
 GPU_POOL = "gpu"
 _MODEL, _TRAIN, _SEQ, _SPLIT = ModelConfig(), TrainConfig(), SequenceConfig(), SplitConfig()
 
@@ -41,26 +47,32 @@ _MODEL, _TRAIN, _SEQ, _SPLIT = ModelConfig(), TrainConfig(), SequenceConfig(), S
 class MlflowResource(ConfigurableResource):
     """Where training runs are tracked: one MLflow run per materialized partition."""
 
-    tracking_uri: str | None = Field(
-        default=None, description="default $MLFLOW_TRACKING_URI, else SQLite in the data dir"
-    )
+    locations: Locations  # the tracking URI: $MLFLOW_TRACKING_URI, else SQLite in the data dir
     experiment: str = Field(default="trading_assets", description="MLflow experiment name")
 
     def resolved_uri(self) -> str:
-        return self.tracking_uri or default_tracking_uri()
+        return self.locations.resolved_tracking_uri()
 
     def run_link(self, experiment_id: str, run_id: str) -> Any:
-        uri = self.resolved_uri()
+        """Where to see a run, without the URI's credentials."""
+        uri = redact(self.resolved_uri())
         if uri.startswith(("http://", "https://")):
             return MetadataValue.url(f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")
-        return f"run {run_id} in {uri} (browse with: mlflow ui --backend-store-uri {uri})"
+        return f"run {run_id} in {uri} (browse with: mlflow ui --backend-store-uri <MLFLOW_TRACKING_URI>)"
 
-    def open_run(self, name: str, tags: dict[str, str]):
-        """A tracked run (ends FINISHED, or FAILED on error); fails before any work if the store is unusable."""
+    @contextmanager
+    def open_run(self, name: str, tags: dict[str, str]) -> Iterator["MlflowTracker"]:
+        """A tracked run (ends FINISHED, or FAILED on error); fails before any work if the store is unusable.
+
+        An error that quotes the tracking URI's credentials leaves redacted.
+        """
         from trading_assets.training.tracking import MlflowTracker, connect
 
-        client, experiment_id = connect(self.resolved_uri(), self.experiment)
-        return MlflowTracker.run(client, self.resolved_uri(), experiment_id, name, tags)
+        uri = self.resolved_uri()
+        with redacted_errors(url_secrets(uri)):
+            client, experiment_id = connect(uri, self.experiment)
+            with MlflowTracker.run(client, uri, experiment_id, name, tags) as tracker:
+                yield tracker
 
 
 class TrainedModelConfig(Config):

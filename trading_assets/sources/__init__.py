@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from trading_assets.settings import data_dir
 from trading_assets.sources.base import CandleSource
 from trading_assets.sources.files import FileSource
 from trading_assets.sources.synthetic import SyntheticSource
@@ -25,8 +24,7 @@ class SourceSettings(Protocol):
     upbit_base_url: str
     upbit_requests_per_second: float
     upbit_max_retries: int
-    files_dir: str | None
-    files_pattern: str
+    files_dir: str
     synthetic_seed: int
     options: dict[str, Any]
 
@@ -45,9 +43,7 @@ SOURCES: dict[str, SourceSpec] = {
         "Upbit REST API",
         lambda s: UpbitSource(s.upbit_base_url, s.upbit_requests_per_second, s.upbit_max_retries),
     ),
-    "files": SourceSpec(
-        "CSV/Parquet/JSON files", lambda s: FileSource(s.files_dir or data_dir() / "candle_files", s.files_pattern)
-    ),
+    "files": SourceSpec("CSV/Parquet/JSON files", lambda s: FileSource(s.files_dir)),
 }
 
 

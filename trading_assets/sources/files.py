@@ -28,7 +28,7 @@ import pandas as pd
 
 from trading_assets.candles import CANDLE_COLUMNS, normalize_candles
 from trading_assets.errors import CandleDataError, UnknownSymbolError
-from trading_assets.timeframes import to_utc, validate_symbol
+from trading_assets.timeframes import to_utc, validate_symbol, validate_timeframe
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +102,17 @@ class FileSource:
         self.pattern = pattern
 
     def path_for(self, symbol: str, timeframe: str) -> Path:
-        stem = self.pattern.format(symbol=symbol, timeframe=timeframe)
+        """The file of one series; symbol and timeframe are validated, and the file must lie inside the directory."""
+        stem = self.pattern.format(symbol=validate_symbol(symbol), timeframe=validate_timeframe(timeframe))
         candidates = [self.directory / f"{stem}.{ext}" for ext in EXTENSIONS]
+        root = self.directory.resolve()
+        if not all(p.resolve().is_relative_to(root) for p in candidates):
+            raise ValueError(f"candle file pattern {self.pattern!r} leaves the directory {self.directory}")
         for path in candidates:
             if path.exists():
                 return path
         raise UnknownSymbolError(symbol, timeframe, f"no candle file found (looked for {[str(p) for p in candidates]})")
 
     def fetch(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-        validate_symbol(symbol)
         candles = read_candle_file(self.path_for(symbol, timeframe), symbol, timeframe)
         return candles.loc[(candles.index >= to_utc(start)) & (candles.index < to_utc(end))]

@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 
 import trading_assets
 from trading_assets.labels import TARGET
+from trading_assets.redaction import redact
 from trading_assets.training.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,9 @@ def connect(tracking_uri: str, experiment: str, timeout: float = 5.0) -> tuple[M
             response = requests.get(tracking_uri.rstrip("/") + "/health", timeout=timeout)
             response.raise_for_status()
         except requests.RequestException as exc:
-            raise MlflowUnavailableError(f"MLflow tracking server {tracking_uri} is unreachable: {exc}") from exc
+            raise MlflowUnavailableError(
+                f"MLflow tracking server {redact(tracking_uri)} is unreachable: {redact(exc)}"
+            ) from exc
     elif tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -94,7 +97,7 @@ def connect(tracking_uri: str, experiment: str, timeout: float = 5.0) -> tuple[M
             artifacts = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
         return client, client.create_experiment(experiment, artifact_location=artifacts)
     except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
-        raise MlflowUnavailableError(f"MLflow store {tracking_uri} is not usable: {exc}") from exc
+        raise MlflowUnavailableError(f"MLflow store {redact(tracking_uri)} is not usable: {redact(exc)}") from exc
 
 
 class MlflowTracker:

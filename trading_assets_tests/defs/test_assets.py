@@ -96,19 +96,16 @@ def test_rematerializing_fetches_nothing_new(instance):
     assert latest_metadata(instance, "raw_candles", partition_key("KRW-BTC", "5m"))["candles_fetched"] == 0
 
 
-def test_upbit_source_through_run_config_and_unknown_symbol(instance, data_dir):
+def test_upbit_source_through_run_config_and_unknown_symbol(instance, data_dir, monkeypatch):
     start = END - pd.Timedelta(days=20) - (warmup_bars() + LEAD_IN) * pd.Timedelta(minutes=60)
     exchange = FakeUpbit(
         {("KRW-BTC", "60m"): SyntheticSource(seed=8).fetch("KRW-BTC", "60m", start, END)}, per_second=1000
     )
+    monkeypatch.setenv("TRADING_UPBIT_BASE_URL", exchange.url)  # a location: environment only, not run config
     try:
         config = {
             "ops": {"raw_candles": {"config": {"days": 20.0, "end": END.isoformat()}}},
-            "resources": {
-                "candle_source": {
-                    "config": {"kind": "upbit", "upbit_base_url": exchange.url, "upbit_requests_per_second": 1000}
-                }
-            },
+            "resources": {"candle_source": {"config": {"kind": "upbit", "upbit_requests_per_second": 1000}}},
         }
         assert run_partition(instance, "KRW-BTC", "60m", config).success
         assert all(r["path"] == "/v1/candles/minutes/60" for r in exchange.requests)

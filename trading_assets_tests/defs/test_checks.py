@@ -19,6 +19,7 @@ from dagster import (
 from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.checks import data_checks
 from trading_assets.defs.io_manager import ParquetIOManager, _ParquetUPathIOManager
+from trading_assets.defs.locations import Locations
 from trading_assets.defs.partitions import partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 from trading_assets.defs.sensors import AlertResource, build_alert_sensor
@@ -99,9 +100,9 @@ def run(instance, corrupt=None, config=None, symbol="KRW-BTC", with_checks=True)
         partition_key=partition_key(symbol, "5m"),
         instance=instance,
         resources={
-            "parquet_io_manager": CorruptingIOManager(corrupt=corrupt),
-            "candle_source": CandleSourceResource(),
-            "candle_store": CandleStoreResource(),
+            "parquet_io_manager": CorruptingIOManager(locations=Locations(), corrupt=corrupt),
+            "candle_source": CandleSourceResource(locations=Locations()),
+            "candle_store": CandleStoreResource(locations=Locations()),
         },
         run_config=config or {"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}}}},
         raise_on_error=False,
@@ -223,9 +224,11 @@ def test_sensor_alerts_once_per_failed_evaluation(instance, tmp_path):
     hook = WebhookReceiver()
     try:
         alerts = AlertResource(
-            webhook_url=hook.url,
-            log_path=str(tmp_path / "alerts.jsonl"),
-            webui_url="http://127.0.0.1:3000",
+            locations=Locations(
+                alert_webhook_url=hook.url,
+                alert_log_path=str(tmp_path / "alerts.jsonl"),
+                webui_url="http://127.0.0.1:3000",
+            ),
             backoff_seconds=0.01,
         )
         run(instance)  # clean: nothing to alert
@@ -259,7 +262,9 @@ def test_sensor_alerts_once_per_failed_evaluation(instance, tmp_path):
 
 def test_webhook_down_is_logged_not_raised(instance, tmp_path):
     alerts = AlertResource(
-        webhook_url="http://127.0.0.1:9/hook", log_path=str(tmp_path / "a.jsonl"), retries=1, backoff_seconds=0.0
+        locations=Locations(alert_webhook_url="http://127.0.0.1:9/hook", alert_log_path=str(tmp_path / "a.jsonl")),
+        retries=1,
+        backoff_seconds=0.0,
     )
     run(instance, "negative_volume")
     ctx = build_sensor_context(instance=instance, resources={"alerts": alerts})

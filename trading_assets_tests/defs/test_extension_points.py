@@ -17,6 +17,7 @@ from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.partition_checks import check_result, partition_check
 from trading_assets.defs.partitions import partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, SourceKind
+from trading_assets.defs.locations import Locations
 from trading_assets.defs.sensors import AlertResource, build_alert_sensor
 from trading_assets.indicators import INDICATOR_COLUMNS, INDICATORS, Bars, Column, Indicator, warmup_bars
 from trading_assets.sources import SOURCES, SourceSpec
@@ -27,9 +28,9 @@ KEY = partition_key("KRW-BTC", "5m")
 SLOW_CHECKS = {"no_look_ahead", "warmup_sufficient"}
 RUN_CONFIG = {"ops": {"raw_candles": {"config": {"days": 2.0, "end": END.isoformat()}}}}
 RESOURCES = {
-    "parquet_io_manager": ParquetIOManager(),
-    "candle_source": CandleSourceResource(),
-    "candle_store": CandleStoreResource(),
+    "parquet_io_manager": ParquetIOManager(locations=Locations()),
+    "candle_source": CandleSourceResource(locations=Locations()),
+    "candle_store": CandleStoreResource(locations=Locations()),
 }
 
 
@@ -138,7 +139,7 @@ def test_a_registered_check_runs_is_recorded_and_alerted(instance, monkeypatch, 
         next(iter(toy_min_rows.check_keys)), limit=5
     )
     assert record.partition == str(KEY) and record.run_id == result.run_id
-    alerts = AlertResource(log_path=str(tmp_path / "alerts.jsonl"))
+    alerts = AlertResource(locations=Locations(alert_log_path=str(tmp_path / "alerts.jsonl")))
     build_alert_sensor(checks.CHECKS)(build_sensor_context(instance=instance, resources={"alerts": alerts}))
     lines = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     assert [(x["asset"], x["check"], x["severity"]) for x in lines] == [("raw_candles", "toy_min_rows", "WARN")]

@@ -7,6 +7,7 @@ from dagster import AssetIn, asset, materialize
 from upath import UPath
 
 from trading_assets.defs.io_manager import ParquetIOManager, read_provenance
+from trading_assets.defs.locations import Locations
 from trading_assets.defs.partitions import market_partitions, partition_key
 from trading_assets.sources import SyntheticSource
 from trading_assets.store import CandleStore
@@ -62,7 +63,7 @@ def test_store_and_parquet_round_trip_bit_exactly(instance, tmp_path, store_url)
         [stored_candles, mixed_dtypes],
         partition_key=str(key),
         instance=instance,
-        resources={"io": ParquetIOManager(base_path=str(base))},
+        resources={"io": ParquetIOManager(locations=Locations(assets_path=str(base)))},
     )
     assert result.success
     assert_bit_exact(seen["candles"], expected)
