@@ -17,6 +17,8 @@ from typing import Any
 
 import requests
 
+from trading_assets.redaction import escape_mrkdwn, redact, url_secrets
+
 log = logging.getLogger(__name__)
 
 
@@ -36,21 +38,22 @@ class CheckAlert:
     timestamp: float
 
     def text(self) -> str:
+        """Slack mrkdwn; every value escaped (only the run link is markup) and redacted."""
         icon = ":rotating_light:" if self.severity == "ERROR" else ":warning:"
         figures = ", ".join(f"{k}={v}" for k, v in self.figures.items())
-        return (
-            f"{icon} {self.severity}: check `{self.check}` failed on `{self.asset}` partition "
-            f"`{self.partition}`: {self.description or 'no description'}"
-            + (f" ({figures})" if figures else "")
-            + f" <{self.run_url}|run {self.run_id[:8]}>"
+        body = (
+            f"{self.severity}: check `{self.check}` failed on `{self.asset}` partition "
+            f"`{self.partition}`: {self.description or 'no description'}" + (f" ({figures})" if figures else "")
         )
+        link = f"<{escape_mrkdwn(redact(self.run_url))}|run {escape_mrkdwn(self.run_id[:8])}>"
+        return f"{icon} {escape_mrkdwn(redact(body))} {link}"
 
 
 def append_line(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line with a single ``write`` on an ``O_APPEND`` descriptor (no torn lines)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = (json.dumps(record, default=str, sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data = (redact(json.dumps(record, default=str, sort_keys=True)) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # owner only: alerts quote data and errors
     try:
         os.write(fd, data)
     finally:
@@ -72,9 +75,9 @@ def post_webhook(
             response = requests.post(url, json={"text": text}, timeout=timeout)
             if response.status_code < 300:
                 return True, ""
-            error = f"HTTP {response.status_code}: {response.text[:200]}"
+            error = redact(f"HTTP {response.status_code}: {response.text[:200]}", url_secrets(url, True))
         except requests.RequestException as exc:
-            error = str(exc)
+            error = redact(exc, url_secrets(url, True))
         if attempt < retries:
             log.warning("alert webhook failed (%s); retry %d/%d", error, attempt + 1, retries)
             sleep(backoff_seconds * 2**attempt)

@@ -21,6 +21,7 @@ from trading_assets.defs.partitions import (
     add_symbols,
     partition_key,
 )
+from trading_assets.redaction import redact
 from trading_assets.settings import data_dir, default_tracking_uri
 from trading_assets.sources import SOURCES
 from trading_assets.timeframes import TIMEFRAMES, validate_symbol
@@ -70,15 +71,15 @@ def selection_string(selection: str) -> str:
     return " or ".join(parts)
 
 
-def market_run_config(
-    days: float | None = None, end: str | None = None, source: str | None = None, files_dir: str | None = None
-) -> dict[str, Any]:
-    """Run config for the candle window and source; what is not given keeps its default."""
+def market_run_config(days: float | None = None, end: str | None = None, source: str | None = None) -> dict[str, Any]:
+    """Run config for the candle window and source; what is not given keeps its default.
+
+    Locations (``--files-dir``) are not run config: they reach the in-process runs as environment variables.
+    """
     window = {k: v for k, v in {"days": days, "end": end}.items() if v is not None}
     run_config: dict[str, Any] = {"ops": {"raw_candles": {"config": window}}} if window else {}
     if source:
-        resource = {"kind": source, **({"files_dir": files_dir} if files_dir else {})}
-        run_config["resources"] = {"candle_source": {"config": resource}}
+        run_config["resources"] = {"candle_source": {"config": {"kind": source}}}
     return run_config
 
 
@@ -124,13 +125,15 @@ def materialize(
     which: str,
 ) -> None:
     """Materialize the assets (and their checks) in-process for symbols x timeframes."""
+    if files_dir:
+        os.environ["TRADING_FILES_DIR"] = str(Path(files_dir).resolve())
     from trading_assets.defs import defs
 
     instance = get_instance()
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
     add_symbols(instance, symbol_list)
     job = defs.resolve_job_def("full_pipeline_job" if which == "all" else "market_data_job")
-    run_config = market_run_config(days, end, source, files_dir)
+    run_config = market_run_config(days, end, source)
     failed = []
     for symbol in symbol_list:
         for timeframe in tf_list:
@@ -151,7 +154,7 @@ def materialize(
     click.echo(f"Parquet outputs: {base}/<asset>/<symbol>/<timeframe>.parquet")
     click.echo(f"Dagster instance: {instance.root_directory}")
     if which == "all":
-        click.echo(f"MLflow store: {default_tracking_uri()} (models trading_assets-<symbol>-<timeframe>)")
+        click.echo(f"MLflow store: {redact(default_tracking_uri())} (models trading_assets-<symbol>-<timeframe>)")
     if failed:
         click.echo(f"failed partitions: {', '.join(failed)}", err=True)
         sys.exit(1)

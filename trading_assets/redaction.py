@@ -1,4 +1,4 @@
-"""One place that hides secrets before text leaves the process: logs, alerts, metadata, tags, errors.
+"""Text that leaves the process: secrets hidden (logs, alerts, metadata, tags, errors), Slack markup escaped.
 
 Secrets are (1) the credentials inside any URL (``user:password@``), secret query parameters
 (``token=``, ``key=``, ...) and the token path of known webhook services (Slack
@@ -114,3 +114,9 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(current))
         yield current
         current = current.__cause__ or current.__context__
+
+
+def escape_mrkdwn(text: object) -> str:
+    """``text`` as literal Slack mrkdwn: ``&``, ``<``, ``>`` escaped, so no ``<!channel>`` or ``<url|label>``
+    link can come from a symbol, a column name or an error message."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

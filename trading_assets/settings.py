@@ -7,8 +7,14 @@ from pathlib import Path
 
 
 def data_dir() -> Path:
-    """``$TRADING_DATA_DIR``, or ``./data`` relative to the working directory."""
-    return Path(os.environ.get("TRADING_DATA_DIR", "data")).resolve()
+    """``$TRADING_DATA_DIR``, or ``./data`` relative to the working directory.
+
+    Created owner-only (mode 0700) when missing: it holds the candle store, the alert log and models.
+    """
+    path = Path(os.environ.get("TRADING_DATA_DIR", "data")).resolve()
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
 
 
 def default_db_url() -> str:

@@ -32,8 +32,9 @@ from sqlalchemy.engine import make_url
 
 from trading_assets.candles import CANDLE_COLUMNS, FilledCandles, empty_candles, fill_candle_grid, normalize_candles
 from trading_assets.errors import CandleDataError
+from trading_assets.redaction import redact, redacted_errors, url_secrets
 from trading_assets.sources.base import CandleSource
-from trading_assets.timeframes import to_utc
+from trading_assets.timeframes import to_utc, validate_symbol, validate_timeframe
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,12 @@ _SCHEMA = (
     "start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL, "  # [start, end), epoch milliseconds UTC
     "source VARCHAR(64) NOT NULL, PRIMARY KEY (symbol, timeframe))",
 )
+
+
+def _validate(symbol: str, timeframe: str) -> None:
+    """Only well-formed market codes and known timeframes reach the database."""
+    validate_symbol(symbol)
+    validate_timeframe(timeframe)
 
 
 def _ms(ts: pd.Timestamp) -> int:
@@ -80,7 +87,7 @@ class CandleStore:
     def __init__(self, url: str) -> None:
         self.url = url
         parsed = make_url(url)
-        self.display_url = parsed.render_as_string(hide_password=True)
+        self.display_url = redact(url)  # no user, no password
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite":
             path = parsed.database or ":memory:"
@@ -94,7 +101,8 @@ class CandleStore:
                 cur.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
         elif self.dialect == "postgresql":
             uri = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-            self._conn = adbc_driver_postgresql.dbapi.connect(uri, autocommit=True)
+            with redacted_errors(url_secrets(uri)):
+                self._conn = adbc_driver_postgresql.dbapi.connect(uri, autocommit=True)
         else:
             raise ValueError(f"unsupported candle store URL {self.display_url}: use sqlite:/// or postgresql://")
         with self._transaction() as cur:
@@ -146,6 +154,7 @@ class CandleStore:
         ``covered`` = (start, end, source name) extends the recorded coverage of the series in the
         same transaction.
         """
+        _validate(symbol, timeframe)
         candles = normalize_candles(candles, symbol, timeframe)
         batch = pa.table(
             {"open_time": candles.index.as_unit("ms").asi8, **{c: candles[c].to_numpy() for c in CANDLE_COLUMNS}}
@@ -184,6 +193,7 @@ class CandleStore:
 
     def coverage(self, symbol: str, timeframe: str) -> Coverage | None:
         """The span ``[start, end)`` already collected for this series, and from which source."""
+        _validate(symbol, timeframe)
         with self._conn.cursor() as cur:
             cur.execute(
                 self._sql("SELECT start_ms, end_ms, source FROM candle_coverage WHERE symbol = ? AND timeframe = ?"),
@@ -196,6 +206,7 @@ class CandleStore:
 
     def load(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Stored candles with bar start in ``[start, end)``, as the canonical frame."""
+        _validate(symbol, timeframe)
         with self._conn.cursor() as cur:
             cur.execute(
                 self._sql(

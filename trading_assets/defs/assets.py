@@ -17,6 +17,8 @@ from trading_assets.features import FeatureConfig, build_features, lead_in_bars
 from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles, warmup_bars
 from trading_assets.timeframes import DEFAULT_SPAN_DAYS, get_timeframe, to_utc
 
+MAX_SPAN_BARS = 2 * 525_600  # two years of 1m bars; the full grid plus warm-up is ~0.1 GiB per copy
+
 # Every data asset: one partitioning, one Parquet file per partition, one group.
 DATA_ASSET = {"partitions_def": market_partitions, "io_manager_key": "parquet_io_manager", "group_name": "market_data"}
 
@@ -35,6 +37,12 @@ class CandleWindowConfig(Config):
         description="Exclusive end of the span (ISO 8601, UTC unless an offset is given); "
         "default: now. Clamped to the start of the bar in progress, which is not closed yet.",
     )
+    max_span_bars: int = Field(
+        default=MAX_SPAN_BARS,
+        gt=0,
+        description="Most bars a requested span may hold (checked before anything is fetched); the default is two "
+        "years of 1m bars. Raise it on purpose for longer spans: memory grows with the bars.",
+    )
     warmup_tolerance: float = Field(
         default=1e-6,
         gt=0,
@@ -45,11 +53,18 @@ class CandleWindowConfig(Config):
 
 
 def requested_span(config: CandleWindowConfig, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``[start, end)`` of the requested span; a span over ``max_span_bars`` is refused before any work."""
     tf = get_timeframe(timeframe)
+    days = config.days or DEFAULT_SPAN_DAYS[timeframe]
+    bars = days * 1440 / tf.minutes
+    if bars > config.max_span_bars:
+        raise ValueError(
+            f"{timeframe}: days={days:g} is {bars:,.0f} bars, more than max_span_bars={config.max_span_bars:,}; "
+            "shorten the span or raise max_span_bars in the raw_candles config"
+        )
     now_bar = tf.floor(pd.Timestamp.now(tz="UTC"))
     end = min(tf.floor(to_utc(config.end)), now_bar) if config.end else now_bar
-    start = tf.floor(end - pd.Timedelta(days=config.days or DEFAULT_SPAN_DAYS[timeframe]))
-    return start, end
+    return tf.floor(end - pd.Timedelta(days=days)), end
 
 
 @asset(

@@ -21,6 +21,7 @@ import requests
 
 from trading_assets.candles import empty_candles, normalize_candles
 from trading_assets.errors import CandleDataError, SourceUnavailableError, UnknownSymbolError
+from trading_assets.redaction import redact
 from trading_assets.timeframes import get_timeframe, to_utc, validate_symbol
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ _FIELDS = {
     "candle_acc_trade_price": "value",
 }
 _REMAINING_SEC = re.compile(r"sec=(\d+)")
+MAX_RETRY_AFTER_SECONDS = 60.0  # a server's Retry-After is obeyed up to this, never for hours
 
 
 class UpbitSource:
@@ -131,9 +133,14 @@ class UpbitSource:
             self._next_request_at = max(self._next_request_at, time.monotonic() + 1.0)
 
     def _retry_or_raise(self, attempt: int, what: str, retry_after: str | None = None) -> None:
+        what = redact(what)
         if attempt >= self.max_retries:
             raise SourceUnavailableError(f"Upbit request failed after {attempt + 1} attempts: {what}")
-        delay = float(retry_after) if retry_after and retry_after.isdigit() else self.backoff_seconds * 2**attempt
+        delay = (
+            min(float(retry_after), MAX_RETRY_AFTER_SECONDS)
+            if retry_after and retry_after.isdigit()
+            else self.backoff_seconds * 2**attempt
+        )
         log.warning("Upbit: %s; retrying in %.2fs (attempt %d/%d)", what, delay, attempt + 1, self.max_retries)
         self._sleep(delay)
 

@@ -234,28 +234,28 @@ def test_sensor_alerts_once_per_failed_evaluation(instance, tmp_path):
         run(instance)  # clean: nothing to alert
         result = run(instance, "strings")
         hook.fail_next = 2  # the webhook is down for two requests: retried, not crashed
-        ctx = build_sensor_context(instance=instance, resources={"alerts": alerts})
-        asset_check_alerts(ctx)
-        assert len(hook.bodies) == 2
-        texts = sorted(b["text"] for b in hook.bodies)
-        assert "check `dtype_pollution` failed on `raw_candles` partition `KRW-BTC|5m`" in texts[0]
-        assert f"http://127.0.0.1:3000/runs/{result.run_id}" in texts[0] and "polluted_cells=3" in texts[0]
-        lines = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
-        assert {(x["asset"], x["check"], x["severity"], x["partition"]) for x in lines} == {
-            ("raw_candles", "dtype_pollution", "ERROR", "KRW-BTC|5m"),
-            ("raw_candles", "schema", "ERROR", "KRW-BTC|5m"),
-        }
-        assert all(x["webhook_delivered"] for x in lines)
-        cursor = ctx.cursor
-        # the same evaluations are never alerted twice, also after a restart from the stored cursor
-        asset_check_alerts(ctx)
-        restarted = build_sensor_context(instance=instance, resources={"alerts": alerts}, cursor=cursor)
-        asset_check_alerts(restarted)
-        assert len(hook.bodies) == 2 and len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 2
-        # a new failure is alerted exactly once
-        run(instance, "missing")
-        asset_check_alerts(restarted)
-        assert len(hook.bodies) == 3 and "continuity" in hook.bodies[-1]["text"]
+        with build_sensor_context(instance=instance, resources={"alerts": alerts}) as ctx:
+            asset_check_alerts(ctx)
+            assert len(hook.bodies) == 2
+            texts = sorted(b["text"] for b in hook.bodies)
+            assert "check `dtype_pollution` failed on `raw_candles` partition `KRW-BTC|5m`" in texts[0]
+            assert f"http://127.0.0.1:3000/runs/{result.run_id}" in texts[0] and "polluted_cells=3" in texts[0]
+            lines = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+            assert {(x["asset"], x["check"], x["severity"], x["partition"]) for x in lines} == {
+                ("raw_candles", "dtype_pollution", "ERROR", "KRW-BTC|5m"),
+                ("raw_candles", "schema", "ERROR", "KRW-BTC|5m"),
+            }
+            assert all(x["webhook_delivered"] for x in lines)
+            cursor = ctx.cursor
+            # the same evaluations are never alerted twice, also after a restart from the stored cursor
+            asset_check_alerts(ctx)
+        with build_sensor_context(instance=instance, resources={"alerts": alerts}, cursor=cursor) as restarted:
+            asset_check_alerts(restarted)
+            assert len(hook.bodies) == 2 and len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 2
+            # a new failure is alerted exactly once
+            run(instance, "missing")
+            asset_check_alerts(restarted)
+            assert len(hook.bodies) == 3 and "continuity" in hook.bodies[-1]["text"]
     finally:
         hook.stop()
 
@@ -267,8 +267,8 @@ def test_webhook_down_is_logged_not_raised(instance, tmp_path):
         backoff_seconds=0.0,
     )
     run(instance, "negative_volume")
-    ctx = build_sensor_context(instance=instance, resources={"alerts": alerts})
-    asset_check_alerts(ctx)
+    with build_sensor_context(instance=instance, resources={"alerts": alerts}) as ctx:
+        asset_check_alerts(ctx)
     [line] = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert line["webhook_delivered"] is False and line["webhook_error"]
     cursor = json.loads(ctx.cursor)

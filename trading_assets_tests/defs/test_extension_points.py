@@ -14,10 +14,10 @@ from trading_assets.cli import main
 from trading_assets.defs import checks, defs
 from trading_assets.defs.assets import indicators, raw_candles
 from trading_assets.defs.io_manager import ParquetIOManager
+from trading_assets.defs.locations import Locations
 from trading_assets.defs.partition_checks import check_result, partition_check
 from trading_assets.defs.partitions import partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, SourceKind
-from trading_assets.defs.locations import Locations
 from trading_assets.defs.sensors import AlertResource, build_alert_sensor
 from trading_assets.indicators import INDICATOR_COLUMNS, INDICATORS, Bars, Column, Indicator, warmup_bars
 from trading_assets.sources import SOURCES, SourceSpec
@@ -85,7 +85,11 @@ def test_a_registered_source_feeds_raw_candles(instance, monkeypatch, data_dir):
     class Resource(CandleSourceResource):  # the resource as declared with the toy in the registry
         kind: Literal[tuple(SOURCES)] = "constant"
 
-    result = _materialize(instance, [raw_candles], {**RESOURCES, "candle_source": Resource(options={"price": 123.0})})
+    result = _materialize(
+        instance,
+        [raw_candles],
+        {**RESOURCES, "candle_source": Resource(locations=Locations(), options={"price": 123.0})},
+    )
     assert result.success
     raw = pd.read_parquet(data_dir / "assets" / "raw_candles" / "KRW-BTC" / "5m.parquet")
     assert (raw["close"] == 123.0).all() and raw.index[-1] == END - pd.Timedelta(minutes=5)
@@ -140,6 +144,7 @@ def test_a_registered_check_runs_is_recorded_and_alerted(instance, monkeypatch, 
     )
     assert record.partition == str(KEY) and record.run_id == result.run_id
     alerts = AlertResource(locations=Locations(alert_log_path=str(tmp_path / "alerts.jsonl")))
-    build_alert_sensor(checks.CHECKS)(build_sensor_context(instance=instance, resources={"alerts": alerts}))
+    with build_sensor_context(instance=instance, resources={"alerts": alerts}) as ctx:
+        build_alert_sensor(checks.CHECKS)(ctx)
     lines = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     assert [(x["asset"], x["check"], x["severity"]) for x in lines] == [("raw_candles", "toy_min_rows", "WARN")]
