@@ -81,6 +81,7 @@ class FakeUpbit:
         self.candles = candles
         self.per_second = per_second
         self.fail_next: deque[int] = deque()
+        self.retry_after: str | None = None  # Retry-After header of the injected failures
         self.requests: list[dict[str, str]] = []
         self._window: deque[float] = deque()
         self._lock = threading.Lock()
@@ -122,7 +123,8 @@ class FakeUpbit:
                 self._window.popleft()
             if self.fail_next:
                 code = self.fail_next.popleft()
-                return code, {"error": {"name": str(code), "message": "injected failure"}}, {}
+                headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+                return code, {"error": {"name": str(code), "message": "injected failure"}}, headers
             if len(self._window) >= self.per_second:
                 return 429, {"error": {"name": "too_many_requests", "message": "Too many requests"}}, {}
             self._window.append(now)

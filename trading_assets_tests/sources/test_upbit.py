@@ -3,6 +3,7 @@ import pytest
 
 from trading_assets.errors import SourceUnavailableError, UnknownSymbolError
 from trading_assets.sources import SyntheticSource, UpbitSource
+from trading_assets.sources.upbit import MAX_RETRY_AFTER_SECONDS
 from trading_assets_tests.conftest import END
 from trading_assets_tests.servers import FakeUpbit
 
@@ -82,3 +83,11 @@ def test_connection_refused_is_retried_then_reported():
     client = UpbitSource("http://127.0.0.1:9", max_retries=1, backoff_seconds=0.0, sleep=lambda s: None)
     with pytest.raises(SourceUnavailableError, match="after 2 attempts"):
         client.fetch("KRW-BTC", "1m", END - pd.Timedelta(hours=1), END)
+
+
+def test_retry_after_is_obeyed_but_capped(exchange):
+    client, sleeps = _client(exchange)
+    exchange.retry_after = "86400"  # a day: a hostile or broken server must not park the run
+    exchange.fail_next.extend([429])
+    client.fetch("KRW-ETH", "1m", END - pd.Timedelta(hours=2), END)
+    assert sleeps[0] == MAX_RETRY_AFTER_SECONDS == 60.0

@@ -1,0 +1,71 @@
+"""Secrets never leave in text, Slack markup cannot be injected, local state is owner-only."""
+
+import os
+import stat
+
+import pytest
+
+from trading_assets.alerts import CheckAlert, append_line
+from trading_assets.redaction import escape_mrkdwn, redact, redact_url, redacted_errors
+from trading_assets.settings import data_dir
+from trading_assets.timeframes import validate_symbol, validate_timeframe
+
+SLACK = "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/PlantedWebhookToken123"
+
+
+def test_urls_lose_credentials_tokens_and_webhook_paths():
+    assert redact("db postgresql+psycopg2://bob:s3cr%40t@db:5432/x up") == "db postgresql+psycopg2://***@db:5432/x up"
+    assert redact(f"POST {SLACK} failed") == "POST https://hooks.slack.com/services/*** failed"
+    assert redact("http://api/x?a=1&token=abcdef&key=zz") == "http://api/x?a=1&token=***&key=***"
+    assert redact_url(SLACK, path_is_secret=True) == "https://hooks.slack.com/***"
+
+
+def test_environment_secrets_are_hidden_even_without_their_url(monkeypatch):
+    monkeypatch.setenv("TRADING_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hooks/T0/B0/PlantedToken")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://ml:PlantedPassword@mlflow.internal")
+    requests_text = "Max retries exceeded with url: /hooks/T0/B0/PlantedToken (Caused by ...)"
+    assert "PlantedToken" not in redact(requests_text)
+    assert "PlantedPassword" not in redact("auth failed for PlantedPassword")
+    with pytest.raises(RuntimeError) as raised:
+        with redacted_errors():
+            try:
+                raise OSError("connect https://ml:PlantedPassword@mlflow.internal refused")
+            except OSError as exc:
+                raise ValueError("store unusable") from exc
+    assert "PlantedPassword" not in str(raised.value) and raised.value.__cause__ is None
+    with pytest.raises(KeyError):  # errors without a secret keep their type
+        with redacted_errors():
+            raise KeyError("plain")
+
+
+def test_alert_text_is_escaped_for_slack():
+    alert = CheckAlert(
+        1, "raw_candles", "KRW-BTC|1m", "schema", "ERROR", "column <!channel> & <http://evil|click>", {}, "r" * 32,
+        "http://127.0.0.1:3000/runs/" + "r" * 32, 0.0,
+    )  # fmt: skip
+    text = alert.text()
+    assert "<!channel>" not in text and "<http://evil" not in text
+    assert "&lt;!channel&gt; &amp; &lt;http://evil|click&gt;" in text
+    assert text.endswith(f"<http://127.0.0.1:3000/runs/{'r' * 32}|run rrrrrrrr>")  # the one real link
+    assert escape_mrkdwn("a<b>&c") == "a&lt;b&gt;&amp;c"
+
+
+def test_alert_log_and_data_folder_are_owner_only(tmp_path, monkeypatch):
+    path = tmp_path / "alerts" / "alerts.jsonl"
+    append_line(path, {"text": "x"})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    monkeypatch.setenv("TRADING_DATA_DIR", str(tmp_path / "fresh"))
+    assert stat.S_IMODE(os.stat(data_dir()).st_mode) == 0o700
+
+
+@pytest.mark.parametrize("symbol", ["KRW-BTC\n", "../../../outside", "KRW-BTC/..", "KRW-BTC|1m", "krw-btc", ""])
+def test_symbols_are_matched_whole(symbol):
+    with pytest.raises(ValueError, match="invalid symbol"):
+        validate_symbol(symbol)
+
+
+def test_timeframes_are_matched_whole():
+    assert validate_timeframe("1m") == "1m"
+    for bad in ("1m\n", "../1m", "2m"):
+        with pytest.raises(ValueError, match="unknown timeframe"):
+            validate_timeframe(bad)
