@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-from dagster import DagsterInstance
+from dagster import DagsterEventType, DagsterInstance
 
 from trading_assets.defs.partitions import partition_key
 from trading_assets_tests.conftest import END
@@ -295,3 +295,53 @@ def test_daemon_restart_neither_loses_nor_repeats_alerts(platform, backfill, mon
         ).scalar_one()
     engine.dispose()
     assert "raw_candles:continuity" in cursor  # the cursor lives in PostgreSQL
+
+
+ADD_PARTITION = """
+mutation Add($selector: RepositorySelector!, $name: String!, $key: String!) {
+  addDynamicPartition(repositorySelector: $selector, partitionsDefName: $name, partitionKey: $key) {
+    __typename
+    ... on Error { message }
+  }
+}
+"""
+
+
+def test_traversal_symbol_added_through_graphql_writes_nothing_outside(platform, monkeypatch):
+    """A symbol that GraphQL accepts as a dynamic partition (``../../../outside``) fails its run with a clear
+    error before anything is read or written; the data folder's neighbours stay untouched."""
+    from trading_assets.defs.backfill import backfill_params, launch_backfill, wait_for_backfill
+
+    for key, value in platform["env"].items():
+        if key.startswith(("DAGSTER_", "TRADING_")):
+            monkeypatch.setenv(key, value)
+    symbol, home = "../../../outside", platform["home"]
+    before = {p for p in home.parent.rglob("*") if "outside" in p.name}
+    port = free_port()
+    web = _webserver(platform, port)
+    try:
+        selector = {"repositoryLocationName": "trading_assets", "repositoryName": "__repository__"}
+        response = requests.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": ADD_PARTITION, "variables": {"selector": selector, "name": "symbol", "key": symbol}},
+            timeout=60,
+        ).json()
+        assert response["data"]["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", response
+        with DagsterInstance.get() as instance:
+            params = backfill_params([f"{symbol}|5m"], ["raw_candles", "indicators"], {"ops": {"raw_candles": {
+                "config": {"days": 3.0, "end": END.isoformat()}}}})  # fmt: skip
+            backfill_id = launch_backfill(instance, params, url=f"http://127.0.0.1:{port}")
+            statuses = wait_for_backfill(instance, backfill_id, timeout=240)
+            assert set(statuses.values()) == {"FAILURE"}, statuses
+            for run_id in statuses:
+                failures = instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+                assert failures and all(
+                    "invalid symbol '../../../outside'" in f.dagster_event.event_specific_data.error.to_string()
+                    for f in failures
+                )
+            instance.delete_dynamic_partition("symbol", symbol)
+    finally:
+        web.stop()
+    assert {p for p in home.parent.rglob("*") if "outside" in p.name} == before == set()
+    written = [p for p in (home / "data").rglob("*.parquet")]
+    assert all("outside" not in str(p) for p in written)
