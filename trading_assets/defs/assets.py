@@ -5,6 +5,7 @@ No `from __future__ import annotations` here: Dagster reads the config and resou
 
 from dataclasses import asdict, fields
 
+import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
@@ -15,6 +16,7 @@ from trading_assets.defs.resources import CandleSourceResource, CandleStoreResou
 from trading_assets.errors import EmptySourceError
 from trading_assets.features import FeatureConfig, build_features, lead_in_bars
 from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles, warmup_bars
+from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
 from trading_assets.timeframes import DEFAULT_SPAN_DAYS, get_timeframe, to_utc
 
 # Every data asset: one partitioning, one Parquet file per partition, one group.
@@ -30,6 +32,11 @@ class CandleWindowConfig(Config):
         description="Length of the requested span in days; default per timeframe "
         "(trading_assets.timeframes.DEFAULT_SPAN_DAYS: 7 up to 30m, 21 for 60m, 90 for 240m, 400 for 1d)",
     )
+    bars: int | None = Field(
+        default=None,
+        gt=0,
+        description="Length of the requested span in bars of the partition's timeframe (instead of days)",
+    )
     end: str | None = Field(
         default=None,
         description="Exclusive end of the span (ISO 8601, UTC unless an offset is given); "
@@ -44,10 +51,22 @@ class CandleWindowConfig(Config):
     )
 
 
+def candle_chart(frame: pd.DataFrame, title: str, filled: np.ndarray | None = None) -> MetadataValue:
+    """The candlestick chart of the partition's last bars as a Markdown image (see trading_assets.charts)."""
+    from trading_assets import charts
+
+    return MetadataValue.md(charts.markdown_image(charts.candlestick(frame, title, filled), title))
+
+
 def requested_span(config: CandleWindowConfig, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``[start, end)`` of the requested span: ``bars`` or ``days`` (not both) before ``end``, else the default."""
+    if config.days is not None and config.bars is not None:
+        raise ValueError("give the span in days or in bars, not both")
     tf = get_timeframe(timeframe)
     now_bar = tf.floor(pd.Timestamp.now(tz="UTC"))
     end = min(tf.floor(to_utc(config.end)), now_bar) if config.end else now_bar
+    if config.bars is not None:
+        return end - config.bars * tf.delta, end
     start = tf.floor(end - pd.Timedelta(days=config.days or DEFAULT_SPAN_DAYS[timeframe]))
     return start, end
 
@@ -99,7 +118,7 @@ def raw_candles(
     return Output(
         frame,
         metadata={
-            **frame_metadata(frame),
+            **frame_metadata(frame, RawCandlesModel),
             "symbol": symbol,
             "timeframe": timeframe,
             "source": source.name,
@@ -113,6 +132,7 @@ def raw_candles(
             "leading_missing_bars": filled.leading_missing,
             "candles_fetched": collected.rows_fetched,
             "fetched_spans": MetadataValue.json([[a.isoformat(), b.isoformat()] for a, b in collected.fetched_spans]),
+            "chart": candle_chart(frame, f"{symbol} {timeframe} raw candles", filled.filled_mask),
         },
     )
 
@@ -139,12 +159,13 @@ def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Out
     return Output(
         frame,
         metadata={
-            **frame_metadata(frame),
+            **frame_metadata(frame, indicators_schema()),
             "warmup_rows_trimmed": result.warmup_rows_trimmed,
             "nan_counts": counts_metadata(nan_counts.to_dict()),
             "flat_window_replacements": counts_metadata(result.flat_replacements),
             "coerced_cells": counts_metadata(pollution.coerced),
             "dropped_columns": MetadataValue.json(pollution.dropped_columns),
+            "chart": candle_chart(frame, f"{symbol} {timeframe} candles and indicators"),
         },
     )
 
@@ -205,7 +226,7 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, indicators:
     return Output(
         frame,
         metadata={
-            **frame_metadata(frame),
+            **frame_metadata(frame, features_schema(feature_config.feature_set)),
             "feature_set": feature_config.feature_set,
             "feature_columns": MetadataValue.json([c for c in frame.columns if c != "target"]),
             "coerced_cells": counts_metadata(report.pollution.coerced),
