@@ -3,6 +3,8 @@
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict, fields
 
 import numpy as np
@@ -16,6 +18,7 @@ from trading_assets.defs.resources import CandleSourceResource, CandleStoreResou
 from trading_assets.errors import EmptySourceError
 from trading_assets.features import FeatureConfig, build_features, lead_in_bars
 from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles, warmup_bars
+from trading_assets.progress import collect_progress
 from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
 from trading_assets.timeframes import DEFAULT_SPAN_DAYS, get_timeframe, to_utc
 
@@ -49,6 +52,21 @@ class CandleWindowConfig(Config):
         description="How far smoothed indicators may still depend on where the history "
         "starts; sets the warm-up length (see trading_assets.indicators.warmup_bars)",
     )
+
+
+def _request_reporter(
+    context: AssetExecutionContext, symbol: str, timeframe: str, source: str, every_seconds: float = 2.0
+) -> Callable[[int, int], None]:
+    """Logs the exchange requests done / expected: the first, the last and one every ``every_seconds``."""
+    last = 0.0
+
+    def report(done: int, expected: int) -> None:
+        nonlocal last
+        if done in (1, expected) or time.monotonic() - last >= every_seconds:
+            last = time.monotonic()
+            context.log.info(collect_progress(symbol, timeframe, source, done, expected))
+
+    return report
 
 
 def candle_chart(frame: pd.DataFrame, title: str, filled: np.ndarray | None = None) -> MetadataValue:
@@ -90,6 +108,8 @@ def raw_candles(
     warmup = warmup_bars(config.warmup_tolerance) + lead_in
     fetch_start = span_start - warmup * tf.delta
     source = candle_source.get_source()
+    if hasattr(source, "on_page"):  # an exchange: report requests done / expected (the CLI shows an ETA)
+        source.on_page = _request_reporter(context, symbol, timeframe, source.name)
     with candle_store.get_store() as store:
         filled, collected = store.filled_window(source, symbol, timeframe, fetch_start, span_end)
     if filled.frame.empty or filled.frame.index[-1] < span_start:
