@@ -241,6 +241,36 @@ def backfill(
             sys.exit(1)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0 exposes it)")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workspace", default="workspace.yaml", show_default=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--daemon/--no-daemon",
+    default=None,
+    help="Run the daemon too (`dagster dev`: schedules, sensors, backfills). "
+    "Default: on for the embedded instance, off when DAGSTER_HOME is set (production runs its own daemon)",
+)
+def ui(host: str, port: int, workspace: str, daemon: bool | None) -> None:
+    """Start Dagster's web UI on the project's instance and workspace; Ctrl+C (or SIGTERM) stops it.
+
+    The instance is $DAGSTER_HOME's (production: the directory of ./dagster.yaml), else the embedded
+    SQLite one in <data dir>/dagster_home. This is the way in: a bare `dagster dev` in the repository root
+    would read the production ./dagster.yaml and ask for the DAGSTER_PG_* variables.
+    """
+    from trading_assets.webui import serve
+
+    embedded = not os.environ.get("DAGSTER_HOME")
+    instance = get_instance()
+    with_daemon = embedded if daemon is None else daemon
+    command = ["dagster", "dev"] if with_daemon else ["dagster-webserver"]
+    click.echo(
+        f"Dagster UI: http://{host}:{port} (instance {instance.root_directory}"
+        f"{', with the daemon' if with_daemon else ''}); Ctrl+C stops it"
+    )
+    sys.exit(serve([*command, "-w", workspace, "-h", host, "-p", str(port)]))
+
+
 @main.group()
 def symbols() -> None:
     """Manage the dynamic symbol partitions."""

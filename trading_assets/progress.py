@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from dagster import (
     AssetCheckSeverity,
+    AssetKey,
     DagsterInstance,
     DagsterRun,
     EventLogEntry,
@@ -33,6 +35,9 @@ from rich.text import Text
 # The log line raw_candles writes while collecting from the exchange; parsed back for the ETA.
 COLLECT_PROGRESS = "collecting {symbol} {timeframe} from {source}: {done}/{expected} requests"
 _COLLECT_RE = re.compile(r"collecting \S+ \S+ from \S+: (\d+)/(\d+) requests")
+
+# Assets whose row count is not the partition's "rows" (the features' count stays shown).
+MODEL_ASSETS = {AssetKey("predictions"), AssetKey("evaluation")}
 
 # Silences Dagster's console logger in a run: its events go to the log file instead.
 QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -117,7 +122,7 @@ class RunProgress:
             state.step = entry.step_key or ""
         elif kind == "ASSET_MATERIALIZATION":
             metadata = event.step_materialization_data.materialization.metadata
-            if "dagster/row_count" in metadata:
+            if "dagster/row_count" in metadata and (state.rows is None or event.asset_key not in MODEL_ASSETS):
                 state.rows = int(metadata["dagster/row_count"].value)
             if "mlflow_run_id" in metadata:
                 state.mlflow_run = str(metadata["mlflow_run_id"].value)
@@ -189,26 +194,38 @@ def progress(
 ) -> Iterator[RunProgress]:
     """A :class:`RunProgress` writing to ``log_path``, live on a terminal, summarised when the block ends.
 
-    Python logging (the domain modules, MLflow) goes to the same file while the block runs.
+    Python logging goes to the same file while the block runs; without ``verbose`` so does whatever
+    libraries print (MLflow's messages and progress bars).
     """
-    console = console or Console()
-    with open(log_path, "a", encoding="utf-8") as log_file:
+    console = console or Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
+    with ExitStack() as stack:
+        log_file = stack.enter_context(open(log_path, "a", encoding="utf-8"))
         handler = logging.FileHandler(log_path, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        stack.callback(handler.close)
         root = logging.getLogger()
         root.addHandler(handler)
+        stack.callback(root.removeHandler, handler)
         reporter = RunProgress(partitions, log_file, console, verbose)
-        live = Live(get_renderable=reporter.live_table, console=console, transient=True, refresh_per_second=4)
-        try:
-            if console.is_terminal and not verbose:
-                with live:
-                    yield reporter
-            else:
-                yield reporter
-        finally:
-            root.removeHandler(handler)
-            handler.close()
-            console.print(reporter.summary())
+        stack.callback(lambda: console.print(reporter.summary()))
+        if not verbose:
+            mlflow_logger = logging.getLogger("mlflow")  # has its own terminal handler
+            stack.callback(mlflow_logger.setLevel, mlflow_logger.level)
+            mlflow_logger.setLevel(logging.WARNING)
+            stack.enter_context(redirect_stdout(log_file))
+            stack.enter_context(redirect_stderr(log_file))
+            if console.is_terminal:
+                stack.enter_context(
+                    Live(
+                        get_renderable=reporter.live_table,
+                        console=console,
+                        transient=True,
+                        refresh_per_second=4,
+                        redirect_stdout=False,
+                        redirect_stderr=False,
+                    )
+                )
+        yield reporter
 
 
 def execute_with_progress(
