@@ -151,8 +151,8 @@ LOADED_CHART = """(() => {
 
 
 @pytest.mark.xfail(
-    reason="the [Show Markdown] dialog opens but no loaded data:image/png <img> appears in it yet "
-    "(suspected: the UI's Markdown sanitizer drops data: URIs); open, see the issue 14 report",
+    reason="a [Show Markdown] element in the 'chart' row is clicked but no loaded data:image/png <img> "
+    "appeared within 90 s on the loaded machine (the UI's sanitizer allows data: src); open, see the report",
     strict=False,
 )
 def test_ui_shows_charts_of_the_latest_materializations(tmp_path, data_dir):
