@@ -1,4 +1,4 @@
-"""Pictures of a partition's research results, as PNG bytes (matplotlib, headless).
+"""Pictures of a partition's data and research results, as PNG bytes (matplotlib, headless).
 
 They go to MLflow as artifacts and into Dagster metadata as Markdown images (data URIs), so the
 asset's page in the UI shows them without another server.
@@ -29,6 +29,67 @@ def _png(fig) -> bytes:
 def markdown_image(png: bytes, alt: str) -> str:
     """A Markdown image holding the PNG inline (renders in Dagster's metadata panel)."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+# Overlays drawn on the candles when the frame has them (indicators), and the oscillator panel below.
+PRICE_OVERLAYS: tuple[str, ...] = ("sma_20", "ema_12", "bb_upper_20", "bb_lower_20")
+OSCILLATOR = "rsi_14"
+
+
+def filled_bars(frame: pd.DataFrame) -> np.ndarray:
+    """Bars filled flat at the previous close with zero volume (how the candle grid marks a missing bar)."""
+    flat = (frame["open"] == frame["close"]) & (frame["high"] == frame["close"]) & (frame["low"] == frame["close"])
+    return (flat & (frame["volume"] == 0)).to_numpy()
+
+
+def candlestick(frame: pd.DataFrame, title: str, filled: np.ndarray | None = None, max_bars: int = 240) -> bytes:
+    """The last ``max_bars`` candles with the overlays the frame has, volume, RSI, and filled bars marked.
+
+    ``filled`` is a mask over ``frame`` (default :func:`filled_bars`); a frame without indicators gets a
+    20-bar SMA of close so the price panel always shows a trend line.
+    """
+    mask = filled_bars(frame) if filled is None else np.asarray(filled, dtype=bool)
+    tail, mask = frame.iloc[-max_bars:], mask[-max_bars:]
+    x = np.arange(len(tail))
+    oscillator = OSCILLATOR in tail.columns
+    fig, axes = plt.subplots(
+        3 if oscillator else 2,
+        1,
+        figsize=(8, 5.2 if oscillator else 4.2),
+        sharex=True,
+        gridspec_kw={"height_ratios": [3, 1, 1] if oscillator else [3, 1]},
+    )
+    price, volume = axes[0], axes[1]
+    up = (tail["close"] >= tail["open"]).to_numpy()
+    colors = np.where(up, "tab:green", "tab:red")
+    price.vlines(x, tail["low"], tail["high"], colors=colors, lw=0.7)
+    body = (tail["close"] - tail["open"]).abs().to_numpy()
+    price.bar(x, np.where(body > 0, body, np.nan), bottom=tail[["open", "close"]].min(axis=1), color=colors, width=0.7)
+    overlays = [c for c in PRICE_OVERLAYS if c in tail.columns]
+    if overlays:
+        for column in overlays:
+            price.plot(x, tail[column].to_numpy(), lw=0.9, label=column)
+    else:
+        sma = frame["close"].rolling(20).mean().iloc[-max_bars:]
+        price.plot(x, sma.to_numpy(), lw=0.9, label="close SMA 20")
+    if mask.any():
+        price.scatter(x[mask], tail["close"].to_numpy()[mask], marker="x", color="black", s=14, zorder=3)
+        for ax in axes:
+            for i in x[mask]:
+                ax.axvspan(i - 0.5, i + 0.5, color="orange", alpha=0.25, lw=0)
+    price.plot([], [], color="orange", alpha=0.5, lw=6, label=f"filled bars ({int(mask.sum())})")
+    price.set(title=title, ylabel="price")
+    price.legend(fontsize=7, loc="upper left", ncol=3)
+    volume.bar(x, tail["volume"].to_numpy(), color=colors, width=0.7)
+    volume.set(ylabel="volume")
+    if oscillator:
+        axes[2].plot(x, tail[OSCILLATOR].to_numpy(), color="tab:purple", lw=0.9)
+        axes[2].axhline(70, color="grey", lw=0.5, ls="--")
+        axes[2].axhline(30, color="grey", lw=0.5, ls="--")
+        axes[2].set(ylabel=OSCILLATOR, ylim=(0, 100))
+    ticks = x[:: max(1, len(x) // 6)]
+    axes[-1].set_xticks(ticks, [tail.index[i].strftime("%m-%d %H:%M") for i in ticks], rotation=20, fontsize=7)
+    return _png(fig)
 
 
 def training_curves(history: list[dict[str, float]], title: str) -> bytes:

@@ -71,12 +71,16 @@ def selection_string(selection: str) -> str:
     return " or ".join(parts)
 
 
-def market_run_config(days: float | None = None, end: str | None = None, source: str | None = None) -> dict[str, Any]:
+def market_run_config(
+    days: float | None = None, end: str | None = None, source: str | None = None, bars: int | None = None
+) -> dict[str, Any]:
     """Run config for the candle window and source; what is not given keeps its default.
 
     Locations (``--files-dir``) are not run config: they reach the in-process runs as environment variables.
     """
-    window = {k: v for k, v in {"days": days, "end": end}.items() if v is not None}
+    if days is not None and bars is not None:
+        raise click.BadParameter("give the span with --days or --bars, not both")
+    window = {k: v for k, v in {"days": days, "bars": bars, "end": end}.items() if v is not None}
     run_config: dict[str, Any] = {"ops": {"raw_candles": {"config": window}}} if window else {}
     if source:
         run_config["resources"] = {"candle_source": {"config": {"kind": source}}}
@@ -84,21 +88,38 @@ def market_run_config(days: float | None = None, end: str | None = None, source:
 
 
 @click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Log debug output")
-def main(verbose: bool) -> None:
-    """trading_assets: candles -> indicators -> features -> models, on Dagster."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+@click.option("-v", "--verbose", is_flag=True, help="Show Dagster's event log and debug output on the terminal")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """trading_assets: candles -> indicators -> features -> models, on Dagster.
+
+    Start with `trading-assets materialize`, then `trading-assets ui` to browse the result (the web UI on
+    the embedded instance; `dagster dev` needs DAGSTER_HOME set, see README).
+    """
+    ctx.obj = {"verbose": verbose}
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.captureWarnings(not verbose)  # library warnings go to the log file, not the terminal
+
+
+def _log_path(command: str) -> Path:
+    from trading_assets.progress import new_log_path
+
+    return new_log_path(data_dir() / "logs", command)
+
+
+SPAN_HELP = (
+    "Requested span in days (default per timeframe: 7 up to 30m, 21 for 60m, 90 for 240m, 400 for 1d)",
+    "Requested span in bars of each timeframe, instead of --days",
+)
 
 
 @main.command()
 @click.option("--symbols", default=",".join(DEFAULT_SYMBOLS), show_default=True, help="Comma-separated markets")
 @click.option("--timeframes", default="1m", show_default=True, help="Comma-separated timeframes")
-@click.option(
-    "--days",
-    default=None,
-    type=float,
-    help="Requested span in days (default per timeframe: 7 up to 30m, 21 for 60m, 90 for 240m, 400 for 1d)",
-)
+@click.option("--days", default=None, type=click.FloatRange(min=0, min_open=True), help=SPAN_HELP[0])
+@click.option("--bars", default=None, type=click.IntRange(min=1), help=SPAN_HELP[1])
 @click.option("--end", default=None, help="Exclusive end of the span (ISO 8601, UTC); default now")
 @click.option(
     "--source",
@@ -115,41 +136,38 @@ def main(verbose: bool) -> None:
     show_default=True,
     help="all: candles to trained model, walk-forward evaluation and leaderboard; data: candles to features",
 )
+@click.pass_context
 def materialize(
+    ctx: click.Context,
     symbols: str,
     timeframes: str,
     days: float | None,
+    bars: int | None,
     end: str | None,
     source: str | None,
     files_dir: str | None,
     which: str,
 ) -> None:
-    """Materialize the assets (and their checks) in-process for symbols x timeframes."""
+    """Materialize the assets (and their checks) in-process for symbols x timeframes, with live progress."""
     if files_dir:
         os.environ["TRADING_FILES_DIR"] = str(Path(files_dir).resolve())
     from trading_assets.defs import defs
+    from trading_assets.progress import execute_with_progress, progress
 
-    instance = get_instance()
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
+    run_config = market_run_config(days, end, source, bars)
+    instance = get_instance()
     add_symbols(instance, symbol_list)
     job = defs.resolve_job_def("full_pipeline_job" if which == "all" else "market_data_job")
-    run_config = market_run_config(days, end, source)
-    failed = []
-    for symbol in symbol_list:
-        for timeframe in tf_list:
-            key = partition_key(symbol, timeframe)
-            result = job.execute_in_process(
-                partition_key=key, instance=instance, run_config=run_config, raise_on_error=False
-            )
-            status = "ok" if result.success else "FAILED"
-            click.echo(f"{key}: {status} (run {result.run_id})")
-            if not result.success:
-                failed.append(str(key))
-    if which == "all":
-        board = defs.resolve_job_def("leaderboard_job").execute_in_process(instance=instance, raise_on_error=False)
-        click.echo(f"leaderboard: {'ok' if board.success else 'FAILED'} (run {board.run_id})")
-        if not board.success:
-            failed.append("leaderboard")
+    keys = [str(partition_key(symbol, timeframe)) for symbol in symbol_list for timeframe in tf_list]
+    log_path = _log_path("materialize")
+    click.echo(f"Dagster event log: {log_path}")
+    with progress([*keys, *(["leaderboard"] if which == "all" else [])], log_path, ctx.obj["verbose"]) as reporter:
+        for key in keys:
+            execute_with_progress(job, instance, reporter, key, run_config, partition_key=key)
+        if which == "all":
+            execute_with_progress(defs.resolve_job_def("leaderboard_job"), instance, reporter, "leaderboard", {})
+    failed = reporter.failed
     base = data_dir() / "assets"
     click.echo(f"Parquet outputs: {base}/<asset>/<symbol>/<timeframe>.parquet")
     click.echo(f"Dagster instance: {instance.root_directory}")
@@ -170,17 +188,21 @@ def materialize(
     show_default=True,
     help="Dagster asset selection, e.g. 'features', '+features' (with upstream), 'raw_candles,indicators'",
 )
-@click.option("--days", default=None, type=float, help="Requested span in days (raw_candles config)")
+@click.option("--days", default=None, type=click.FloatRange(min=0, min_open=True), help=SPAN_HELP[0])
+@click.option("--bars", default=None, type=click.IntRange(min=1), help=SPAN_HELP[1])
 @click.option("--end", default=None, help="Exclusive end of the span (ISO 8601, UTC); default now")
 @click.option("--url", default=None, help="Dagster webserver URL to send the backfill to (default: in-process)")
 @click.option("--workspace", default="workspace.yaml", show_default=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--wait/--no-wait", default=False, help="Wait until the daemon has run every partition")
 @click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait with --wait")
+@click.pass_context
 def backfill(
+    ctx: click.Context,
     symbols: str,
     timeframes: str,
     selection: str,
     days: float | None,
+    bars: int | None,
     end: str | None,
     url: str | None,
     workspace: str,
@@ -202,16 +224,52 @@ def backfill(
         raise click.BadParameter(f"{selection!r}: {exc}") from exc
     asset_names = sorted(k.to_user_string() for k in keys)
     partitions = [str(partition_key(s, t)) for s in symbol_list for t in tf_list]
-    run_config = market_run_config(days, end) if "raw_candles" in asset_names else None
+    run_config = market_run_config(days, end, bars=bars) if "raw_candles" in asset_names else None
     backfill_id = launch_backfill(instance, backfill_params(partitions, asset_names, run_config), Path(workspace), url)
     click.echo(f"backfill {backfill_id}: {len(partitions)} partitions x {', '.join(asset_names)}")
     click.echo(f"watch it in the UI: /runs/b/{backfill_id} (needs dagster-daemon running on this instance)")
     if wait:
-        statuses = wait_for_backfill(instance, backfill_id, timeout)
-        for run_id, status in sorted(statuses.items()):
-            click.echo(f"run {run_id}: {status}")
+        from trading_assets.progress import follow_runs, progress
+
+        log_path = _log_path("backfill")
+        click.echo(f"Dagster event log: {log_path}")
+        cursors: dict[str, str] = {}
+        with progress(partitions, log_path, ctx.obj["verbose"]) as reporter:
+            statuses = wait_for_backfill(
+                instance, backfill_id, timeout, on_poll=lambda runs: follow_runs(instance, runs, reporter, cursors)
+            )
         if any(s != "SUCCESS" for s in statuses.values()) or not statuses:
             sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0 exposes it)")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workspace", default="workspace.yaml", show_default=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--daemon/--no-daemon",
+    default=None,
+    help="Run the daemon too (`dagster dev`: schedules, sensors, backfills). "
+    "Default: on for the embedded instance, off when DAGSTER_HOME is set (production runs its own daemon)",
+)
+def ui(host: str, port: int, workspace: str, daemon: bool | None) -> None:
+    """Start Dagster's web UI on the project's instance and workspace; Ctrl+C (or SIGTERM) stops it.
+
+    The instance is $DAGSTER_HOME's (production: the directory of ./dagster.yaml), else the embedded
+    SQLite one in <data dir>/dagster_home. This is the way in: a bare `dagster dev` in the repository root
+    would read the production ./dagster.yaml and ask for the DAGSTER_PG_* variables.
+    """
+    from trading_assets.webui import serve
+
+    embedded = not os.environ.get("DAGSTER_HOME")
+    instance = get_instance()
+    with_daemon = embedded if daemon is None else daemon
+    command = ["dagster", "dev"] if with_daemon else ["dagster-webserver"]
+    click.echo(
+        f"Dagster UI: http://{host}:{port} (instance {instance.root_directory}"
+        f"{', with the daemon' if with_daemon else ''}); Ctrl+C stops it"
+    )
+    sys.exit(serve([*command, "-w", workspace, "-h", host, "-p", str(port)]))
 
 
 @main.group()

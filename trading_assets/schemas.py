@@ -12,7 +12,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Index, Series
 
-from trading_assets.features import TARGET
+from trading_assets.features import TARGET, feature_set
 from trading_assets.indicators import indicator_columns
 
 UTC_NS = {"unit": "ns", "tz": "UTC"}
@@ -21,13 +21,17 @@ UTC_NS = {"unit": "ns", "tz": "UTC"}
 class CandleModel(pa.DataFrameModel):
     """Canonical candles: float64 OHLCV, consistent OHLC, unique increasing UTC bar starts."""
 
-    open_time: Index[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs=UTC_NS, unique=True)
-    open: Series[np.float64] = pa.Field(gt=0, nullable=True)
-    high: Series[np.float64] = pa.Field(gt=0, nullable=True)
-    low: Series[np.float64] = pa.Field(gt=0, nullable=True)
-    close: Series[np.float64] = pa.Field(gt=0, nullable=True)
-    volume: Series[np.float64] = pa.Field(ge=0, nullable=True)
-    value: Series[np.float64] = pa.Field(ge=0, nullable=True)
+    open_time: Index[pd.DatetimeTZDtype] = pa.Field(
+        dtype_kwargs=UTC_NS, unique=True, description="bar start (UTC), on the timeframe's grid"
+    )
+    open: Series[np.float64] = pa.Field(gt=0, nullable=True, description="first trade price of the bar")
+    high: Series[np.float64] = pa.Field(gt=0, nullable=True, description="highest trade price of the bar")
+    low: Series[np.float64] = pa.Field(gt=0, nullable=True, description="lowest trade price of the bar")
+    close: Series[np.float64] = pa.Field(gt=0, nullable=True, description="last trade price of the bar")
+    volume: Series[np.float64] = pa.Field(
+        ge=0, nullable=True, description="traded base-currency volume (0 on a filled bar)"
+    )
+    value: Series[np.float64] = pa.Field(ge=0, nullable=True, description="traded quote-currency turnover")
 
     class Config:
         strict = True
@@ -61,19 +65,24 @@ def indicators_schema() -> pa.DataFrameSchema:
             checks.append(pa.Check.ge(column.ge))
         if column.gt is not None:
             checks.append(pa.Check.gt(column.gt))
-        columns[name] = pa.Column(np.float64, checks, nullable=True)
+        columns[name] = pa.Column(np.float64, checks, nullable=True, description=column.description)
     return CandleModel.to_schema().add_columns(columns).set_name("IndicatorsSchema")
 
 
-def features_schema(feature_columns: list[str]) -> pa.DataFrameSchema:
-    """``features``: every column float32, finite, no NaN, no constant feature column."""
+def features_schema(name: str = "default") -> pa.DataFrameSchema:
+    """``features`` of the feature set ``name``: every column float32, finite, no NaN, no constant feature column."""
     finite = pa.Check(lambda s: pd.Series(np.isfinite(s.to_numpy()), index=s.index), name="finite")
     not_constant = pa.Check(lambda s: len(s) < 2 or bool(s.nunique() > 1), name="not_constant")
-    columns = {c: pa.Column(np.float32, [finite, not_constant], nullable=False) for c in feature_columns}
-    columns[TARGET] = pa.Column(np.float32, finite, nullable=False)
+    columns = {
+        f.name: pa.Column(np.float32, [finite, not_constant], nullable=False, description=f.description)
+        for f in feature_set(name)
+    }
+    columns[TARGET] = pa.Column(
+        np.float32, finite, nullable=False, description="label: log return from this bar's close to the next one's"
+    )
     return pa.DataFrameSchema(
         columns,
-        index=pa.Index(pd.DatetimeTZDtype("ns", "UTC"), unique=True, name="open_time"),
+        index=pa.Index(pd.DatetimeTZDtype("ns", "UTC"), unique=True, name="open_time", description="bar start (UTC)"),
         strict=True,
         name="FeaturesSchema",
     )

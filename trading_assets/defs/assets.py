@@ -3,8 +3,11 @@
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict, fields
 
+import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
@@ -15,6 +18,8 @@ from trading_assets.defs.resources import CandleSourceResource, CandleStoreResou
 from trading_assets.errors import EmptySourceError
 from trading_assets.features import FeatureConfig, build_features, lead_in_bars
 from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles, warmup_bars
+from trading_assets.progress import collect_progress
+from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
 from trading_assets.timeframes import DEFAULT_SPAN_DAYS, get_timeframe, to_utc
 
 MAX_SPAN_BARS = 2 * 525_600  # two years of 1m bars; the full grid plus warm-up is ~0.1 GiB per copy
@@ -31,6 +36,11 @@ class CandleWindowConfig(Config):
         gt=0,
         description="Length of the requested span in days; default per timeframe "
         "(trading_assets.timeframes.DEFAULT_SPAN_DAYS: 7 up to 30m, 21 for 60m, 90 for 240m, 400 for 1d)",
+    )
+    bars: int | None = Field(
+        default=None,
+        gt=0,
+        description="Length of the requested span in bars of the partition's timeframe (instead of days)",
     )
     end: str | None = Field(
         default=None,
@@ -52,18 +62,47 @@ class CandleWindowConfig(Config):
     )
 
 
+def _request_reporter(
+    context: AssetExecutionContext, symbol: str, timeframe: str, source: str, every_seconds: float = 2.0
+) -> Callable[[int, int], None]:
+    """Logs the exchange requests done / expected: the first, the last and one every ``every_seconds``."""
+    last = 0.0
+
+    def report(done: int, expected: int) -> None:
+        nonlocal last
+        if done in (1, expected) or time.monotonic() - last >= every_seconds:
+            last = time.monotonic()
+            context.log.info(collect_progress(symbol, timeframe, source, done, expected))
+
+    return report
+
+
+def candle_chart(frame: pd.DataFrame, title: str, filled: np.ndarray | None = None) -> MetadataValue:
+    """The candlestick chart of the partition's last bars as a Markdown image (see trading_assets.charts)."""
+    from trading_assets import charts
+
+    return MetadataValue.md(charts.markdown_image(charts.candlestick(frame, title, filled), title))
+
+
 def requested_span(config: CandleWindowConfig, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """``[start, end)`` of the requested span; a span over ``max_span_bars`` is refused before any work."""
+    """``[start, end)``: ``bars`` or ``days`` (not both) before ``end``, else the timeframe's default.
+
+    A span over ``max_span_bars`` is refused before any work.
+    """
+    if config.days is not None and config.bars is not None:
+        raise ValueError("give the span in days or in bars, not both")
     tf = get_timeframe(timeframe)
     days = config.days or DEFAULT_SPAN_DAYS[timeframe]
-    bars = days * 1440 / tf.minutes
+    bars = config.bars if config.bars is not None else days * 1440 / tf.minutes
     if bars > config.max_span_bars:
         raise ValueError(
-            f"{timeframe}: days={days:g} is {bars:,.0f} bars, more than max_span_bars={config.max_span_bars:,}; "
+            f"{timeframe}: the span is {bars:,.0f} bars, more than max_span_bars={config.max_span_bars:,}; "
             "shorten the span or raise max_span_bars in the raw_candles config"
         )
     now_bar = tf.floor(pd.Timestamp.now(tz="UTC"))
     end = min(tf.floor(to_utc(config.end)), now_bar) if config.end else now_bar
+    if config.bars is not None:
+        return end - config.bars * tf.delta, end
     return tf.floor(end - pd.Timedelta(days=days)), end
 
 
@@ -86,6 +125,8 @@ def raw_candles(
     warmup = warmup_bars(config.warmup_tolerance) + lead_in
     fetch_start = span_start - warmup * tf.delta
     source = candle_source.get_source()
+    if hasattr(source, "on_page"):  # an exchange: report requests done / expected (the CLI shows an ETA)
+        source.on_page = _request_reporter(context, symbol, timeframe, source.name)
     with candle_store.get_store() as store:
         filled, collected = store.filled_window(source, symbol, timeframe, fetch_start, span_end)
     if filled.frame.empty or filled.frame.index[-1] < span_start:
@@ -114,7 +155,7 @@ def raw_candles(
     return Output(
         frame,
         metadata={
-            **frame_metadata(frame),
+            **frame_metadata(frame, RawCandlesModel),
             "symbol": symbol,
             "timeframe": timeframe,
             "source": source.name,
@@ -128,6 +169,7 @@ def raw_candles(
             "leading_missing_bars": filled.leading_missing,
             "candles_fetched": collected.rows_fetched,
             "fetched_spans": MetadataValue.json([[a.isoformat(), b.isoformat()] for a, b in collected.fetched_spans]),
+            "chart": candle_chart(frame, f"{symbol} {timeframe} raw candles", filled.filled_mask),
         },
     )
 
@@ -154,12 +196,13 @@ def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Out
     return Output(
         frame,
         metadata={
-            **frame_metadata(frame),
+            **frame_metadata(frame, indicators_schema()),
             "warmup_rows_trimmed": result.warmup_rows_trimmed,
             "nan_counts": counts_metadata(nan_counts.to_dict()),
             "flat_window_replacements": counts_metadata(result.flat_replacements),
             "coerced_cells": counts_metadata(pollution.coerced),
             "dropped_columns": MetadataValue.json(pollution.dropped_columns),
+            "chart": candle_chart(frame, f"{symbol} {timeframe} candles and indicators"),
         },
     )
 
@@ -220,7 +263,7 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, indicators:
     return Output(
         frame,
         metadata={
-            **frame_metadata(frame),
+            **frame_metadata(frame, features_schema(feature_config.feature_set)),
             "feature_set": feature_config.feature_set,
             "feature_columns": MetadataValue.json([c for c in frame.columns if c != "target"]),
             "coerced_cells": counts_metadata(report.pollution.coerced),

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import requests
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRun
 
 LAUNCH_BACKFILL = """
 mutation LaunchBackfill($params: LaunchBackfillParams!) {
@@ -86,9 +86,16 @@ def launch_backfill(
 
 
 def wait_for_backfill(
-    instance: DagsterInstance, backfill_id: str, timeout: float = 3600.0, poll: float = 2.0
+    instance: DagsterInstance,
+    backfill_id: str,
+    timeout: float = 3600.0,
+    poll: float = 2.0,
+    on_poll: Callable[[Sequence[DagsterRun]], None] | None = None,
 ) -> dict[str, str]:
-    """Wait until the daemon has finished the backfill and all its runs; returns run id -> status."""
+    """Wait until the daemon has finished the backfill and all its runs; returns run id -> status.
+
+    ``on_poll`` sees the backfill's runs at every poll (and once more at the end), e.g. to show progress.
+    """
     from dagster import DagsterRunStatus, RunsFilter
     from dagster._core.execution.backfill import BulkActionStatus
 
@@ -96,6 +103,8 @@ def wait_for_backfill(
     while True:
         backfill = instance.get_backfill(backfill_id)
         runs = instance.get_runs(RunsFilter.for_backfill(backfill_id))
+        if on_poll is not None:
+            on_poll(runs)
         if backfill.status != BulkActionStatus.REQUESTED and all(r.is_finished for r in runs):
             return {r.run_id: r.status.value for r in runs}
         if time.monotonic() > deadline:

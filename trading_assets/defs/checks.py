@@ -49,7 +49,7 @@ NUMERIC_COLUMNS = {
 SCHEMAS = {
     "raw_candles": lambda frame: RawCandlesModel,
     "indicators": lambda frame: indicators_schema(),
-    "features": lambda frame: features_schema(_feature_columns(frame)),
+    "features": lambda frame: features_schema(frame.attrs.get("feature_set", "default")),
 }
 
 

@@ -11,6 +11,7 @@ time, not the bar's start, so it is ignored.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -63,6 +64,7 @@ class UpbitSource:
         self._sleep = sleep
         self._next_request_at = 0.0
         self.requests_made = 0
+        self.on_page: Callable[[int, int], None] | None = None  # (pages done, pages expected) after each page
 
     def fetch(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         validate_symbol(symbol)
@@ -71,10 +73,14 @@ class UpbitSource:
         path = "/v1/candles/days" if tf.minutes == 1440 else f"/v1/candles/minutes/{tf.minutes}"
         rows: list[dict[str, Any]] = []
         to = end
+        expected, done = max(1, math.ceil(len(tf.grid(start, end)) / PAGE_SIZE)), 0
         while to > start:
             page = self._get(
                 path, {"market": symbol, "to": to.strftime("%Y-%m-%dT%H:%M:%SZ"), "count": PAGE_SIZE}, symbol, timeframe
             )
+            done += 1
+            if self.on_page is not None:
+                self.on_page(done, max(done, expected))
             if not page:
                 break
             rows.extend(page)

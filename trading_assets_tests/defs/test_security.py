@@ -70,7 +70,7 @@ def test_span_over_the_bound_fails_before_any_fetch(instance, data_dir):
     )
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
-    assert "days=100000 is 144,000,000 bars, more than max_span_bars=1,051,200" in error
+    assert "the span is 144,000,000 bars, more than max_span_bars=1,051,200" in error
     assert not (data_dir / "candles.sqlite").exists()  # the store was never opened
 
 

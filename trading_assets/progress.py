@@ -1,0 +1,264 @@
+"""What ``trading-assets materialize`` / ``backfill`` show: live progress per partition (rich), one summary
+table at the end, and Dagster's event log in a file (on the terminal too with ``-v``).
+
+It consumes Dagster's event log entries, whether they come from an in-process run (an instance event
+listener) or from runs the daemon executes (polled from the instance), so both commands show the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from dagster import (
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterInstance,
+    DagsterRun,
+    EventLogEntry,
+    ExecuteInProcessResult,
+    JobDefinition,
+)
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+# The log line raw_candles writes while collecting from the exchange; parsed back for the ETA.
+COLLECT_PROGRESS = "collecting {symbol} {timeframe} from {source}: {done}/{expected} requests"
+_COLLECT_RE = re.compile(r"collecting \S+ \S+ from \S+: (\d+)/(\d+) requests")
+
+# Assets whose row count is not the partition's "rows" (the features' count stays shown).
+MODEL_ASSETS = {AssetKey("predictions"), AssetKey("evaluation")}
+
+# Silences Dagster's console logger in a run: its events go to the log file instead.
+QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def collect_progress(symbol: str, timeframe: str, source: str, done: int, expected: int) -> str:
+    """The progress message of an exchange collection (``done`` of ``expected`` requests)."""
+    return COLLECT_PROGRESS.format(symbol=symbol, timeframe=timeframe, source=source, done=done, expected=expected)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+@dataclass
+class PartitionProgress:
+    """The state of one partition's run, as its events tell it."""
+
+    partition: str
+    status: str = "queued"
+    step: str = ""
+    rows: int | None = None
+    checks: Counter = field(default_factory=Counter)
+    started: float | None = None
+    finished: float | None = None
+    mlflow_run: str = ""
+    error: str = ""
+    requests: tuple[int, int] | None = None
+    requests_started: float | None = None
+
+    def elapsed(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.monotonic()) - self.started
+
+    def eta(self) -> float | None:
+        """Seconds left of the exchange collection, from the pace of the requests so far."""
+        if not self.requests or not self.requests[0] or self.requests_started is None:
+            return None
+        done, expected = self.requests
+        return (time.monotonic() - self.requests_started) / done * max(expected - done, 0)
+
+    def activity(self) -> str:
+        if self.status != "running":
+            return ""
+        if self.requests and self.step.startswith("raw_candles") and self.requests[0] < self.requests[1]:
+            eta = self.eta()
+            return f"{self.step}: {self.requests[0]}/{self.requests[1]} requests" + (
+                f", ETA {_duration(eta)}" if eta is not None else ""
+            )
+        return self.step
+
+
+class RunProgress:
+    """Progress of a set of partitions; feed it event log entries with :meth:`handle`."""
+
+    def __init__(self, partitions: Iterable[str], log_file: IO[str], console: Console, verbose: bool = False):
+        self.partitions = {p: PartitionProgress(p) for p in partitions}
+        self.log_file = log_file
+        self.console = console
+        self.verbose = verbose
+
+    def handle(self, partition: str, entry: EventLogEntry) -> None:
+        """Record one event of ``partition``'s run and write it to the log."""
+        state = self.partitions.setdefault(partition, PartitionProgress(partition))
+        event = entry.dagster_event
+        kind = event.event_type.name if event else "LOG"
+        line = (
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(entry.timestamp))} {logging.getLevelName(entry.level)}"
+            f" {partition} {entry.step_key or '-'} {kind} {entry.user_message or (event.message if event else '')}"
+        )
+        self.log_file.write(line + "\n")
+        self.log_file.flush()
+        if self.verbose:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        if kind == "RUN_START":
+            state.status, state.started = "running", time.monotonic()
+        elif kind == "STEP_START":
+            state.step = entry.step_key or ""
+        elif kind == "ASSET_MATERIALIZATION":
+            metadata = event.step_materialization_data.materialization.metadata
+            if "dagster/row_count" in metadata and (state.rows is None or event.asset_key not in MODEL_ASSETS):
+                state.rows = int(metadata["dagster/row_count"].value)
+            if "mlflow_run_id" in metadata:
+                state.mlflow_run = str(metadata["mlflow_run_id"].value)
+        elif kind == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if evaluation.passed:
+                state.checks["passed"] += 1
+            else:
+                state.checks["warned" if evaluation.severity == AssetCheckSeverity.WARN else "failed"] += 1
+        elif kind == "STEP_FAILURE" and not state.error:
+            error = event.step_failure_data.error
+            message = (error.cause.message if error and error.cause else error.message if error else "") or ""
+            state.error = f"{entry.step_key}: {message.strip().splitlines()[0] if message.strip() else 'failed'}"
+        elif kind in ("RUN_SUCCESS", "RUN_FAILURE", "RUN_CANCELED"):
+            state.status = {"RUN_SUCCESS": "success", "RUN_FAILURE": "failed", "RUN_CANCELED": "canceled"}[kind]
+            state.finished = time.monotonic()
+            if state.started is None:
+                state.started = state.finished
+            if not self.console.is_terminal:  # no live display: one line per finished partition
+                self.console.print(f"{partition}: {state.status} in {_duration(state.elapsed())}", highlight=False)
+        elif kind == "LOG" and entry.user_message and (match := _COLLECT_RE.search(entry.user_message)):
+            if state.requests_started is None:
+                state.requests_started = time.monotonic()
+            state.requests = (int(match.group(1)), int(match.group(2)))
+
+    def live_table(self) -> Table:
+        """The partitions now: status, step (or exchange requests with an ETA), rows, elapsed."""
+        table = Table(box=None, pad_edge=False)
+        for column in ("partition", "status", "step", "rows", "elapsed"):
+            table.add_column(column)
+        for p in self.partitions.values():
+            table.add_row(
+                p.partition, p.status, p.activity(), "" if p.rows is None else f"{p.rows:,}", _duration(p.elapsed())
+            )
+        return table
+
+    def summary(self) -> Group:
+        """One table over the partitions; failing steps named under it with their first error line."""
+        table = Table(title="trading-assets")
+        for column in ("partition", "status", "rows", "checks pass/warn/fail", "duration", "MLflow run"):
+            table.add_column(column, justify="right" if column in ("rows", "duration") else "left")
+        for p in self.partitions.values():
+            style = {"success": "green", "failed": "red"}.get(p.status, "yellow")
+            table.add_row(
+                p.partition,
+                Text(p.status, style=style),
+                "" if p.rows is None else f"{p.rows:,}",
+                f"{p.checks['passed']}/{p.checks['warned']}/{p.checks['failed']}",
+                _duration(p.elapsed()),
+                p.mlflow_run,
+            )
+        errors = [Text(f"{p.partition} failed in {p.error}", style="red") for p in self.partitions.values() if p.error]
+        return Group(table, *errors)
+
+    @property
+    def failed(self) -> list[str]:
+        return [p.partition for p in self.partitions.values() if p.status != "success"]
+
+
+def new_log_path(directory: Path, command: str) -> Path:
+    """``<directory>/<command>-<local time>.log`` (the directory is created)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+
+
+@contextmanager
+def progress(
+    partitions: Iterable[str], log_path: Path, verbose: bool = False, console: Console | None = None
+) -> Iterator[RunProgress]:
+    """A :class:`RunProgress` writing to ``log_path``, live on a terminal, summarised when the block ends.
+
+    Python logging goes to the same file while the block runs; without ``verbose`` so does whatever
+    libraries print (MLflow's messages and progress bars).
+    """
+    console = console or Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
+    with ExitStack() as stack:
+        log_file = stack.enter_context(open(log_path, "a", encoding="utf-8"))
+        handler = logging.FileHandler(log_path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        stack.callback(handler.close)
+        root = logging.getLogger()
+        root.addHandler(handler)
+        stack.callback(root.removeHandler, handler)
+        reporter = RunProgress(partitions, log_file, console, verbose)
+        stack.callback(lambda: console.print(reporter.summary()))
+        if not verbose:
+            mlflow_logger = logging.getLogger("mlflow")  # has its own terminal handler
+            stack.callback(mlflow_logger.setLevel, mlflow_logger.level)
+            mlflow_logger.setLevel(logging.WARNING)
+            stack.enter_context(redirect_stdout(log_file))
+            stack.enter_context(redirect_stderr(log_file))
+            if console.is_terminal:
+                stack.enter_context(
+                    Live(
+                        get_renderable=reporter.live_table,
+                        console=console,
+                        transient=True,
+                        refresh_per_second=4,
+                        redirect_stdout=False,
+                        redirect_stderr=False,
+                    )
+                )
+        yield reporter
+
+
+def execute_with_progress(
+    job: JobDefinition,
+    instance: DagsterInstance,
+    reporter: RunProgress,
+    label: str,
+    run_config: dict[str, Any],
+    partition_key: str | None = None,
+) -> ExecuteInProcessResult:
+    """Run ``job`` in-process (Dagster's console logger silenced), its events feeding ``reporter`` as ``label``."""
+    from dagster._core.utils import make_new_run_id
+
+    run_id = make_new_run_id()
+    instance.add_event_listener(run_id, lambda entry: reporter.handle(label, entry))
+    return job.execute_in_process(
+        partition_key=partition_key,
+        instance=instance,
+        run_config={**run_config, **QUIET_LOGGERS},
+        raise_on_error=False,
+        run_id=run_id,
+    )
+
+
+def follow_runs(instance: DagsterInstance, runs: Iterable[DagsterRun], reporter: RunProgress, cursors: dict) -> None:
+    """Feed ``reporter`` the events stored since the last call for each run (runs the daemon executes)."""
+    for run in runs:
+        label = run.tags.get("dagster/partition", run.job_name)
+        while True:
+            connection = instance.get_records_for_run(run.run_id, cursor=cursors.get(run.run_id), limit=1000)
+            for record in connection.records:
+                reporter.handle(label, record.event_log_entry)
+            if connection.records:
+                cursors[run.run_id] = connection.cursor
+            if not connection.has_more:
+                break
