@@ -48,6 +48,9 @@ class WarmupConfig(Config):
     enabled: bool = Field(default=True, description="Switch the check off (e.g. for huge spans)")
     history_factor: float = Field(default=2.0, gt=1, description="Recompute with this many times the warm-up")
     tolerance: float = Field(default=1e-4, gt=0, description="Allowed move, as a share of the column's std in the span")
+    feature_set: str = Field(
+        default=FeatureConfig.feature_set, description="Feature set (FEATURE_SETS) whose start invariance is checked"
+    )
 
 
 def _skipped(context: AssetCheckExecutionContext) -> AssetCheckResult:
@@ -111,7 +114,8 @@ def indicators_no_look_ahead(
     "warmup_sufficient",
     blocking=False,
     additional_ins={"raw_candles": AssetIn("raw_candles")},
-    description="Recompute indicators, and the default features from them, with more history before the "
+    description="Recompute indicators, and the features of the configured feature set from them, with more history "
+    "before the "
     "span (only the extra history is read from the candle store; the rest is the run's raw_candles); WARN when "
     "values inside the span move, with the warm-up that would have been enough.",
 )
@@ -140,7 +144,16 @@ def indicators_warmup_sufficient(
     before = warmup - int(raw_candles.attrs.get("lead_in_bars", 0))  # bars before the stored frame's first row
     drifts = warmup_drift(frame, longer.frame, symbol, timeframe, before, config.tolerance)
     span = pd.Timestamp(raw_candles.attrs["span_start"])
-    drifts += features_warmup_drift(frame, longer.frame, symbol, timeframe, span, before, tolerance=config.tolerance)
+    drifts += features_warmup_drift(
+        frame,
+        longer.frame,
+        symbol,
+        timeframe,
+        span,
+        before,
+        FeatureConfig(feature_set=config.feature_set),
+        config.tolerance,
+    )
     needed = max((d.bars_to_converge for d in drifts), default=0)
     history = len(longer.frame.loc[: span_start - tf.delta])
     advice = (

@@ -137,3 +137,22 @@ def test_checks_can_be_switched_off(instance, leaky):
     )
     evaluation, meta = check(result, "features", "no_look_ahead")
     assert evaluation.passed and meta["skipped"] is True
+
+
+def test_start_dependent_feature_is_caught_by_the_warmup_check(instance, leaky):
+    """A running total from the first loaded row is causal (no look-ahead) but depends on where history starts."""
+    leaky("cumulative_return", lambda col: np.nancumsum(np.diff(np.log(col["close"]), prepend=np.nan)))
+    config = {
+        "ops": {
+            "raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}},
+            "features": {"config": {"feature_set": "leaky"}},
+            "indicators_warmup_sufficient": {"config": {"feature_set": "leaky"}},
+        }
+    }
+    result = defs.resolve_job_def("market_data_job").execute_in_process(
+        partition_key=KEY, instance=instance, run_config=config, raise_on_error=False
+    )
+    assert check(result, "features", "no_look_ahead")[0].passed  # causal...
+    evaluation, meta = check(result, "indicators", "warmup_sufficient")
+    assert not evaluation.passed and evaluation.severity.value == "WARN"  # ...but not start-invariant
+    assert [d["column"] for d in meta["moved_columns"]] == ["features.cumulative_return"]
