@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from trading_assets.calendars import TradingCalendar
 from trading_assets.errors import CandleDataError
 from trading_assets.timeframes import get_timeframe, to_utc
 
@@ -133,36 +134,103 @@ def candle_problems(frame: pd.DataFrame) -> list[CandleProblem]:
     ]
 
 
+def drop_invalid_bars(frame: pd.DataFrame, symbol: str, timeframe: str) -> tuple[pd.DataFrame, list[str]]:
+    """Split off the bars that are not valid candles; return the canonical frame of the rest and a description of each.
+
+    A bar is invalid when a cell is missing or not a number, or an OHLCV rule of :func:`candle_problems`
+    fails (``high < low``, negative volume, ...). Such a bar is treated as missing (it is filled or becomes
+    a break like a bar without trades), so no indicator carries a bad value forward. Unparseable or
+    conflicting timestamps and bars off the grid still raise (see :func:`normalize_candles`).
+    """
+    if "open_time" in frame.columns:
+        frame = frame.set_index("open_time")
+    missing = [c for c in CANDLE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise CandleDataError(symbol, timeframe, f"missing columns {missing}", column=missing[0])
+    numeric = pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce") for c in CANDLE_COLUMNS}, index=frame.index)
+    bad = numeric.isna().to_numpy()
+    invalid = bad.any(axis=1)
+    reasons: dict[int, str] = {}
+    for j, col in enumerate(CANDLE_COLUMNS):
+        for i in np.flatnonzero(bad[:, j]):
+            reasons.setdefault(int(i), f"{col} = {frame[col].iloc[i]!r}")
+    for problem in candle_problems(numeric.astype("float64")):
+        for i in np.flatnonzero(problem.mask & ~invalid):
+            reasons.setdefault(int(i), problem.description.split(" with ", 1)[-1])
+        invalid |= problem.mask
+    described = [f"{pd.Timestamp(frame.index[i]).isoformat()}: {reasons[i]}" for i in sorted(reasons)]
+    return normalize_candles(numeric[~invalid], symbol, timeframe), described
+
+
+@dataclass(frozen=True)
+class Break:
+    """A gap inside sessions longer than ``max_fill_bars``: kept open, never filled."""
+
+    after: pd.Timestamp  # the last bar before the gap
+    resume: pd.Timestamp  # the first bar after it
+    missing_bars: int  # session bars absent in between
+
+    def describe(self) -> str:
+        return f"{self.after.isoformat()} -> {self.resume.isoformat()} ({self.missing_bars} bars)"
+
+
 @dataclass(frozen=True)
 class FilledCandles:
     frame: pd.DataFrame
     filled_mask: np.ndarray  # True where the bar was missing and has been filled
-    leading_missing: int
+    leading_missing: int  # session bars before the first real candle
+    breaks: tuple[Break, ...] = ()
+    trailing_missing: int = 0  # session bars after the last real candle, too many to fill
 
     @property
     def filled(self) -> int:
         return int(self.filled_mask.sum())
 
 
-def fill_candle_grid(frame: pd.DataFrame, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> FilledCandles:
-    """Reindex ``frame`` to every bar of ``[start, end)`` and make missing candles explicit.
+def fill_candle_grid(
+    frame: pd.DataFrame,
+    timeframe: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    calendar: TradingCalendar | None = None,
+    max_fill_bars: int | None = None,
+) -> FilledCandles:
+    """Reindex ``frame`` to the session bars of ``[start, end)`` and make short gaps explicit.
 
-    Exchanges emit no candle for a bar without trades. A missing bar becomes a flat candle at the
-    previous close (open = high = low = close) with zero volume and turnover, which is what the
-    market did. Bars before the first real candle cannot be filled without looking ahead: they are
-    left out and counted as ``leading_missing``.
+    Exchanges emit no candle for a bar without trades. A run of at most ``max_fill_bars`` missing
+    session bars becomes flat candles at the previous close (open = high = low = close) with zero
+    volume and turnover, which is what the market did. A longer run is a break: its bars stay absent
+    and it is reported (an outage is not a quiet market). ``None`` fills every gap. Bars outside the
+    calendar's sessions are not expected; those the source has anyway are kept. Bars before the first
+    real candle cannot be filled without looking ahead: they are left out and counted as ``leading_missing``.
     """
     tf = get_timeframe(timeframe)
-    grid = tf.grid(to_utc(start), to_utc(end))
-    frame = frame.loc[(frame.index >= grid[0]) & (frame.index <= grid[-1])] if len(grid) else frame.iloc[:0]
+    start, end = to_utc(start), to_utc(end)
+    sessions = (calendar or TradingCalendar()).grid(tf, start, end)
+    frame = frame.loc[(frame.index >= start) & (frame.index < end)]
     if frame.empty:
-        return FilledCandles(empty_candles(), np.zeros(0, dtype=bool), len(grid))
+        return FilledCandles(empty_candles(), np.zeros(0, dtype=bool), len(sessions))
+    grid = sessions.union(frame.index)
     grid = grid[grid >= frame.index[0]]
-    out = frame.reindex(grid)
-    missing = out["close"].isna().to_numpy()
+    missing = ~grid.isin(frame.index)
+    run_start = missing & ~np.r_[False, missing[:-1]]
+    run_id = np.where(missing, np.cumsum(run_start), 0)
+    run_length = np.bincount(run_id)[run_id]
+    last_real = int(np.flatnonzero(~missing)[-1])
+    limit = len(grid) if max_fill_bars is None else max_fill_bars
+    fill = missing & (run_length <= limit)
+    breaks = tuple(
+        Break(grid[i - 1], grid[i + run_length[i]], int(run_length[i]))
+        for i in np.flatnonzero(run_start & ~fill)
+        if i < last_real
+    )
+    trailing = int((missing[last_real + 1 :] & ~fill[last_real + 1 :]).sum())
+    keep = ~missing | fill
+    out = frame.reindex(grid[keep])
+    filled_mask = fill[keep]
     prev_close = out["close"].ffill()
     for col in PRICE_COLUMNS:
         out[col] = out[col].fillna(prev_close)
     out[["volume", "value"]] = out[["volume", "value"]].fillna(0.0)
-    leading = len(tf.grid(to_utc(start), frame.index[0]))
-    return FilledCandles(out, missing, leading)
+    leading = int((sessions < frame.index[0]).sum())
+    return FilledCandles(out, filled_mask, leading, breaks, trailing)

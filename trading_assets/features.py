@@ -203,6 +203,22 @@ def derive_matrix(ind: pd.DataFrame, features: tuple[Feature, ...]) -> tuple[lis
     return [f.name for f in features], out
 
 
+def feature_breaks(
+    source_index: pd.DatetimeIndex, feature_index: pd.DatetimeIndex, breaks: pd.DatetimeIndex
+) -> tuple[str, ...]:
+    """First feature row after each discontinuity: a recorded break of the candles, or rows dropped in between.
+
+    No sequence window or label may span one (see trading_assets.training.sequences).
+    """
+    if len(feature_index) < 2:
+        return ()
+    positions = source_index.get_indexer(feature_index)
+    dropped = feature_index[1:][np.diff(positions) > 1]
+    inside = breaks[(breaks > feature_index[0]) & (breaks <= feature_index[-1])]
+    recorded = feature_index[feature_index.searchsorted(inside)]
+    return tuple(t.isoformat() for t in dropped.union(recorded))
+
+
 def lead_in_bars(config: FeatureConfig) -> int:
     """Bars of indicator history a feature row needs before it: the clipping block before its own."""
     return 2 * config.clip_window

@@ -10,9 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from trading_assets.calendars import TradingCalendar
 from trading_assets.cleaning import non_numeric_cells
 from trading_assets.timeframes import get_timeframe
 
@@ -95,15 +97,31 @@ def nan_rates(frame: pd.DataFrame) -> dict[str, float]:
     return {str(c): float(v) for c, v in frame.isna().mean().items()}
 
 
+def percent(share: float) -> str:
+    """``share`` as a percentage with enough digits to be true: 99.986 % is never printed as 100.0 %."""
+    for digits in range(1, 7):
+        text = f"{share:.{digits}%}"
+        if share in (0.0, 1.0) or float(text[:-1]) / 100 not in (0.0, 1.0):
+            return text
+    return f"{share:.6%}"
+
+
+def leading_nan_rows(frame: pd.DataFrame) -> int:
+    """Rows at the start of ``frame`` with a NaN in some column (what a short warm-up leaves)."""
+    complete = ~frame.isna().any(axis=1).to_numpy()
+    return int(np.argmax(complete)) if complete.any() else len(frame)
+
+
 @dataclass
 class Continuity:
     rows: int
     duplicated_timestamps: int
     out_of_order: int
-    gaps: int
-    missing_bars: int
-    expected_rows: int
-    coverage: float
+    gaps: int  # runs of session bars absent between the first and the last row (breaks)
+    missing_bars: int  # session bars in those runs
+    longest_gap: int
+    expected_rows: int  # session bars of the requested span
+    coverage: float  # share of them present
     filled_bars: int
     gap_examples: list[str] = field(default_factory=list)
     duplicate_examples: list[str] = field(default_factory=list)
@@ -115,27 +133,43 @@ def continuity(
     span_start: pd.Timestamp | None = None,
     span_end: pd.Timestamp | None = None,
     filled_bars: int = 0,
+    calendar: TradingCalendar | None = None,
 ) -> Continuity:
-    """Duplicates, ordering, holes in the bar grid and coverage of the requested span."""
+    """Duplicates, ordering, holes in the session grid and coverage of the requested span's session bars.
+
+    Bars outside the calendar's sessions are not expected: a weekend or holiday is no hole.
+    """
     tf = get_timeframe(timeframe)
+    calendar = calendar or TradingCalendar()
     index = frame.index
     dup = index.duplicated()
     unique = index[~dup].sort_values()
-    steps = unique.to_series().diff().iloc[1:]
-    holes = steps[steps > tf.delta]
-    start = span_start if span_start is not None else (unique[0] if len(unique) else None)
-    end = span_end if span_end is not None else (unique[-1] + tf.delta if len(unique) else None)
-    expected = len(tf.grid(start, end)) if start is not None else 0
-    in_span = int(((unique >= start) & (unique < end)).sum()) if start is not None else 0
+    gaps: list[tuple[pd.Timestamp, pd.Timestamp, int]] = []
+    expected, coverage = 0, 0.0
+    if len(unique):
+        start = span_start if span_start is not None else unique[0]
+        end = span_end if span_end is not None else unique[-1] + tf.delta
+        sessions = calendar.grid(tf, min(start, unique[0]), max(end, unique[-1] + tf.delta))
+        inside = sessions[(sessions > unique[0]) & (sessions < unique[-1])]
+        absent = ~inside.isin(unique)
+        run_start = np.flatnonzero(absent & ~np.r_[False, absent[:-1]])
+        run_stop = np.flatnonzero(absent & ~np.r_[absent[1:], False])
+        for a, b in zip(run_start, run_stop):
+            before = unique[unique.searchsorted(inside[a]) - 1]
+            gaps.append((before, unique[unique.searchsorted(inside[b])], int(b - a + 1)))
+        span_sessions = sessions[(sessions >= start) & (sessions < end)]
+        expected = len(span_sessions)
+        coverage = float(span_sessions.isin(unique).mean()) if expected else 0.0
     return Continuity(
         rows=len(frame),
         duplicated_timestamps=int(dup.sum()),
         out_of_order=int((index[1:] < index[:-1]).sum()) if len(index) > 1 else 0,
-        gaps=len(holes),
-        missing_bars=int(sum(h / tf.delta - 1 for h in holes)),
+        gaps=len(gaps),
+        missing_bars=sum(n for *_, n in gaps),
+        longest_gap=max((n for *_, n in gaps), default=0),
         expected_rows=expected,
-        coverage=in_span / expected if expected else 0.0,
+        coverage=coverage,
         filled_bars=filled_bars,
-        gap_examples=[f"{(t - d).isoformat()} -> {t.isoformat()}" for t, d in list(holes.items())[:5]],
+        gap_examples=[f"{a.isoformat()} -> {b.isoformat()} ({n} bars)" for a, b, n in gaps[:5]],
         duplicate_examples=[t.isoformat() for t in index[dup][:5]],
     )

@@ -30,11 +30,12 @@ import pyarrow as pa
 from adbc_driver_manager.dbapi import Connection, Cursor
 from sqlalchemy.engine import make_url
 
+from trading_assets.calendars import TradingCalendar
 from trading_assets.candles import CANDLE_COLUMNS, FilledCandles, empty_candles, fill_candle_grid, normalize_candles
 from trading_assets.errors import CandleDataError
 from trading_assets.redaction import redact, redacted_errors, url_secrets
-from trading_assets.sources.base import CandleSource
-from trading_assets.timeframes import to_utc, validate_symbol, validate_timeframe
+from trading_assets.sources.base import CandleSource, source_identity
+from trading_assets.timeframes import get_timeframe, to_utc, validate_symbol, validate_timeframe
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ _SCHEMA = (
     + "PRIMARY KEY (symbol, timeframe, open_time))",
     "CREATE TABLE IF NOT EXISTS candle_coverage (symbol VARCHAR(32) NOT NULL, timeframe VARCHAR(8) NOT NULL, "
     "start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL, "  # [start, end), epoch milliseconds UTC
-    "source VARCHAR(64) NOT NULL, PRIMARY KEY (symbol, timeframe))",
+    "source VARCHAR(512) NOT NULL, PRIMARY KEY (symbol, timeframe))",
 )
 
 
@@ -75,6 +76,7 @@ class CollectResult:
 
     fetched_spans: list[tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=list)
     rows_fetched: int = 0
+    invalid_bars: list[str] = field(default_factory=list)  # bars the source had with invalid values (not stored)
 
 
 class CandleStore:
@@ -226,48 +228,71 @@ class CandleStore:
         )
 
     def collect(
-        self, source: CandleSource, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+        self,
+        source: CandleSource,
+        symbol: str,
+        timeframe: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        refresh: bool = False,
+        refetch_bars: int = 0,
     ) -> CollectResult:
         """Make the store hold everything the source has in ``[start, end)``, fetching only what is new.
 
         The collected span stays one contiguous interval: a request disjoint from it also fetches
-        the hole in between. Each fetched span commits on its own, so a failure keeps what came before.
+        the hole in between. When the span grows at its end, the last ``refetch_bars`` bars already
+        collected are fetched again, so a candle the exchange published late or corrected replaces
+        what the store had. ``refresh`` fetches the whole ``[start, end)`` again. Fetched candles are
+        upserted (never deleted), each span committing on its own: a failure keeps what came before.
+        The series' recorded source identity (kind + where it reads from) must match the source's.
         """
         start, end = to_utc(start), to_utc(end)
+        identity = source_identity(source)
         current = self.coverage(symbol, timeframe)
-        if current is None:
+        if current is None or refresh:
             spans = [(start, end)]
         else:
-            if current.source != source.name:
-                raise CandleDataError(
-                    symbol,
-                    timeframe,
-                    f"the candle store ({self.display_url}) holds candles "
-                    f"collected from '{current.source}', not from '{source.name}'; use another database for this "
-                    "source (TRADING_DB_URL or the candle_store resource) so the two never mix",
-                )
             spans = []
             if start < current.start:
                 spans.append((start, current.start))
             if end > current.end:
-                spans.append((current.end, end))
+                tail = current.end - refetch_bars * get_timeframe(timeframe).delta
+                spans.append((max(tail, current.start, start), end))
+        if current is not None and current.source not in (identity, source.name):  # bare name: older stores
+            raise CandleDataError(
+                symbol,
+                timeframe,
+                f"the candle store ({self.display_url}) holds candles collected from '{current.source}', "
+                f"not from '{identity}'; use another database for this source (TRADING_DB_URL or the "
+                "candle_store resource) so the two never mix",
+            )
         result = CollectResult()
         for lo, hi in spans:
             candles = source.fetch(symbol, timeframe, lo, hi)
-            result.rows_fetched += self.upsert(symbol, timeframe, candles, covered=(lo, hi, source.name))
+            result.invalid_bars += candles.attrs.get("invalid_bars", [])
+            result.rows_fetched += self.upsert(symbol, timeframe, candles, covered=(lo, hi, identity))
             result.fetched_spans.append((lo, hi))
             log.info(
-                "collected %d %s %s candles in [%s, %s) from %s", len(candles), symbol, timeframe, lo, hi, source.name
+                "collected %d %s %s candles in [%s, %s) from %s", len(candles), symbol, timeframe, lo, hi, identity
             )
         return result
 
     def filled_window(
-        self, source: CandleSource, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+        self,
+        source: CandleSource,
+        symbol: str,
+        timeframe: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        calendar: TradingCalendar | None = None,
+        max_fill_bars: int | None = None,
+        refresh: bool = False,
+        refetch_bars: int = 0,
     ) -> tuple[FilledCandles, CollectResult]:
-        """Collect ``[start, end)`` incrementally, load it and fill the bar grid (see ``fill_candle_grid``)."""
-        collected = self.collect(source, symbol, timeframe, start, end)
+        """Collect ``[start, end)`` incrementally, load it and fill the session grid (see ``fill_candle_grid``)."""
+        collected = self.collect(source, symbol, timeframe, start, end, refresh, refetch_bars)
         candles = self.load(symbol, timeframe, start, end)
-        return fill_candle_grid(candles, timeframe, start, end), collected
+        return fill_candle_grid(candles, timeframe, start, end, calendar, max_fill_bars), collected
 
     def dispose(self) -> None:
         """Close the connection (idempotent)."""

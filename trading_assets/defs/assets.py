@@ -15,11 +15,13 @@ from pydantic import Field
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
-from trading_assets.errors import EmptySourceError
-from trading_assets.features import FeatureConfig, build_features, lead_in_bars
+from trading_assets.errors import CandleDataError, EmptySourceError
+from trading_assets.features import FeatureConfig, build_features, feature_breaks, lead_in_bars
 from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles, warmup_bars
 from trading_assets.progress import collect_progress
+from trading_assets.provenance import Provenance
 from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
+from trading_assets.sources.base import source_identity
 from trading_assets.timeframes import DEFAULT_SPAN_DAYS, get_timeframe, to_utc
 
 MAX_SPAN_BARS = 2 * 525_600  # two years of 1m bars; the full grid plus warm-up is ~0.1 GiB per copy
@@ -59,6 +61,20 @@ class CandleWindowConfig(Config):
         lt=1,
         description="How far smoothed indicators may still depend on where the history "
         "starts; sets the warm-up length (see trading_assets.indicators.warmup_bars)",
+    )
+    max_fill_bars: int = Field(
+        default=5,
+        ge=0,
+        description="Longest run of missing session bars filled flat at the previous close (no trades); a "
+        "longer gap is a break: left open, reported by the continuity check, never spanned by a sample",
+    )
+    max_invalid_fraction: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Most bars of the requested span the source may deliver with invalid values (missing or "
+        "non-numeric cell, high < low, negative volume, ...) before the step stops; each such bar is "
+        "treated as missing. Bars outside the span never count.",
     )
 
 
@@ -109,8 +125,9 @@ def requested_span(config: CandleWindowConfig, timeframe: str) -> tuple[pd.Times
 @asset(
     **DATA_ASSET,
     kinds={"pandas", "parquet"},
-    description="OHLCV candles on the full bar grid (UTC), the requested span plus indicator warm-up; "
-    "missing bars filled flat at the previous close with zero volume, and counted.",
+    description="OHLCV candles on the symbol's session grid (UTC), the requested span plus indicator warm-up "
+    "counted in session bars; short gaps (<= max_fill_bars) filled flat at the previous close with zero volume and "
+    "counted, longer gaps kept as breaks, bars with invalid values treated as missing.",
 )
 def raw_candles(
     context: AssetExecutionContext,
@@ -119,38 +136,75 @@ def raw_candles(
     candle_store: CandleStoreResource,
 ) -> Output[pd.DataFrame]:
     symbol, timeframe = split_partition_key(context.partition_key)
-    tf = get_timeframe(timeframe)
     span_start, span_end = requested_span(config, timeframe)
+    calendar = candle_source.calendar_for(symbol)
     lead_in = lead_in_bars(FeatureConfig())
     warmup = warmup_bars(config.warmup_tolerance) + lead_in
-    fetch_start = span_start - warmup * tf.delta
+    fetch_start = calendar.start_before(timeframe, span_start, warmup)
     source = candle_source.get_source()
     if hasattr(source, "on_page"):  # an exchange: report requests done / expected (the CLI shows an ETA)
         source.on_page = _request_reporter(context, symbol, timeframe, source.name)
     with candle_store.get_store() as store:
-        filled, collected = store.filled_window(source, symbol, timeframe, fetch_start, span_end)
+        filled, collected = store.filled_window(
+            source,
+            symbol,
+            timeframe,
+            fetch_start,
+            span_end,
+            calendar,
+            config.max_fill_bars,
+            candle_store.refresh,
+            candle_store.refetch_bars,
+        )
     if filled.frame.empty or filled.frame.index[-1] < span_start:
         raise EmptySourceError(symbol, timeframe, f"{source.name} has no candles in [{span_start}, {span_end})")
     frame = filled.frame
     in_span = frame.index >= span_start
+    span_bars = len(calendar.grid(timeframe, span_start, span_end))
+    invalid_in_span = [b for b in collected.invalid_bars if pd.Timestamp(b.split(": ", 1)[0]) >= span_start]
+    if len(invalid_in_span) > config.max_invalid_fraction * span_bars:
+        raise CandleDataError(
+            symbol,
+            timeframe,
+            f"{len(invalid_in_span)} of {span_bars} bars of the requested span have invalid values "
+            f"(more than max_invalid_fraction {config.max_invalid_fraction:.2%}); refusing to go on",
+            examples=invalid_in_span,
+        )
+    if collected.invalid_bars:
+        context.log.warning(
+            f"{symbol} {timeframe}: {len(collected.invalid_bars)} bar(s) with invalid values treated as missing, "
+            f"e.g. {collected.invalid_bars[:3]}"
+        )
+    history = int((~in_span).sum())
     if filled.leading_missing:
         context.log.warning(
-            f"{symbol} {timeframe}: history starts {filled.leading_missing} bars after the warm-up start "
-            f"{fetch_start}; indicators early in the span may not have converged"
+            f"{symbol} {timeframe}: history starts {filled.leading_missing} session bars after the warm-up start "
+            f"{fetch_start}: {history} of {warmup} warm-up bars available; indicators early in the span may not "
+            "have converged"
         )
-    frame.attrs = {
-        "symbol": symbol,
-        "timeframe": timeframe,
-        "span_start": span_start.isoformat(),
-        "span_end": span_end.isoformat(),
-        "warmup_bars": warmup,
-        "lead_in_bars": lead_in,
-        "filled_bars": filled.filled,  # the continuity check's WARN threshold reads these
-        "filled_bars_in_span": int((filled.filled_mask & in_span).sum()),
-    }
+    for gap in filled.breaks:
+        context.log.warning(
+            f"{symbol} {timeframe}: break (gap longer than {config.max_fill_bars} bars) {gap.describe()}"
+        )
+    provenance = Provenance(
+        symbol=symbol,
+        timeframe=timeframe,
+        calendar=calendar.name,
+        span_start=span_start.isoformat(),
+        span_end=span_end.isoformat(),
+        warmup_bars=warmup,
+        lead_in_bars=lead_in,
+        history_bars=history,
+        filled_bars=filled.filled,
+        filled_bars_in_span=int((filled.filled_mask & in_span).sum()),
+        max_fill_bars=config.max_fill_bars,
+        breaks=tuple(b.resume.isoformat() for b in filled.breaks),
+        invalid_bars=len(collected.invalid_bars),
+    )
+    provenance.attach(frame)
     context.log.info(
-        f"{symbol} {timeframe}: {len(frame)} bars ({filled.filled} filled), "
-        f"fetched {collected.rows_fetched} new candles from {source.name}"
+        f"{symbol} {timeframe}: {len(frame)} bars ({filled.filled} filled, {len(filled.breaks)} breaks), "
+        f"fetched {collected.rows_fetched} candles from {source.name}"
     )
     return Output(
         frame,
@@ -158,15 +212,22 @@ def raw_candles(
             **frame_metadata(frame, RawCandlesModel),
             "symbol": symbol,
             "timeframe": timeframe,
-            "source": source.name,
+            "source": source_identity(source),
+            "calendar": calendar.name,
             "span_start": span_start.isoformat(),
             "span_end": span_end.isoformat(),
             "span_rows": int(in_span.sum()),
+            "span_session_bars": span_bars,
             "warmup_bars": warmup,
-            "warmup_rows": int((~in_span).sum()),
+            "warmup_rows": history,
             "missing_bars_filled": filled.filled,
-            "missing_bars_filled_in_span": frame.attrs["filled_bars_in_span"],
+            "missing_bars_filled_in_span": provenance.filled_bars_in_span,
             "leading_missing_bars": filled.leading_missing,
+            "trailing_missing_bars": filled.trailing_missing,
+            "breaks": len(filled.breaks),
+            "break_examples": MetadataValue.json([b.describe() for b in filled.breaks[:20]]),
+            "invalid_bars": len(collected.invalid_bars),
+            "invalid_bar_examples": MetadataValue.json(collected.invalid_bars[:20]),
             "candles_fetched": collected.rows_fetched,
             "fetched_spans": MetadataValue.json([[a.isoformat(), b.isoformat()] for a, b in collected.fetched_spans]),
             "chart": candle_chart(frame, f"{symbol} {timeframe} raw candles", filled.filled_mask),
@@ -183,13 +244,14 @@ def raw_candles(
 def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Output[pd.DataFrame]:
     symbol, timeframe = split_partition_key(context.partition_key)
     candles, pollution = prepare_candles(raw_candles, symbol, timeframe)
+    provenance = Provenance.of(raw_candles)
+    span_start, _ = provenance.span
     keep_from = None
-    if "span_start" in raw_candles.attrs:  # the requested span plus the features' lead-in
-        lead_in = int(raw_candles.attrs.get("lead_in_bars", 0))
-        keep_from = pd.Timestamp(raw_candles.attrs["span_start"]) - lead_in * get_timeframe(timeframe).delta
+    if span_start is not None:  # the requested span plus the features' lead-in (session bars)
+        first = int(candles.index.searchsorted(span_start)) - provenance.lead_in_bars
+        keep_from = candles.index[max(first, 0)] if len(candles) else span_start
     result = compute_indicators(candles, keep_from)
-    frame = result.frame
-    frame.attrs = {**raw_candles.attrs, "filled_bars": raw_candles.attrs.get("filled_bars_in_span", 0)}
+    frame = provenance.attach(result.frame)
     nan_counts = frame.isna().sum()
     if nan_counts.any():
         context.log.warning(f"{symbol} {timeframe}: NaN after warm-up trimming: {nan_counts[nan_counts > 0].to_dict()}")
@@ -241,8 +303,9 @@ class FeaturesConfig(Config):
 def features(context: AssetExecutionContext, config: FeaturesConfig, indicators: pd.DataFrame) -> Output[pd.DataFrame]:
     symbol, timeframe = split_partition_key(context.partition_key)
     feature_config = config.feature_config()
-    span_start = pd.Timestamp(indicators.attrs["span_start"]) if "span_start" in indicators.attrs else None
-    lead_in = int(indicators.attrs.get("lead_in_bars", 0))
+    provenance = Provenance.of(indicators)
+    span_start, _ = provenance.span
+    lead_in = provenance.lead_in_bars
     if lead_in < lead_in_bars(feature_config):
         context.log.warning(
             f"{symbol} {timeframe}: {lead_in} lead-in bars before the span, clip_window {feature_config.clip_window} "
@@ -250,11 +313,11 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, indicators:
         )
     result = build_features(indicators, symbol, timeframe, feature_config, span_start=span_start)
     frame, report = result.frame, result.report
-    frame.attrs = {
-        **indicators.attrs,
-        "feature_set": feature_config.feature_set,
-        "feature_config": asdict(feature_config),
-    }
+    provenance.but(
+        feature_set=feature_config.feature_set,
+        feature_config=asdict(feature_config),
+        breaks=feature_breaks(indicators.index, frame.index, provenance.break_times()),
+    ).attach(frame)
     for col, examples in report.pollution.examples.items():
         context.log.warning(
             f"{symbol} {timeframe}: coerced {report.pollution.coerced[col]} non-numeric cells "

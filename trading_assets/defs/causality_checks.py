@@ -8,6 +8,7 @@ No `from __future__ import annotations` here: Dagster reads the config and resou
 """
 
 from dataclasses import asdict
+from typing import Literal
 
 import pandas as pd
 from dagster import (
@@ -20,6 +21,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from trading_assets.calendars import get_calendar
 from trading_assets.candles import CANDLE_COLUMNS, fill_candle_grid
 from trading_assets.causality import (
     CUT_FRACTIONS,
@@ -34,7 +36,8 @@ from trading_assets.defs.partition_checks import check_result, partition_check, 
 from trading_assets.defs.partitions import split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 from trading_assets.features import FeatureConfig
-from trading_assets.timeframes import get_timeframe
+from trading_assets.indicators import INDICATORS, indicator_warmups
+from trading_assets.provenance import Provenance
 
 
 class LookAheadConfig(Config):
@@ -50,6 +53,11 @@ class WarmupConfig(Config):
     tolerance: float = Field(default=1e-4, gt=0, description="Allowed move, as a share of the column's std in the span")
     feature_set: str = Field(
         default=FeatureConfig.feature_set, description="Feature set (FEATURE_SETS) whose start invariance is checked"
+    )
+    short_history_severity: Literal["WARN", "ERROR"] = Field(
+        default="WARN",
+        description="Severity when the available history is shorter than the warm-up the partition needs "
+        "(the check never passes then: there is nothing to compare with)",
     )
 
 
@@ -88,7 +96,7 @@ def features_no_look_ahead(
         return _skipped(context)
     symbol, timeframe = split_partition_key(context.partition_key)
     cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions))
-    feature_config = FeatureConfig(**frame.attrs.get("feature_config", {}))
+    feature_config = FeatureConfig(**Provenance.of(frame).feature_config)
     diffs = features_look_ahead(indicators, frame, symbol, timeframe, feature_config, cuts)
     return _look_ahead_result(context, diffs, cuts)
 
@@ -117,7 +125,8 @@ def indicators_no_look_ahead(
     description="Recompute indicators, and the features of the configured feature set from them, with more history "
     "before the "
     "span (only the extra history is read from the candle store; the rest is the run's raw_candles); WARN when "
-    "values inside the span move, with the warm-up that would have been enough.",
+    "values inside the span move, with the warm-up that would have been enough. Never passes when the history "
+    "is shorter than the warm-up (WARN, or ERROR by config) or there is none to compare with.",
 )
 def indicators_warmup_sufficient(
     context: AssetCheckExecutionContext,
@@ -130,20 +139,48 @@ def indicators_warmup_sufficient(
     if not config.enabled:
         return _skipped(context)
     symbol, timeframe = split_partition_key(context.partition_key)
-    tf = get_timeframe(timeframe)
-    warmup = int(raw_candles.attrs["warmup_bars"])
+    provenance = Provenance.of(raw_candles)
+    calendar = get_calendar(provenance.calendar)
+    warmup = provenance.warmup_bars
+    before = warmup - provenance.lead_in_bars  # bars needed before the stored frame's first row
+    first_row, (span, span_end) = frame.index[0], provenance.span
+    available = int(raw_candles.index.searchsorted(first_row))
+    if available < before:
+        affected = sorted(
+            col for name, bars in indicator_warmups().items() if bars > available for col in INDICATORS[name].columns
+        )
+        problem = (
+            f"history is short: {available} bars available before {first_row.isoformat()}, {before} needed "
+            f"({before - available} missing); values early in the span depend on where the history starts"
+        )
+        return check_result(
+            context,
+            [problem],
+            {
+                "warmup_bars": before,
+                "bars_available": available,
+                "bars_missing": before - available,
+                "affected_columns": MetadataValue.json(affected),
+                "compared_with_bars": 0,
+            },
+            AssetCheckSeverity[config.short_history_severity],
+        )
     longer_warmup = int(warmup * config.history_factor)
-    span_start, span_end = frame.index[0], pd.Timestamp(raw_candles.attrs["span_end"])
-    extra_start = span_start - longer_warmup * tf.delta
+    extra_start = calendar.start_before(timeframe, first_row, longer_warmup)
     # Only the history before the stored warm-up is new: collect (the store fetches only what it
     # lacks) and load just that, then put it in front of the candles the run already has.
     with candle_store.get_store() as store:
         store.collect(candle_source.get_source(), symbol, timeframe, extra_start, span_end)
         extra = store.load(symbol, timeframe, extra_start, raw_candles.index[0])
-    longer = fill_candle_grid(pd.concat([extra, raw_candles[list(CANDLE_COLUMNS)]]), timeframe, extra_start, span_end)
-    before = warmup - int(raw_candles.attrs.get("lead_in_bars", 0))  # bars before the stored frame's first row
+    longer = fill_candle_grid(
+        pd.concat([extra, raw_candles[list(CANDLE_COLUMNS)]]),
+        timeframe,
+        extra_start,
+        span_end,
+        calendar,
+        provenance.max_fill_bars,
+    )
     drifts = warmup_drift(frame, longer.frame, symbol, timeframe, before, config.tolerance)
-    span = pd.Timestamp(raw_candles.attrs["span_start"])
     drifts += features_warmup_drift(
         frame,
         longer.frame,
@@ -155,17 +192,24 @@ def indicators_warmup_sufficient(
         config.tolerance,
     )
     needed = max((d.bars_to_converge for d in drifts), default=0)
-    history = len(longer.frame.loc[: span_start - tf.delta])
+    history = int(longer.frame.index.searchsorted(first_row))
     advice = (
         f"{timeframe} needs more than {before} warm-up bars: at least {needed} "
         f"(lower CandleWindowConfig.warmup_tolerance or raise it by hand)"
     )
+    problems = [advice] if drifts else []
+    if history <= available:
+        problems.append(
+            f"no history before the run's {available} warm-up bars to compare with ({history} bars in the store): "
+            "convergence is unverified"
+        )
     return check_result(
         context,
-        [advice] if drifts else [],
+        problems,
         {
             "warmup_bars": before,
             "lead_in_bars": warmup - before,
+            "bars_available": available,
             "compared_with_bars": history,
             "moved_columns": MetadataValue.json([asdict(d) for d in drifts]),
             "bars_needed": needed,

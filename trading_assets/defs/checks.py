@@ -3,8 +3,9 @@
 Each check evaluates the partition that was just materialized (``partitions_def=``) and is
 blocking: an ERROR stops the downstream assets of that partition in the same run. Severity:
 
-* schema, dtype pollution, NaN rate over budget, broken bar grid (duplicates, disorder, holes): ERROR;
-* many filled (missing) candles, incomplete coverage of the requested span: WARN.
+* schema, dtype pollution, NaN rate over budget, broken bar grid (duplicates, disorder, a break longer
+  than ``max_break_bars``): ERROR;
+* breaks, many filled (missing) candles, incomplete coverage of the requested span's session bars: WARN.
 
 No `from __future__ import annotations` here: Dagster reads the config annotations.
 """
@@ -22,6 +23,7 @@ from dagster import (
 from pydantic import Field
 
 from trading_assets import quality
+from trading_assets.calendars import get_calendar
 from trading_assets.candles import CANDLE_COLUMNS
 from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.causality_checks import (
@@ -33,12 +35,13 @@ from trading_assets.defs.partition_checks import check_result, partition_check
 from trading_assets.defs.partitions import split_partition_key
 from trading_assets.features import TARGET, feature_columns
 from trading_assets.indicators import indicator_columns
+from trading_assets.provenance import Provenance
 from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
 
 
 def _feature_columns(frame: pd.DataFrame) -> list[str]:
     """The columns of the feature set the frame was built with."""
-    return feature_columns(frame.attrs.get("feature_set", "default"))
+    return feature_columns(Provenance.of(frame).feature_set or "default")
 
 
 NUMERIC_COLUMNS = {
@@ -61,13 +64,18 @@ class NanRateConfig(Config):
 
 
 class ContinuityConfig(Config):
-    """When a complete but patched bar grid deserves a warning."""
+    """When a patched or broken session grid deserves a warning, and when an error."""
 
     max_filled_fraction: float = Field(
         default=0.05, ge=0, le=1, description="WARN when more than this share of bars was filled"
     )
     min_coverage: float = Field(
-        default=1.0, ge=0, le=1, description="WARN when fewer of the requested span's bars are present"
+        default=1.0, ge=0, le=1, description="WARN when fewer of the requested span's session bars are present"
+    )
+    max_break_bars: int = Field(
+        default=100,
+        ge=0,
+        description="Breaks (gaps in sessions too long to fill) WARN; one longer than this many bars is an ERROR",
     )
 
 
@@ -132,7 +140,17 @@ def _nan_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
             for c, r in rates.items()
             if r > config.column_max_nan_rate.get(c, config.max_nan_rate)
         }
-        problem = "NaN over budget: " + ", ".join(f"{c} {v['rate']:.2%} > {v['max']:.2%}" for c, v in over.items())
+        problem = "NaN over budget: " + ", ".join(
+            f"{c} {quality.percent(v['rate'])} > {quality.percent(v['max'])}" for c, v in over.items()
+        )
+        provenance = Provenance.of(frame)
+        leading = quality.leading_nan_rows(frame[list(over)]) if over else 0
+        short = provenance.warmup_bars - provenance.history_bars
+        if leading and short > 0:
+            problem += (
+                f"; the first {leading} rows are NaN because history is missing: {provenance.history_bars} of "
+                f"{provenance.warmup_bars} warm-up bars were available ({short} missing)"
+            )
         return check_result(
             context,
             [problem] if over else [],
@@ -152,45 +170,58 @@ def _continuity_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
     @partition_check(
         asset_def,
         "continuity",
-        description=f"{name}: no duplicated or disordered bars, no holes in the grid, coverage of the "
-        "requested span; WARN when many bars were filled.",
+        description=f"{name}: no duplicated or disordered bars; breaks (session gaps too long to fill) WARN, "
+        "ERROR above max_break_bars; coverage of the requested span's session bars; WARN when many bars were filled.",
     )
     def check(context: AssetCheckExecutionContext, config: ContinuityConfig, frame: pd.DataFrame) -> AssetCheckResult:
         _, timeframe = split_partition_key(context.partition_key)
-        attrs = frame.attrs
-        span_start = pd.Timestamp(attrs["span_start"]) if "span_start" in attrs else None
-        span_end = pd.Timestamp(attrs["span_end"]) if "span_end" in attrs else None
-        c = quality.continuity(frame, timeframe, span_start, span_end, int(attrs.get("filled_bars", 0)))
-        broken = c.duplicated_timestamps or c.out_of_order or c.gaps
-        filled_fraction = c.filled_bars / c.rows if c.rows else 0.0
-        problems = [
+        provenance = Provenance.of(frame)
+        span_start, span_end = provenance.span
+        c = quality.continuity(
+            frame, timeframe, span_start, span_end, provenance.filled_bars_in_span, get_calendar(provenance.calendar)
+        )
+        span_rows = int((frame.index >= span_start).sum()) if span_start is not None else c.rows
+        filled_fraction = c.filled_bars / span_rows if span_rows else 0.0
+        errors = [
             text
             for cond, text in (
                 (c.duplicated_timestamps, f"{c.duplicated_timestamps} duplicated timestamps"),
                 (c.out_of_order, f"{c.out_of_order} bars out of order"),
-                (c.gaps, f"{c.gaps} gaps ({c.missing_bars} missing bars)"),
-                (filled_fraction > config.max_filled_fraction, f"{filled_fraction:.1%} of bars filled"),
-                (c.coverage < config.min_coverage, f"coverage {c.coverage:.1%} of the requested span"),
+                (c.longest_gap > config.max_break_bars, f"a break of {c.longest_gap} bars > {config.max_break_bars}"),
+            )
+            if cond
+        ]
+        warnings = [
+            text
+            for cond, text in (
+                (c.gaps, f"{c.gaps} breaks ({c.missing_bars} missing session bars, not filled): {c.gap_examples}"),
+                (filled_fraction > config.max_filled_fraction, f"{quality.percent(filled_fraction)} of bars filled"),
+                (
+                    c.coverage < config.min_coverage,
+                    f"coverage {quality.percent(c.coverage)} of the requested span's {c.expected_rows} session bars",
+                ),
             )
             if cond
         ]
         return check_result(
             context,
-            problems,
+            errors + warnings,
             {
                 "rows": c.rows,
+                "calendar": provenance.calendar,
                 "expected_rows": c.expected_rows,
                 "coverage": c.coverage,
                 "duplicated_timestamps": c.duplicated_timestamps,
                 "out_of_order": c.out_of_order,
-                "gaps": c.gaps,
+                "breaks": c.gaps,
                 "missing_bars": c.missing_bars,
-                "filled_bars": c.filled_bars,
+                "longest_break_bars": c.longest_gap,
+                "filled_bars_in_span": c.filled_bars,
                 "filled_fraction": filled_fraction,
-                "gap_examples": MetadataValue.json(c.gap_examples),
+                "break_examples": MetadataValue.json(c.gap_examples),
                 "duplicate_examples": MetadataValue.json(c.duplicate_examples),
             },
-            AssetCheckSeverity.ERROR if broken else AssetCheckSeverity.WARN,
+            AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN,
         )
 
     return check

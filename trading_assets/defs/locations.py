@@ -26,6 +26,7 @@ ENV_VARS: dict[str, str] = {
     "assets_path": "TRADING_ASSETS_PATH",
     "files_dir": "TRADING_FILES_DIR",
     "upbit_base_url": "TRADING_UPBIT_BASE_URL",
+    "ccxt_api_url": "TRADING_CCXT_API_URL",
     "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
     "alert_webhook_url": "TRADING_ALERT_WEBHOOK_URL",
     "alert_log_path": "TRADING_ALERT_LOG",
@@ -40,6 +41,9 @@ class Locations(ConfigurableResource):
     assets_path: str | None = Field(default=None, description="Base path or URL of the Parquet assets")
     files_dir: str | None = Field(default=None, description="Candle files of the files source")
     upbit_base_url: str | None = Field(default=None, description=f"Upbit REST API base URL; default {UPBIT_URL}")
+    ccxt_api_url: str | None = Field(
+        default=None, description="Public API URL of the ccxt exchange (a mirror); default the exchange's own"
+    )
     mlflow_tracking_uri: str | None = Field(default=None, description="MLflow tracking and registry URI")
     alert_webhook_url: str | None = Field(default=None, description="Slack-compatible webhook (a secret)")
     alert_log_path: str | None = Field(default=None, description="JSON-lines alert log")
@@ -65,6 +69,9 @@ class Locations(ConfigurableResource):
 
     def resolved_upbit_base_url(self) -> str:
         return self._get("upbit_base_url") or UPBIT_URL
+
+    def resolved_ccxt_api_url(self) -> str | None:
+        return self._get("ccxt_api_url")
 
     def resolved_tracking_uri(self) -> str:
         return self._get("mlflow_tracking_uri") or default_tracking_uri()

@@ -22,11 +22,13 @@ from dagster import (
 )
 from pydantic import Field
 
+from trading_assets.calendars import get_calendar
 from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.metadata import frame_metadata
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.training import GPU_POOL, MlflowResource, TrainedModelConfig, partition_tags
+from trading_assets.provenance import Provenance
 from trading_assets.training.config import MODELS
 
 RESEARCH = {"partitions_def": market_partitions, "io_manager_key": "parquet_io_manager", "group_name": "research"}
@@ -81,11 +83,9 @@ def predictions(
             timeframe,
             on_fold=lambda m, f, r: context.log.info(f"{m} fold {f}: val_loss {r.val_loss:.4g}, {r.epochs_run} epochs"),
         )
-    frame.attrs = {
-        **{k: v for k, v in features.attrs.items() if isinstance(v, (str, int, float))},
-        "mlflow_parent_run_id": parent.run_id,
-        "horizon": config.horizon,
-    }
+    Provenance.of(features).but(
+        breaks=(), feature_config={}, mlflow_parent_run_id=parent.run_id, horizon=config.horizon
+    ).attach(frame)
     folds = frame.groupby(["model", "fold"]).agg(
         rows=("prediction", "size"),
         test_start=("prediction", lambda s: s.index.min().isoformat()),
@@ -146,13 +146,12 @@ def evaluation(
 ) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
     from trading_assets import charts
     from trading_assets.evaluation import evaluation_table
-    from trading_assets.timeframes import get_timeframe
 
     symbol, timeframe = split_partition_key(context.partition_key)
-    horizon = int(predictions.attrs.get("horizon", 1))
-    table = evaluation_table(
-        predictions, get_timeframe(timeframe).bars_per_year, config.fee_bp, config.delay_bars, horizon
-    )
+    provenance = Provenance.of(predictions)
+    horizon = provenance.horizon or 1
+    bars_per_year = get_calendar(provenance.calendar).bars_per_year(timeframe)
+    table = evaluation_table(predictions, bars_per_year, config.fee_bp, config.delay_bars, horizon)
     table.insert(0, "symbol", symbol)
     table.insert(1, "timeframe", timeframe)
     title = f"{symbol} {timeframe}"
@@ -162,7 +161,7 @@ def evaluation(
     }
     tags = {
         **partition_tags(context, "evaluation"),
-        "predictions_run_id": predictions.attrs.get("mlflow_parent_run_id", ""),
+        "predictions_run_id": provenance.mlflow_parent_run_id or "",
     }
     with mlflow_tracking.open_run(f"{symbol}|{timeframe} evaluation", tags) as tracker:
         tracker.log_params({"fee_bp": config.fee_bp, "delay_bars": config.delay_bars, "horizon": horizon})

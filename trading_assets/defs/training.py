@@ -150,8 +150,9 @@ def trained_model(
     context: AssetExecutionContext, config: TrainedModelConfig, features: pd.DataFrame, mlflow_tracking: MlflowResource
 ) -> MaterializeResult:
     # torch and mlflow load here, not with the code location: data steps and the UI stay light
+    from trading_assets.calendars import get_calendar
     from trading_assets.charts import markdown_image
-    from trading_assets.timeframes import get_timeframe
+    from trading_assets.provenance import Provenance
     from trading_assets.training.pipeline import train_and_track
     from trading_assets.training.tracking import content_hash, registered_model_name
 
@@ -164,7 +165,7 @@ def trained_model(
             tracker,
             symbol,
             timeframe,
-            get_timeframe(timeframe).bars_per_year,
+            get_calendar(Provenance.of(features).calendar).bars_per_year(timeframe),
             config.costs(),
             registered_model_name(symbol, timeframe),
             on_epoch=lambda e, m: context.log.info(f"epoch {e}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items())),

@@ -20,3 +20,16 @@ class CandleSource(Protocol):
     name: str
 
     def fetch(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame: ...
+
+
+def source_identity(source: CandleSource) -> str:
+    """What the candle store records as the origin of a series: the source's kind and where it reads from.
+
+    A source may define ``identity``; otherwise its ``name`` plus its ``base_url`` or ``directory`` when it
+    has one, so two directories or two servers never mix in one store.
+    """
+    explicit = getattr(source, "identity", None)
+    if explicit:
+        return str(explicit)
+    where = getattr(source, "base_url", None) or getattr(source, "directory", None)
+    return f"{source.name}:{where}" if where else source.name

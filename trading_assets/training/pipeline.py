@@ -20,6 +20,7 @@ from trading_assets import charts
 from trading_assets.errors import CandleDataError
 from trading_assets.evaluation import evaluate_predictions
 from trading_assets.labels import TARGET
+from trading_assets.provenance import Provenance
 from trading_assets.splits import Split, walk_forward_folds
 from trading_assets.training.bundle import ModelBundle
 from trading_assets.training.config import ModelSpec, with_kind
@@ -136,7 +137,7 @@ def fit_model(
         seq.horizon,
         report.target_mean,
         report.target_std,
-        {"feature_set": features.attrs.get("feature_set", "default")},
+        {"feature_set": Provenance.of(features).feature_set or "default"},
     )
     return FitResult(bundle, report, data)
 

@@ -4,8 +4,9 @@ A sample ending at row t sees feature rows ``t - seq_len + 1 .. t`` and predicts
 over the next ``horizon`` candles, ``sum(target[t .. t + horizon - 1])`` (``target[t]`` is the
 return from t to t + 1). A training or validation sample belongs to a span when its window *and*
 its label lie inside the span; with a gap of at least ``seq_len + horizon - 1`` rows between spans
-no sample of one span touches rows of another. Features are scaled with a :class:`Scaler` fit on
-the train span's rows only.
+no sample of one span touches rows of another. No sample's window or label spans a break (a gap in
+the candles left open; the frame's provenance in ``frame.attrs`` lists them). Features are scaled
+with a :class:`Scaler` fit on the train span's rows only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 import torch
 
 from trading_assets.labels import TARGET, forward_labels
+from trading_assets.provenance import Provenance
 from trading_assets.splits import DEFAULT_SPLIT, Split, chronological_split
 from trading_assets.training.scaling import Scaler
 
@@ -65,9 +67,26 @@ class SequenceData:
         )
 
 
-def _ends(span: range, seq_len: int, horizon: int, window_from_history: bool = False) -> torch.Tensor:
+def _ends(
+    span: range, seq_len: int, horizon: int, window_from_history: bool = False, breaks: np.ndarray | None = None
+) -> torch.Tensor:
+    """Sample ends in ``span``; with ``breaks`` (per row: 1 where a break lies just before the row, cumulated),
+    only samples whose rows ``end - seq_len + 1 .. end + horizon`` hold no break."""
     first = max(span.start, seq_len - 1) if window_from_history else span.start + seq_len - 1
-    return torch.arange(first, max(first, span.stop - horizon + 1), dtype=torch.long)
+    ends = torch.arange(first, max(first, span.stop - horizon + 1), dtype=torch.long)
+    if breaks is None or not len(ends) or breaks[-1] == 0:
+        return ends
+    e = ends.numpy()
+    last = np.minimum(e + horizon, len(breaks) - 1)
+    return ends[torch.from_numpy(breaks[last] == breaks[e - seq_len + 1])]
+
+
+def break_counts(frame: pd.DataFrame) -> np.ndarray:
+    """Cumulated count of breaks before each row of ``frame`` (from its provenance)."""
+    marks = np.zeros(len(frame), dtype=np.int64)
+    positions = frame.index.get_indexer(Provenance.of(frame).break_times())
+    marks[positions[positions > 0]] = 1
+    return np.cumsum(marks)
 
 
 def build_sequences(
@@ -96,10 +115,11 @@ def build_sequences(
     labels, last = forward_labels(frame[TARGET].to_numpy(dtype=np.float64), horizon)
     n = len(frame)
     split = split or chronological_split(n, train_fraction, validation_fraction, gap)
+    breaks = break_counts(frame)
     ends = [
-        _ends(split.train, seq_len, horizon),
-        _ends(split.validation, seq_len, horizon),
-        _ends(split.test, seq_len, horizon, test_windows_from_history),
+        _ends(split.train, seq_len, horizon, breaks=breaks),
+        _ends(split.validation, seq_len, horizon, breaks=breaks),
+        _ends(split.test, seq_len, horizon, test_windows_from_history, breaks),
     ]
     if min(len(e) for e in ends) == 0:
         raise ValueError(

@@ -81,7 +81,7 @@ def test_two_partitions_end_to_end(instance, data_dir):
         assert raw_meta["warmup_bars"] == warmup_bars() + LEAD_IN
         in_span = raw.index >= span_start
         filled_in_span = int((raw["volume"][in_span] == 0).sum())  # synthetic volume is never 0 otherwise
-        assert raw_meta["missing_bars_filled_in_span"] == filled_in_span == ind.attrs["filled_bars"]
+        assert raw_meta["missing_bars_filled_in_span"] == filled_in_span == ind.attrs["filled_bars_in_span"]
         assert "|" in raw_meta["preview"] and raw_meta["first_bar"] == raw.index[0].isoformat()
         feat_meta = latest_metadata(instance, "features", key)
         assert feat_meta["dagster/row_count"] == len(feats)

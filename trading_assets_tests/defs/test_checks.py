@@ -184,11 +184,26 @@ def test_duplicated_timestamps(instance):
     _assert_blocked(result)
 
 
-def test_missing_timestamps(instance):
+def test_missing_timestamps_are_a_break_warning_then_an_error_above_max_break_bars(instance):
     result = run(instance, "missing")
+    assert result.success
+    assert failed(result) == {("raw_candles", "continuity"): "WARN", ("indicators", "continuity"): "WARN"}
+    evaluation = evaluations(result)[("raw_candles", "continuity")]
+    m = meta(evaluation)
+    assert m["breaks"] == 1 and m["missing_bars"] == 10 and m["longest_break_bars"] == 10
+    assert m["coverage"] == pytest.approx(1 - 10 / m["expected_rows"])
+    assert "1 breaks (10 missing session bars" in evaluation.description
+    assert "coverage 98.8% of the requested span" in evaluation.description
+
+    config = {
+        "ops": {
+            "raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}},
+            "raw_candles_continuity": {"config": {"max_break_bars": 5}},
+        }
+    }
+    result = run(instance, "missing", config)
     assert failed(result) == {("raw_candles", "continuity"): "ERROR"}
-    m = meta(evaluations(result)[("raw_candles", "continuity")])
-    assert m["gaps"] == 1 and m["missing_bars"] == 10 and m["coverage"] < 1
+    assert "a break of 10 bars > 5" in evaluations(result)[("raw_candles", "continuity")].description
     _assert_blocked(result)
 
 
@@ -252,10 +267,10 @@ def test_sensor_alerts_once_per_failed_evaluation(instance, tmp_path):
         with build_sensor_context(instance=instance, resources={"alerts": alerts}, cursor=cursor) as restarted:
             asset_check_alerts(restarted)
             assert len(hook.bodies) == 2 and len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 2
-            # a new failure is alerted exactly once
+            # a new failure is alerted exactly once: a break WARNs on raw_candles and on indicators
             run(instance, "missing")
             asset_check_alerts(restarted)
-            assert len(hook.bodies) == 3 and "continuity" in hook.bodies[-1]["text"]
+            assert len(hook.bodies) == 4 and all("continuity" in b["text"] for b in hook.bodies[2:])
     finally:
         hook.stop()
 
