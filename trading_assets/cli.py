@@ -72,9 +72,13 @@ def selection_string(selection: str) -> str:
 
 
 def market_run_config(
-    days: float | None = None, end: str | None = None, source: str | None = None, bars: int | None = None
+    days: float | None = None,
+    end: str | None = None,
+    source: str | None = None,
+    bars: int | None = None,
+    refresh: bool = False,
 ) -> dict[str, Any]:
-    """Run config for the candle window and source; what is not given keeps its default.
+    """Run config for the candle window, source and refresh; what is not given keeps its default.
 
     Locations (``--files-dir``) are not run config: they reach the in-process runs as environment variables.
     """
@@ -83,7 +87,9 @@ def market_run_config(
     window = {k: v for k, v in {"days": days, "bars": bars, "end": end}.items() if v is not None}
     run_config: dict[str, Any] = {"ops": {"raw_candles": {"config": window}}} if window else {}
     if source:
-        run_config["resources"] = {"candle_source": {"config": {"kind": source}}}
+        run_config.setdefault("resources", {})["candle_source"] = {"config": {"kind": source}}
+    if refresh:
+        run_config.setdefault("resources", {})["candle_store"] = {"config": {"refresh": True}}
     return run_config
 
 
@@ -129,6 +135,12 @@ SPAN_HELP = (
 )
 @click.option("--files-dir", default=None, help="Directory of candle files for --source files")
 @click.option(
+    "--refresh",
+    is_flag=True,
+    help="Fetch the whole window again from the source: corrected or late candles replace stored ones "
+    "(nothing stored is deleted, also when the fetch fails)",
+)
+@click.option(
     "--assets",
     "which",
     type=click.Choice(["all", "data"]),
@@ -146,6 +158,7 @@ def materialize(
     end: str | None,
     source: str | None,
     files_dir: str | None,
+    refresh: bool,
     which: str,
 ) -> None:
     """Materialize the assets (and their checks) in-process for symbols x timeframes, with live progress."""
@@ -155,7 +168,7 @@ def materialize(
     from trading_assets.progress import execute_with_progress, progress
 
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
-    run_config = market_run_config(days, end, source, bars)
+    run_config = market_run_config(days, end, source, bars, refresh)
     instance = get_instance()
     add_symbols(instance, symbol_list)
     job = defs.resolve_job_def("full_pipeline_job" if which == "all" else "market_data_job")

@@ -40,6 +40,10 @@ class CandleSourceResource(ConfigurableResource):
         description="Symbol partition (QUOTE-BASE) -> ccxt market (BASE/QUOTE), e.g. {'USDT-BTC': 'BTC/USDT'}; "
         "a symbol without an entry is refused",
     )
+    ccxt_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="ccxt exchange options, e.g. {'fetchMarkets': {'types': ['spot']}} for Binance spot only",
+    )
     calendar: str = Field(
         default="24/7",
         description="Trading calendar of the source's markets: '24/7' (crypto), 'FX' (Sunday 17:00 to Friday "

@@ -1,4 +1,4 @@
-"""Candle sources: one small interface, a registry of implementations (Upbit REST API, files, synthetic).
+"""Candle sources: one small interface, a registry of implementations (Upbit REST API, ccxt, files, synthetic).
 
 :data:`SOURCES` is the one place a source is declared: the resource's ``kind`` choices, its builder,
 the CLI's ``--source`` choices and their descriptions all come from it. Adding a source is a module
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from trading_assets.sources.base import CandleSource
+from trading_assets.sources.base import CandleSource, source_identity
+from trading_assets.sources.ccxt_source import CcxtSource
 from trading_assets.sources.files import FileSource
 from trading_assets.sources.synthetic import SyntheticSource
 from trading_assets.sources.upbit import UpbitSource
@@ -25,6 +26,12 @@ class SourceSettings(Protocol):
     upbit_requests_per_second: float
     upbit_max_retries: int
     files_dir: str
+    files_timezone: str
+    files_adjusted: Literal["ignore", "use"]
+    ccxt_exchange: str
+    ccxt_markets: dict[str, str]
+    ccxt_api_url: str | None
+    ccxt_options: dict[str, Any]
     synthetic_seed: int
     options: dict[str, Any]
 
@@ -43,7 +50,14 @@ SOURCES: dict[str, SourceSpec] = {
         "Upbit REST API",
         lambda s: UpbitSource(s.upbit_base_url, s.upbit_requests_per_second, s.upbit_max_retries),
     ),
-    "files": SourceSpec("CSV/Parquet/JSON files", lambda s: FileSource(s.files_dir)),
+    "ccxt": SourceSpec(
+        "any exchange ccxt supports (ccxt_exchange, ccxt_markets)",
+        lambda s: CcxtSource(s.ccxt_exchange, s.ccxt_markets, s.ccxt_api_url, options=s.ccxt_options),
+    ),
+    "files": SourceSpec(
+        "CSV/Parquet/JSON files",
+        lambda s: FileSource(s.files_dir, timezone=s.files_timezone, adjusted=s.files_adjusted),
+    ),
 }
 
 
@@ -64,6 +78,7 @@ def describe_sources() -> str:
 __all__ = [
     "SOURCES",
     "CandleSource",
+    "CcxtSource",
     "FileSource",
     "SourceSettings",
     "SourceSpec",
@@ -71,4 +86,5 @@ __all__ = [
     "UpbitSource",
     "build_source",
     "describe_sources",
+    "source_identity",
 ]
