@@ -153,7 +153,8 @@ def drop_invalid_bars(frame: pd.DataFrame, symbol: str, timeframe: str) -> tuple
     reasons: dict[int, str] = {}
     for j, col in enumerate(CANDLE_COLUMNS):
         for i in np.flatnonzero(bad[:, j]):
-            reasons.setdefault(int(i), f"{col} = {frame[col].iloc[i]!r}")
+            value = frame[col].iloc[i]
+            reasons.setdefault(int(i), f"{col} = {value!r}" if isinstance(value, str) else f"{col} = {value}")
     for problem in candle_problems(numeric.astype("float64")):
         for i in np.flatnonzero(problem.mask & ~invalid):
             reasons.setdefault(int(i), problem.description.split(" with ", 1)[-1])
