@@ -59,3 +59,14 @@ def test_materialize_default_partitions_and_symbols(data_dir, monkeypatch):
     assert "KRW-SOL" not in runner.invoke(main, ["symbols", "list"]).output
     bad_tf = runner.invoke(main, ["materialize", "--timeframes", "2h"])
     assert bad_tf.exit_code != 0 and "unknown timeframe" in bad_tf.output
+
+
+def test_refresh_re_collects_through_the_candle_store_resource():
+    from trading_assets.cli import market_run_config
+
+    config = market_run_config(days=2, source="files", files_dir="/x", refresh=True)
+    assert config["resources"] == {
+        "candle_source": {"config": {"kind": "files", "files_dir": "/x"}},
+        "candle_store": {"config": {"refresh": True}},
+    }
+    assert "resources" not in market_run_config(days=2)

@@ -132,7 +132,12 @@ def test_invalid_bars_are_dropped_and_named():
 
 
 def test_percent_has_enough_digits():
-    assert percent(0.99986) == "99.99%" and percent(0.9999996) == "99.99996%" and percent(1.0) == "100.0%" and percent(0.5) == "50.0%"
+    assert (
+        percent(0.99986) == "99.99%"
+        and percent(0.9999996) == "99.99996%"
+        and percent(1.0) == "100.0%"
+        and percent(0.5) == "50.0%"
+    )
     assert percent(0.0000004) == "0.00004%"
 
 

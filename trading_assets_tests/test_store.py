@@ -161,3 +161,40 @@ def test_four_processes_write_one_year_each_to_sqlite_at_once(tmp_path):
             assert len(store.load(symbol, "1m", END - pd.Timedelta(days=365), END)) == rows
             assert store.coverage(symbol, "1m") == Coverage(END - pd.Timedelta(days=365), END, "synthetic(seed=9)")
         assert sql(store, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_refresh_refetch_and_source_identity(tmp_path, candles_1m):
+    from trading_assets.sources import FileSource
+
+    files = tmp_path / "files"
+    files.mkdir()
+    frame = candles_1m.iloc[:200]
+    frame.drop(frame.index[150]).to_parquet(files / "KRW-BTC_1m.parquet")  # the bar comes late
+    source = FileSource(files)
+    start = frame.index[0]
+    with CandleStore(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        store.collect(source, "KRW-BTC", "1m", start, frame.index[160])
+        assert store.coverage("KRW-BTC", "1m").source == f"files:{files.resolve()}"
+        frame.to_parquet(files / "KRW-BTC_1m.parquet")  # the late candle is published, one earlier corrected
+        corrected = frame.copy()
+        corrected.iloc[100, corrected.columns.get_loc("close")] = corrected["high"].iloc[100]
+        corrected.to_parquet(files / "KRW-BTC_1m.parquet")
+        result = store.collect(source, "KRW-BTC", "1m", start, frame.index[170], refetch_bars=12)
+        tail = frame.index[160] - pd.Timedelta(minutes=12)  # the last 12 bars again
+        assert result.fetched_spans == [(tail, frame.index[170])] and tail <= frame.index[150]
+        assert frame.index[150] in store.load("KRW-BTC", "1m", start, frame.index[170]).index
+        assert store.load("KRW-BTC", "1m", start, END)["close"].iloc[100] == frame["close"].iloc[100]
+        store.collect(source, "KRW-BTC", "1m", start, frame.index[170], refresh=True)
+        assert store.load("KRW-BTC", "1m", start, END)["close"].iloc[100] == corrected["close"].iloc[100]
+
+        class Failing(FileSource):
+            def fetch(self, *args):
+                raise RuntimeError("source down")
+
+        with pytest.raises(RuntimeError, match="source down"):
+            store.collect(Failing(files), "KRW-BTC", "1m", start, frame.index[170], refresh=True)
+        assert len(store.load("KRW-BTC", "1m", start, END)) == 170  # nothing stored is lost
+        other = tmp_path / "other"
+        other.mkdir()
+        with pytest.raises(CandleDataError, match="holds candles collected from 'files:"):
+            store.collect(FileSource(other), "KRW-BTC", "1m", start, frame.index[170], refresh=True)

@@ -53,11 +53,68 @@ def test_malformed_rows_and_unknown_symbol(tmp_path, candles_1m):
     raw = candles_1m.reset_index().astype({"close": object})
     raw.loc[7, "close"] = "KRW-BTC"
     raw.to_csv(tmp_path / "KRW-BTC_1m.csv", index=False)
-    with pytest.raises(CandleDataError, match=r"KRW-BTC 1m column 'close': 1 non-numeric") as exc:
-        FileSource(tmp_path).fetch("KRW-BTC", "1m", candles_1m.index[0], END)
-    assert "'KRW-BTC'" in str(exc.value)
+    out = FileSource(tmp_path).fetch("KRW-BTC", "1m", candles_1m.index[0], END)  # the bad bar becomes missing
+    assert len(out) == len(candles_1m) - 1 and candles_1m.index[7] not in out.index
+    assert out.attrs["invalid_bars"] == [f"{candles_1m.index[7].isoformat()}: close = 'KRW-BTC'"]
     with pytest.raises(UnknownSymbolError, match="KRW-XRP 1m: no candle file found"):
         FileSource(tmp_path).fetch("KRW-XRP", "1m", candles_1m.index[0], END)
     pd.DataFrame({"when": [1], "open": [1]}).to_csv(tmp_path / "KRW-DOGE_1m.csv", index=False)
     with pytest.raises(CandleDataError, match="lacks columns"):
         FileSource(tmp_path).fetch("KRW-DOGE", "1m", candles_1m.index[0], END)
+
+
+def test_pandas_exports_with_an_unnamed_or_named_datetime_index(tmp_path, candles_1m):
+    frame = candles_1m.iloc[:300]
+    unnamed = frame.rename_axis(None)
+    unnamed.to_csv(tmp_path / "KRW-BTC_1m.csv")  # first column "Unnamed: 0"
+    unnamed.to_parquet(tmp_path / "KRW-ETH_1m.parquet")
+    frame.rename_axis("Datetime").rename(columns=str.capitalize).to_csv(tmp_path / "KRW-XRP_1m.csv")
+    source = FileSource(tmp_path)
+    for symbol in ("KRW-BTC", "KRW-ETH", "KRW-XRP"):
+        out = source.fetch(symbol, "1m", frame.index[0], END)
+        pd.testing.assert_frame_equal(out, frame, check_freq=False)  # exact floats, also from CSV text
+
+
+def test_json_floats_are_exact(tmp_path):
+    values = [0.1 + 0.2, 1 / 3, 2 / 3 * 1e5, 123456.78901234567]
+    rows = [[1509836520000 + 60000 * i, v, v * 1.5, v * 0.5, v, v] for i, v in enumerate(values)]
+    (tmp_path / "BTC-ETH_1m.json").write_text(json.dumps(rows))
+    out = FileSource(tmp_path).fetch("BTC-ETH", "1m", pd.Timestamp("2017-01-01", tz="UTC"), END)
+    assert out["open"].tolist() == values and out["high"].tolist() == [v * 1.5 for v in values]
+
+
+def test_errors_name_the_file_and_the_accepted_columns(tmp_path):
+    (tmp_path / "KRW-BTC_1m.csv").write_text("")
+    with pytest.raises(CandleDataError, match=r"KRW-BTC_1m.csv"):
+        FileSource(tmp_path).fetch("KRW-BTC", "1m", END - pd.Timedelta(days=1), END)
+    pd.DataFrame({"when": ["2026-01-01"], "price": [1.0]}).to_csv(tmp_path / "KRW-ETH_1m.csv", index=False)
+    with pytest.raises(CandleDataError) as err:
+        FileSource(tmp_path).fetch("KRW-ETH", "1m", END - pd.Timedelta(days=1), END)
+    assert "KRW-ETH_1m.csv lacks columns" in str(
+        err.value
+    ) and "accepted names: open_time: open_time, timestamp" in str(err.value)
+
+
+def test_bad_cells_become_missing_bars_and_rows_outside_the_span_are_not_read(tmp_path, candles_1m):
+    frame = candles_1m.iloc[:300].astype(object)
+    frame.iloc[10, frame.columns.get_loc("close")] = "n/a"
+    frame.iloc[250, frame.columns.get_loc("volume")] = -5.0
+    frame.to_csv(tmp_path / "KRW-BTC_1m.csv")
+    out = FileSource(tmp_path).fetch("KRW-BTC", "1m", candles_1m.index[100], END)  # bar 10 is outside the span
+    assert len(out) == 199 and candles_1m.index[250] not in out.index
+    assert out.attrs["invalid_bars"] == [f"{candles_1m.index[250].isoformat()}: negative volume"]
+
+
+def test_higher_timeframes_aggregated_from_the_finest_file(tmp_path, candles_1m):
+    candles_1m.to_parquet(tmp_path / "KRW-BTC_1m.parquet")
+    start, end = candles_1m.index[0].ceil("1h"), END - pd.Timedelta(hours=1)
+    out = FileSource(tmp_path).fetch("KRW-BTC", "60m", start, end)
+    hour = candles_1m.loc[(candles_1m.index >= start) & (candles_1m.index < start + pd.Timedelta(hours=1))]
+    first = out.iloc[0]
+    assert out.index[0] == start and len(out) == (end - start) / pd.Timedelta(hours=1)
+    assert first["open"] == hour["open"].iloc[0] and first["close"] == hour["close"].iloc[-1]
+    assert first["high"] == hour["high"].max() and first["low"] == hour["low"].min()
+    assert first["volume"] == pytest.approx(hour["volume"].sum(), rel=1e-12)
+    assert first["value"] == pytest.approx(hour["value"].sum(), rel=1e-12)
+    daily = FileSource(tmp_path).fetch("KRW-BTC", "1d", END - pd.Timedelta(days=1), END)
+    assert list(daily.index) == [END - pd.Timedelta(days=1)]  # days start 00:00 UTC, as on the exchange
