@@ -64,9 +64,9 @@ def test_materialize_default_partitions_and_symbols(data_dir, monkeypatch):
 def test_refresh_re_collects_through_the_candle_store_resource():
     from trading_assets.cli import market_run_config
 
-    config = market_run_config(days=2, source="files", files_dir="/x", refresh=True)
+    config = market_run_config(days=2, source="files", refresh=True)
     assert config["resources"] == {
-        "candle_source": {"config": {"kind": "files", "files_dir": "/x"}},
+        "candle_source": {"config": {"kind": "files"}},
         "candle_store": {"config": {"refresh": True}},
     }
     assert "resources" not in market_run_config(days=2)

@@ -12,6 +12,7 @@ from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.causality_checks import indicators_warmup_sufficient
 from trading_assets.defs.checks import data_checks
 from trading_assets.defs.io_manager import ParquetIOManager
+from trading_assets.defs.locations import Locations
 from trading_assets.defs.partitions import add_symbols, partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 from trading_assets.features import lead_in_bars
@@ -50,16 +51,16 @@ def fx_hourly() -> pd.DataFrame:
     return frame
 
 
-def run_assets(instance, symbol, timeframe, source_config, window, checks=(), max_fill_bars=5):
+def run_assets(instance, symbol, timeframe, files_dir, source_config, window, checks=(), max_fill_bars=5):
     add_symbols(instance, [symbol])
     return materialize(
         [raw_candles, indicators, features, *checks],
         partition_key=partition_key(symbol, timeframe),
         instance=instance,
         resources={
-            "candle_source": CandleSourceResource(**source_config),
-            "candle_store": CandleStoreResource(),
-            "parquet_io_manager": ParquetIOManager(),
+            "candle_source": CandleSourceResource(locations=Locations(files_dir=files_dir), **source_config),
+            "candle_store": CandleStoreResource(locations=Locations()),
+            "parquet_io_manager": ParquetIOManager(locations=Locations()),
         },
         run_config={"ops": {"raw_candles": {"config": {**window, "max_fill_bars": max_fill_bars}}}},
         raise_on_error=False,
@@ -145,8 +146,10 @@ def test_fx_hourly_file_sessions_outage_and_one_bad_cell(instance, data_dir, tmp
     files = tmp_path / "fx"
     files.mkdir()
     fx_hourly().to_csv(files / "USD-EUR_60m.csv")  # pandas' own export: unnamed DatetimeIndex column
-    source = {"kind": "files", "files_dir": str(files), "calendar": "FX"}
-    result = run_assets(instance, "USD-EUR", "60m", source, {"days": 21, "end": FX_END.isoformat()}, data_checks)
+    source = {"kind": "files", "calendar": "FX"}
+    result = run_assets(
+        instance, "USD-EUR", "60m", str(files), source, {"days": 21, "end": FX_END.isoformat()}, data_checks
+    )
     assert result.success
     out, meta = outputs(result, data_dir, "USD-EUR", "60m")
     raw, ind, feats = out["raw_candles"], out["indicators"], out["features"]
@@ -200,9 +203,11 @@ def test_equity_daily_parquet_holidays_short_history_and_warmup_check(instance, 
     export["Adj Close"] = export["Close"] * 0.5
     export.index = export.index.tz_localize(None).rename("Date")  # as yfinance/pandas write it: naive dates
     export.to_parquet(files / "USD-SPY_1d.parquet")
-    source = {"kind": "files", "files_dir": str(files), "calendar": "XNYS"}
+    source = {"kind": "files", "calendar": "XNYS"}
     window = {"days": 100, "end": DAY_END.isoformat()}
-    result = run_assets(instance, "USD-SPY", "1d", source, window, [*data_checks, indicators_warmup_sufficient])
+    result = run_assets(
+        instance, "USD-SPY", "1d", str(files), source, window, [*data_checks, indicators_warmup_sufficient]
+    )
     out, meta = outputs(result, data_dir, "USD-SPY", "1d")
     raw = out["raw_candles"]
     m = meta["raw_candles"]

@@ -6,6 +6,8 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from trading_assets.redaction import redact
+
 
 @runtime_checkable
 class CandleSource(Protocol):
@@ -26,10 +28,10 @@ def source_identity(source: CandleSource) -> str:
     """What the candle store records as the origin of a series: the source's kind and where it reads from.
 
     A source may define ``identity``; otherwise its ``name`` plus its ``base_url`` or ``directory`` when it
-    has one, so two directories or two servers never mix in one store.
+    has one, so two directories or two servers never mix in one store. Credentials in a URL are masked.
     """
     explicit = getattr(source, "identity", None)
     if explicit:
-        return str(explicit)
+        return redact(explicit)
     where = getattr(source, "base_url", None) or getattr(source, "directory", None)
-    return f"{source.name}:{where}" if where else source.name
+    return redact(f"{source.name}:{where}" if where else source.name)

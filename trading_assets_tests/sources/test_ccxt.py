@@ -43,12 +43,16 @@ def test_symbols_map_explicitly(binance):
 
 
 def test_registered_and_built_from_settings(binance):
+    from trading_assets.defs.locations import Locations
     from trading_assets.defs.resources import CandleSourceResource
 
     server, _ = binance
     assert "ccxt" in SOURCES
     resource = CandleSourceResource(
-        kind="ccxt", ccxt_markets={"USDT-BTC": "BTC/USDT"}, ccxt_api_url=server.url, ccxt_options=SPOT
+        locations=Locations(ccxt_api_url=server.url),
+        kind="ccxt",
+        ccxt_markets={"USDT-BTC": "BTC/USDT"},
+        ccxt_options=SPOT,
     )
     source = build_source("ccxt", resource)
     assert (
