@@ -39,7 +39,7 @@ _FIGURE_KEYS = (
     "max_nan_rate",
     "failed_rules",
     "coverage",
-    "gaps",
+    "breaks",
     "duplicated_timestamps",
     "filled_fraction",
     "rows",

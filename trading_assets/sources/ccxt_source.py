@@ -28,6 +28,23 @@ log = logging.getLogger(__name__)
 CCXT_TIMEFRAMES = {"1m": "1m", "5m": "5m", "15m": "15m", "30m": "30m", "60m": "1h", "240m": "4h", "1d": "1d"}
 
 
+_LOCATION_WORDS = ("url", "host", "proxy", "api", "endpoint", "domain", "socks")
+
+
+def _check_options(options: Any, path: str = "ccxt_options") -> None:
+    """Refuse options that would say where to connect: those come from the environment, never from run config."""
+    if isinstance(options, dict):
+        for key, value in options.items():
+            if any(word in str(key).lower() for word in _LOCATION_WORDS):
+                raise ValueError(f"{path}.{key}: ccxt options may not set a location (use $TRADING_CCXT_API_URL)")
+            _check_options(value, f"{path}.{key}")
+    elif isinstance(options, (list, tuple)):
+        for i, value in enumerate(options):
+            _check_options(value, f"{path}[{i}]")
+    elif isinstance(options, str) and "://" in options:
+        raise ValueError(f"{path}: ccxt options may not hold a URL (use $TRADING_CCXT_API_URL)")
+
+
 def _rebase(urls: Any, base: str) -> Any:
     """``urls`` (a URL or a nested dict of them) with scheme and host replaced by ``base``'s."""
     if isinstance(urls, dict):
@@ -54,6 +71,7 @@ class CcxtSource:
     ) -> None:
         if exchange_id not in ccxt.exchanges:
             raise ValueError(f"unknown ccxt exchange {exchange_id!r}; e.g. {', '.join(ccxt.exchanges[:8])}, ...")
+        _check_options(options)
         config = {"enableRateLimit": True, "timeout": timeout_ms, "options": dict(options or {})}
         self.exchange: ccxt.Exchange = getattr(ccxt, exchange_id)(config)
         if api_url:

@@ -22,8 +22,21 @@ WINDOW = {"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()
 TUNABLE = {
     "io_manager": {"cache_entries"},
     "parquet_io_manager": {"cache_entries"},
-    "candle_source": {"kind", "upbit_requests_per_second", "upbit_max_retries", "synthetic_seed", "options"},
-    "candle_store": set(),
+    "candle_source": {
+        "kind",
+        "upbit_requests_per_second",
+        "upbit_max_retries",
+        "synthetic_seed",
+        "options",
+        "files_timezone",
+        "files_adjusted",
+        "ccxt_exchange",
+        "ccxt_markets",
+        "ccxt_options",  # location-like keys and URL values are refused (see CcxtSource)
+        "calendar",
+        "symbol_calendars",
+    },
+    "candle_store": {"refresh", "refetch_bars"},
     "alerts": {"retries", "backoff_seconds"},
     "mlflow_tracking": {"experiment"},
 }

@@ -58,3 +58,9 @@ def test_registered_and_built_from_settings(binance):
     assert (
         isinstance(source, CcxtSource) and len(source.fetch("USDT-BTC", "60m", END - pd.Timedelta(days=1), END)) == 24
     )
+
+
+def test_options_cannot_say_where_to_connect():
+    for options in ({"hostname": "evil.example"}, {"fetchMarkets": {"types": ["http://127.0.0.1:9"]}}):
+        with pytest.raises(ValueError, match="may not"):
+            CcxtSource("binance", {}, options=options)
