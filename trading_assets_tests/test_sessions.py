@@ -244,3 +244,12 @@ def test_adjusted_close_used_on_request_and_naive_times_in_a_timezone(tmp_path):
     assert out.index.equals(daily.index.rename("open_time"))
     np.testing.assert_allclose(out["close"], daily["close"] * 0.5, rtol=1e-15)
     np.testing.assert_allclose(out["high"], daily["high"] * 0.5, rtol=1e-15)
+
+
+def test_a_span_in_bars_counts_session_bars():
+    from trading_assets.defs.assets import CandleWindowConfig, requested_span
+
+    config = CandleWindowConfig(bars=48, end="2026-10-05T00:00:00Z")  # a Monday, 00:00 UTC
+    assert requested_span(config, "60m")[0] == pd.Timestamp("2026-10-03", tz="UTC")
+    # FX: Sunday 21:00 UTC to Monday 00:00 is 3 bars, the other 45 end at Friday's 21:00 close
+    assert requested_span(config, "60m", get_calendar("FX"))[0] == pd.Timestamp("2026-10-01", tz="UTC")

@@ -12,6 +12,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
+from trading_assets.calendars import TradingCalendar, get_calendar
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
@@ -100,8 +101,11 @@ def candle_chart(frame: pd.DataFrame, title: str, filled: np.ndarray | None = No
     return MetadataValue.md(charts.markdown_image(charts.candlestick(frame, title, filled), title))
 
 
-def requested_span(config: CandleWindowConfig, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """``[start, end)``: ``bars`` or ``days`` (not both) before ``end``, else the timeframe's default.
+def requested_span(
+    config: CandleWindowConfig, timeframe: str, calendar: TradingCalendar | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``[start, end)``: ``bars`` (session bars of ``calendar``) or ``days`` (not both) before ``end``, else the
+    timeframe's default.
 
     A span over ``max_span_bars`` is refused before any work.
     """
@@ -118,7 +122,7 @@ def requested_span(config: CandleWindowConfig, timeframe: str) -> tuple[pd.Times
     now_bar = tf.floor(pd.Timestamp.now(tz="UTC"))
     end = min(tf.floor(to_utc(config.end)), now_bar) if config.end else now_bar
     if config.bars is not None:
-        return end - config.bars * tf.delta, end
+        return (calendar or get_calendar()).start_before(timeframe, end, config.bars), end
     return tf.floor(end - pd.Timedelta(days=days)), end
 
 
@@ -136,8 +140,8 @@ def raw_candles(
     candle_store: CandleStoreResource,
 ) -> Output[pd.DataFrame]:
     symbol, timeframe = split_partition_key(context.partition_key)
-    span_start, span_end = requested_span(config, timeframe)
     calendar = candle_source.calendar_for(symbol)
+    span_start, span_end = requested_span(config, timeframe, calendar)
     lead_in = lead_in_bars(FeatureConfig())
     warmup = warmup_bars(config.warmup_tolerance) + lead_in
     fetch_start = calendar.start_before(timeframe, span_start, warmup)
