@@ -1,10 +1,11 @@
 """Look-ahead and warm-up analysis, built on the very functions the assets use.
 
 * :func:`features_look_ahead` / :func:`indicators_look_ahead`: recompute the asset from its
-  upstream truncated at a few cut points t (scaler held fixed) and compare rows <= t with what was
+  upstream truncated at a few cut points t and compare rows <= t with what was
   stored. A causal computation gives identical rows; anything else used data after t.
-* :func:`warmup_drift`: recompute the indicators with more history before the span and measure
-  how far values inside the span move, and for how many bars.
+* :func:`warmup_drift` / :func:`features_warmup_drift`: recompute the indicators (and the features
+  from them) with more history before the span and measure how far values inside the span move,
+  and for how many bars.
 """
 
 from __future__ import annotations

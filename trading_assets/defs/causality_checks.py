@@ -86,7 +86,7 @@ def _look_ahead_result(context: AssetCheckExecutionContext, diffs, cuts) -> Asse
     features,
     "no_look_ahead",
     additional_ins={"indicators": AssetIn("indicators")},
-    description="Rebuild features from indicators truncated at a few cut points t (scaler fixed) and "
+    description="Rebuild features from indicators truncated at a few cut points t and "
     "compare rows <= t with the stored features: any difference is look-ahead.",
 )
 def features_no_look_ahead(
