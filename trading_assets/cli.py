@@ -7,10 +7,11 @@ in ``<data dir>/dagster_home`` (the embedded default for demos).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from dagster import DagsterInstance
@@ -24,19 +25,43 @@ from trading_assets.defs.partitions import (
 from trading_assets.redaction import redact
 from trading_assets.settings import data_dir, default_tracking_uri
 from trading_assets.sources import SOURCES
-from trading_assets.timeframes import TIMEFRAMES, validate_symbol
+from trading_assets.timeframes import TIMEFRAMES, to_utc, validate_symbol
 
 log = logging.getLogger("trading_assets.cli")
 
 
+# The embedded instance: SQLite storage (Dagster's default), run monitoring and retries as in
+# ./dagster.yaml, no telemetry, no pop-ups.
+EMBEDDED_INSTANCE_YAML = """\
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_runtime_seconds: 86400
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 30
+run_retries:
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+"""
+
+
 def get_instance() -> DagsterInstance:
-    """The instance of ``$DAGSTER_HOME``, or the local embedded one (created on first use)."""
+    """The instance of ``$DAGSTER_HOME``, or the local embedded one (created on first use).
+
+    The embedded config of older versions (telemetry and nux only, no run monitoring) is replaced.
+    """
     if not os.environ.get("DAGSTER_HOME"):
         home = data_dir() / "dagster_home"
         home.mkdir(parents=True, exist_ok=True)
         config = home / "dagster.yaml"
-        if not config.exists():  # SQLite storage (Dagster's default); no telemetry, no pop-ups
-            config.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+        if not config.exists() or config.read_text() == "telemetry:\n  enabled: false\nnux:\n  enabled: false\n":
+            config.write_text(EMBEDDED_INSTANCE_YAML)
         os.environ["DAGSTER_HOME"] = str(home)
     return DagsterInstance.get()
 
@@ -49,14 +74,14 @@ def _symbols(value: str) -> list[str]:
     try:
         return [validate_symbol(s) for s in _csv(value)]
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
+        fail_usage(str(exc))
 
 
 def _timeframes(value: str) -> list[str]:
     tfs = _csv(value)
     bad = [t for t in tfs if t not in TIMEFRAMES]
     if bad:
-        raise click.BadParameter(f"unknown timeframe(s) {bad}; expected some of {', '.join(TIMEFRAMES)}")
+        fail_usage(f"unknown timeframe(s) {bad}; expected some of {', '.join(TIMEFRAMES)}")
     return tfs
 
 
@@ -71,23 +96,68 @@ def selection_string(selection: str) -> str:
     return " or ".join(parts)
 
 
+def window_error(days: float | None, end: str | None, bars: int | None = None) -> str | None:
+    """Why ``--days`` / ``--bars`` / ``--end`` cannot make a candle window, or None."""
+    if days is not None and bars is not None:
+        return "give the span with --days or --bars, not both"
+    if days is not None and not (days > 0 and math.isfinite(days)):
+        return f"--days must be a positive number of days, got {days}"
+    if bars is not None and bars < 1:
+        return f"--bars must be a positive number of bars, got {bars}"
+    if end is not None:
+        try:
+            to_utc(end)
+        except (ValueError, TypeError) as exc:
+            return f"--end {end!r} is not an ISO 8601 time (e.g. 2026-10-01 or 2026-10-01T12:00:00Z): {exc}"
+    return None
+
+
+def source_error(source: str | None, upbit_url: str | None, requests_per_second: float | None) -> str | None:
+    """Why the source options contradict each other, or None."""
+    if (upbit_url or requests_per_second is not None) and source not in (None, "upbit"):
+        return f"--upbit-url and --requests-per-second need --source upbit, not --source {source}"
+    if upbit_url and not upbit_url.startswith(("http://", "https://")):
+        return f"--upbit-url must be an http(s) URL, got {upbit_url!r}"
+    if requests_per_second is not None and not requests_per_second > 0:
+        return f"--requests-per-second must be positive, got {requests_per_second}"
+    return None
+
+
+def fail_usage(message: str) -> NoReturn:
+    """Exit 2 with one line on stderr (before anything is launched)."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(2)
+
+
+def usage_error(message: str | None) -> None:
+    """:func:`fail_usage` when ``message`` is set."""
+    if message:
+        fail_usage(message)
+
+
 def market_run_config(
     days: float | None = None,
     end: str | None = None,
     source: str | None = None,
     bars: int | None = None,
     refresh: bool = False,
+    requests_per_second: float | None = None,
 ) -> dict[str, Any]:
     """Run config for the candle window, source and refresh; what is not given keeps its default.
 
-    Locations (``--files-dir``) are not run config: they reach the in-process runs as environment variables.
+    ``requests_per_second`` implies ``source="upbit"``. Locations (``--files-dir``, ``--upbit-url``) are not
+    run config: they reach the in-process runs as environment variables.
     """
-    if days is not None and bars is not None:
-        raise click.BadParameter("give the span with --days or --bars, not both")
+    usage_error(window_error(days, end, bars))
     window = {k: v for k, v in {"days": days, "bars": bars, "end": end}.items() if v is not None}
     run_config: dict[str, Any] = {"ops": {"raw_candles": {"config": window}}} if window else {}
+    if requests_per_second is not None:
+        source = source or "upbit"
     if source:
-        run_config.setdefault("resources", {})["candle_source"] = {"config": {"kind": source}}
+        resource: dict[str, Any] = {"kind": source}
+        if requests_per_second is not None:
+            resource["upbit_requests_per_second"] = requests_per_second
+        run_config.setdefault("resources", {})["candle_source"] = {"config": resource}
     if refresh:
         run_config.setdefault("resources", {})["candle_store"] = {"config": {"refresh": True}}
     return run_config
@@ -124,8 +194,8 @@ SPAN_HELP = (
 @main.command()
 @click.option("--symbols", default=",".join(DEFAULT_SYMBOLS), show_default=True, help="Comma-separated markets")
 @click.option("--timeframes", default="1m", show_default=True, help="Comma-separated timeframes")
-@click.option("--days", default=None, type=click.FloatRange(min=0, min_open=True), help=SPAN_HELP[0])
-@click.option("--bars", default=None, type=click.IntRange(min=1), help=SPAN_HELP[1])
+@click.option("--days", default=None, type=float, help=SPAN_HELP[0])
+@click.option("--bars", default=None, type=int, help=SPAN_HELP[1])
 @click.option("--end", default=None, help="Exclusive end of the span (ISO 8601, UTC); default now")
 @click.option(
     "--source",
@@ -134,6 +204,10 @@ SPAN_HELP = (
     help="Candle source (default: the resource's configuration, synthetic)",
 )
 @click.option("--files-dir", default=None, help="Directory of candle files for --source files")
+@click.option("--upbit-url", default=None, help="Upbit REST API base URL (implies --source upbit)")
+@click.option(
+    "--requests-per-second", type=float, default=None, help="Upbit client request rate (implies --source upbit)"
+)
 @click.option(
     "--refresh",
     is_flag=True,
@@ -158,17 +232,23 @@ def materialize(
     end: str | None,
     source: str | None,
     files_dir: str | None,
+    upbit_url: str | None,
+    requests_per_second: float | None,
     refresh: bool,
     which: str,
 ) -> None:
     """Materialize the assets (and their checks) in-process for symbols x timeframes, with live progress."""
+    usage_error(window_error(days, end, bars) or source_error(source, upbit_url, requests_per_second))
+    symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
     if files_dir:
         os.environ["TRADING_FILES_DIR"] = str(Path(files_dir).resolve())
+    if upbit_url:
+        os.environ["TRADING_UPBIT_BASE_URL"] = upbit_url
     from trading_assets.defs import defs
     from trading_assets.progress import execute_with_progress, progress
 
-    symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
-    run_config = market_run_config(days, end, source, bars, refresh)
+    source = source or ("upbit" if upbit_url else None)
+    run_config = market_run_config(days, end, source, bars, refresh, requests_per_second)
     instance = get_instance()
     add_symbols(instance, symbol_list)
     job = defs.resolve_job_def("full_pipeline_job" if which == "all" else "market_data_job")
@@ -201,8 +281,8 @@ def materialize(
     show_default=True,
     help="Dagster asset selection, e.g. 'features', '+features' (with upstream), 'raw_candles,indicators'",
 )
-@click.option("--days", default=None, type=click.FloatRange(min=0, min_open=True), help=SPAN_HELP[0])
-@click.option("--bars", default=None, type=click.IntRange(min=1), help=SPAN_HELP[1])
+@click.option("--days", default=None, type=float, help=SPAN_HELP[0])
+@click.option("--bars", default=None, type=int, help=SPAN_HELP[1])
 @click.option("--end", default=None, help="Exclusive end of the span (ISO 8601, UTC); default now")
 @click.option("--url", default=None, help="Dagster webserver URL to send the backfill to (default: in-process)")
 @click.option("--workspace", default="workspace.yaml", show_default=True, type=click.Path(exists=True, dir_okay=False))
@@ -223,13 +303,14 @@ def backfill(
     timeout: float,
 ) -> None:
     """Launch a real asset backfill (run by the daemon) over symbols x timeframes."""
+    usage_error(window_error(days, end, bars))
+    symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
     from dagster import AssetSelection
 
     from trading_assets.defs import defs
     from trading_assets.defs.backfill import backfill_params, launch_backfill, wait_for_backfill
 
     instance = get_instance()
-    symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
     add_symbols(instance, symbol_list)
     try:
         keys = AssetSelection.from_string(selection_string(selection)).resolve(defs.resolve_asset_graph())

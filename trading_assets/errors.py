@@ -37,4 +37,12 @@ class EmptySourceError(CandleDataError):
 
 
 class SourceUnavailableError(RuntimeError):
-    """The source could not be reached or kept failing after retries."""
+    """The source could not be reached or kept failing after retries.
+
+    ``transient``: worth retrying the whole step later (network, 5xx, malformed answers); not for a
+    ban (Upbit's HTTP 418), where retrying soon makes it longer.
+    """
+
+    def __init__(self, message: str, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient

@@ -27,10 +27,13 @@ from dagster import (
     ExecuteInProcessResult,
     JobDefinition,
 )
+from dagster._utils.error import SerializableErrorInfo
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+
+from trading_assets.redaction import redact
 
 # The log line raw_candles writes while collecting from the exchange; parsed back for the ETA.
 COLLECT_PROGRESS = "collecting {symbol} {timeframe} from {source}: {done}/{expected} requests"
@@ -46,6 +49,22 @@ QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 def collect_progress(symbol: str, timeframe: str, source: str, done: int, expected: int) -> str:
     """The progress message of an exchange collection (``done`` of ``expected`` requests)."""
     return COLLECT_PROGRESS.format(symbol=symbol, timeframe=timeframe, source=source, done=done, expected=expected)
+
+
+def root_error(error: SerializableErrorInfo) -> str:
+    """``ErrorClass: message`` of the user's exception, not of Dagster's "Error occurred while executing
+    op" wrappers around it (a user exception's own cause stays out: its message says more)."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    message = error.message.strip()
+    qualified, _, rest = message.partition(": ")
+    return f"{error.cls_name}: {rest}" if error.cls_name and qualified.endswith(error.cls_name) else message
+
+
+def first_line(text: str | None, default: str = "no error message") -> str:
+    """The first non-blank line of ``text`` (redacted), or ``default``."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return redact(lines[0]) if lines else default
 
 
 def _duration(seconds: float | None) -> str:
@@ -134,9 +153,10 @@ class RunProgress:
                 state.checks["warned" if evaluation.severity == AssetCheckSeverity.WARN else "failed"] += 1
         elif kind == "STEP_FAILURE" and not state.error:
             error = event.step_failure_data.error
-            message = (error.cause.message if error and error.cause else error.message if error else "") or ""
-            state.error = f"{entry.step_key}: {message.strip().splitlines()[0] if message.strip() else 'failed'}"
+            state.error = f"{entry.step_key}: {first_line(root_error(error) if error else None)}"
         elif kind in ("RUN_SUCCESS", "RUN_FAILURE", "RUN_CANCELED"):
+            if kind == "RUN_FAILURE" and not state.error:  # failed outside any step (e.g. a dead worker)
+                state.error = f"run: {first_line(entry.user_message or (event.message if event else None))}"
             state.status = {"RUN_SUCCESS": "success", "RUN_FAILURE": "failed", "RUN_CANCELED": "canceled"}[kind]
             state.finished = time.monotonic()
             if state.started is None:
@@ -160,7 +180,11 @@ class RunProgress:
         return table
 
     def summary(self) -> Group:
-        """One table over the partitions; failing steps named under it with their first error line."""
+        """One table over the partitions; under it, per failed partition, ``<partition> failed at <step>:
+        <first line of the error>`` (the one place that names them)."""
+        return Group(self.summary_table(), *self.error_lines())
+
+    def summary_table(self) -> Table:
         table = Table(title="trading-assets")
         for column in ("partition", "status", "rows", "checks pass/warn/fail", "duration", "MLflow run"):
             table.add_column(column, justify="right" if column in ("rows", "duration") else "left")
@@ -174,8 +198,16 @@ class RunProgress:
                 _duration(p.elapsed()),
                 p.mlflow_run,
             )
-        errors = [Text(f"{p.partition} failed in {p.error}", style="red") for p in self.partitions.values() if p.error]
-        return Group(table, *errors)
+        return table
+
+    def error_lines(self) -> list[Text]:
+        return [Text(f"{p.partition} failed at {p.error}", style="red") for p in self.partitions.values() if p.error]
+
+    def print_summary(self) -> None:
+        """The summary table, then each error line whole (never wrapped: one line per failed partition)."""
+        self.console.print(self.summary_table())
+        for line in self.error_lines():
+            self.console.print(line, soft_wrap=True)
 
     @property
     def failed(self) -> list[str]:
@@ -207,7 +239,7 @@ def progress(
         root.addHandler(handler)
         stack.callback(root.removeHandler, handler)
         reporter = RunProgress(partitions, log_file, console, verbose)
-        stack.callback(lambda: console.print(reporter.summary()))
+        stack.callback(reporter.print_summary)
         if not verbose:
             mlflow_logger = logging.getLogger("mlflow")  # has its own terminal handler
             stack.callback(mlflow_logger.setLevel, mlflow_logger.level)

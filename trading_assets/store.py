@@ -34,7 +34,7 @@ from trading_assets.calendars import TradingCalendar
 from trading_assets.candles import CANDLE_COLUMNS, FilledCandles, empty_candles, fill_candle_grid, normalize_candles
 from trading_assets.errors import CandleDataError
 from trading_assets.redaction import redact, redacted_errors, url_secrets
-from trading_assets.sources.base import CandleSource, source_identity
+from trading_assets.sources.base import CandleSource, iter_batches, source_identity
 from trading_assets.timeframes import get_timeframe, to_utc, validate_symbol, validate_timeframe
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,12 @@ def _validate(symbol: str, timeframe: str) -> None:
 
 def _ms(ts: pd.Timestamp) -> int:
     return int(to_utc(ts).value // 1_000_000)
+
+
+def _union(
+    a: tuple[pd.Timestamp, pd.Timestamp] | None, b: tuple[pd.Timestamp, pd.Timestamp]
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    return b if a is None else (min(a[0], b[0]), max(a[1], b[1]))
 
 
 @dataclass(frozen=True)
@@ -243,7 +249,9 @@ class CandleStore:
         the hole in between. When the span grows at its end, the last ``refetch_bars`` bars already
         collected are fetched again, so a candle the exchange published late or corrected replaces
         what the store had. ``refresh`` fetches the whole ``[start, end)`` again. Fetched candles are
-        upserted (never deleted), each span committing on its own: a failure keeps what came before.
+        upserted (never deleted). Each batch of the source (see ``iter_batches``) is committed as it
+        arrives and extends the coverage as soon as it joins it, so a failure keeps what was fetched
+        and the next collection resumes from there.
         The series' recorded source identity (kind + where it reads from) must match the source's.
         """
         start, end = to_utc(start), to_utc(end)
@@ -267,14 +275,22 @@ class CandleStore:
                 "candle_store resource) so the two never mix",
             )
         result = CollectResult()
+        covered = None if current is None else (current.start, current.end)
         for lo, hi in spans:
-            candles = source.fetch(symbol, timeframe, lo, hi)
-            result.invalid_bars += candles.attrs.get("invalid_bars", [])
-            result.rows_fetched += self.upsert(symbol, timeframe, candles, covered=(lo, hi, identity))
+            fetched = 0
+            done: tuple[pd.Timestamp, pd.Timestamp] | None = None  # contiguous part of [lo, hi) committed so far
+            for batch in iter_batches(source, symbol, timeframe, lo, hi):
+                done = _union(done, (batch.start, batch.end))
+                # coverage stays one interval: record the batch once it touches what is already covered
+                touches = covered is None or (done[0] <= covered[1] and done[1] >= covered[0])
+                if touches:
+                    covered = _union(covered, done)
+                span = (*done, identity) if touches else None
+                result.invalid_bars += batch.candles.attrs.get("invalid_bars", [])
+                fetched += self.upsert(symbol, timeframe, batch.candles, covered=span)
+            result.rows_fetched += fetched
             result.fetched_spans.append((lo, hi))
-            log.info(
-                "collected %d %s %s candles in [%s, %s) from %s", len(candles), symbol, timeframe, lo, hi, identity
-            )
+            log.info("collected %d %s %s candles in [%s, %s) from %s", fetched, symbol, timeframe, lo, hi, identity)
         return result
 
     def filled_window(

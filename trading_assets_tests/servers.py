@@ -74,7 +74,10 @@ class FakeUpbit:
     Implements ``GET /v1/candles/minutes/{unit}`` and ``/v1/candles/days`` with ``market``, ``to``
     (exclusive; ISO 8601 with ``Z``/offset or ``yyyy-MM-dd HH:mm:ss``, UTC) and ``count`` (<= 200),
     newest first; the ``Remaining-Req`` header with a per-second budget; 429 when over it; 404 for
-    an unknown market. ``fail_next`` queues status codes to answer before serving normally.
+    an unknown market. ``fail_next`` queues status codes to answer before serving normally;
+    ``faults`` queues broken answers: ``malformed`` (a 200 whose body is not JSON), ``truncated``
+    (the connection closes halfway through the body), ``dropped`` (closed before any answer),
+    ``polluted`` (a page whose prices are strings). ``delay`` seconds pass before each answer.
     """
 
     def __init__(self, candles: dict[tuple[str, str], pd.DataFrame], per_second: int = 10) -> None:
@@ -82,6 +85,8 @@ class FakeUpbit:
         self.per_second = per_second
         self.fail_next: deque[int] = deque()
         self.retry_after: str | None = None  # Retry-After header of the injected failures
+        self.faults: deque[str] = deque()
+        self.delay = 0.0
         self.requests: list[dict[str, str]] = []
         self._window: deque[float] = deque()
         self._lock = threading.Lock()
@@ -92,14 +97,31 @@ class FakeUpbit:
                 pass
 
             def do_GET(self):  # noqa: N802
+                import time
+
+                time.sleep(fake.delay)
+                with fake._lock:
+                    fault = fake.faults.popleft() if fake.faults else None
+                if fault == "dropped":
+                    fake.requests.append({"path": urlparse(self.path).path, "fault": fault})
+                    self.close_connection = True
+                    return
                 status, body, headers = fake.answer(self.path)
+                if fault == "polluted" and status == 200 and body:
+                    body[len(body) // 2]["trade_price"] = "KRW-BTC"
                 payload = json.dumps(body).encode()
+                if fault == "malformed":
+                    payload = b"<html>502 Bad Gateway</html>"
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                if fault == "truncated":
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.close_connection = True
+                    return
                 self.wfile.write(payload)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -175,14 +197,20 @@ def _upbit_row(market: str, timeframe: str, ts: pd.Timestamp, row: pd.Series) ->
 
 
 class WebhookReceiver:
-    """A local stand-in for a Slack incoming webhook: records each POSTed JSON body.
+    """A local stand-in for a Slack incoming webhook: records each accepted JSON body (and its
+    ``X-Alert-Id`` header in ``ids``).
 
-    ``fail_next`` answers that many requests with HTTP 500 first (a webhook that is down).
+    ``mode``: ``up`` accepts; ``down`` answers HTTP 500; ``hang`` answers nothing for ``hang_seconds``
+    and then 503, recording nothing. ``fail_next`` answers that many requests with HTTP 500 first.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, hang_seconds: float = 5.0) -> None:
         self.bodies: list[dict] = []
+        self.ids: list[str | None] = []
         self.fail_next = 0
+        self.mode = "up"
+        self.hang_seconds = hang_seconds
+        self.attempts = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -190,19 +218,27 @@ class WebhookReceiver:
                 pass
 
             def do_POST(self):  # noqa: N802
+                import time
+
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if receiver.fail_next > 0:
-                    receiver.fail_next -= 1
-                    self.send_response(500)
+                receiver.attempts += 1
+                mode = receiver.mode  # as when the request came in
+                if mode == "hang":
+                    time.sleep(receiver.hang_seconds)
+                if receiver.fail_next > 0 or mode != "up":
+                    receiver.fail_next = max(0, receiver.fail_next - 1)
+                    self.send_response(500 if mode != "hang" else 503)
                     self.end_headers()
                     return
                 receiver.bodies.append(json.loads(body))
+                receiver.ids.append(self.headers.get("X-Alert-Id"))
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
                 self.wfile.write(b"ok")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T000/B000"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from trading_assets.cli import main
 from trading_assets_tests.conftest import END
+from trading_assets_tests.servers import FakeUpbit
 
 
 def test_materialize_default_partitions_and_symbols(data_dir, monkeypatch):
@@ -70,3 +72,48 @@ def test_refresh_re_collects_through_the_candle_store_resource():
         "candle_store": {"config": {"refresh": True}},
     }
     assert "resources" not in market_run_config(days=2)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--days", "0"], "--days must be a positive number of days, got 0.0"),
+        (["--days", "-1"], "--days must be a positive number of days, got -1.0"),
+        (["--bars", "0"], "--bars must be a positive number of bars, got 0"),
+        (["--days", "1", "--bars", "300"], "give the span with --days or --bars, not both"),
+        (["--end", "yesterday-ish"], "--end 'yesterday-ish' is not an ISO 8601 time"),
+        (["--source", "files", "--upbit-url", "http://127.0.0.1:1"], "need --source upbit"),
+        (["--requests-per-second", "0"], "--requests-per-second must be positive"),
+        (["--timeframes", "2h"], "unknown timeframe(s) ['2h']"),
+    ],
+)
+@pytest.mark.parametrize("command", ["materialize", "backfill"])
+def test_bad_arguments_are_rejected_before_launching(data_dir, command, args, message):
+    if command == "backfill" and any(a in args for a in ("--source", "--upbit-url", "--requests-per-second")):
+        pytest.skip("backfill takes no source options")
+    result = CliRunner().invoke(main, [command, *args])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and result.output.startswith("Error: ") and message in result.output
+    assert not (data_dir / "dagster_home").exists()  # nothing launched, not even an instance
+
+
+def test_materialize_summary_names_failing_step_and_error(data_dir, monkeypatch):
+    monkeypatch.delenv("TRADING_UPBIT_BASE_URL", raising=False)  # --upbit-url sets it; unset again afterwards
+    exchange = FakeUpbit({})
+    try:
+        result = CliRunner().invoke(
+            main,
+            ["materialize", "--symbols", "KRW-NOPE", "--timeframes", "5m", "--days", "1", "--end", END.isoformat()]
+            + ["--upbit-url", exchange.url, "--requests-per-second", "50", "--assets", "data"],
+        )
+    finally:
+        exchange.stop()
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert len(lines) < 25, result.output
+    # one place names the failing step and the error's first line: the line under the summary table
+    [line] = [x for x in lines if "failed at" in x]
+    assert line.startswith("KRW-NOPE|5m failed at raw_candles: UnknownSymbolError: KRW-NOPE 5m: ")
+    assert "Upbit does not know this market" in line
+    assert "failed partitions: KRW-NOPE|5m" in lines[-1]
+    assert exchange.requests[0]["path"] == "/v1/candles/minutes/5"  # --upbit-url reached the run (a location)

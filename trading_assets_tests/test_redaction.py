@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from trading_assets.alerts import CheckAlert, append_line
+from trading_assets.alerts import CheckAlert, Outbox, RunFailureAlert, append_line, post_webhook
 from trading_assets.redaction import escape_mrkdwn, redact, redact_url, redacted_errors
 from trading_assets.settings import data_dir
 from trading_assets.timeframes import validate_symbol, validate_timeframe
@@ -50,10 +50,33 @@ def test_alert_text_is_escaped_for_slack():
     assert escape_mrkdwn("a<b>&c") == "a&lt;b&gt;&amp;c"
 
 
-def test_alert_log_and_data_folder_are_owner_only(tmp_path, monkeypatch):
+def test_run_failure_alert_is_escaped_and_redacted():
+    alert = RunFailureAlert(
+        "r" * 32, "market_data_job", "KRW-BTC|1m", "upbit", "raw_candles",
+        "SourceUnavailableError: GET https://user:PlantedPw@api.example/v1?token=PlantedTok <!channel>\nmore",
+        "http://127.0.0.1:3000/runs/" + "r" * 32, 0.0,
+    )  # fmt: skip
+    text = alert.text()
+    assert "PlantedPw" not in text and "PlantedTok" not in text and "<!channel>" not in text and "more" not in text
+    assert "step `raw_candles`: SourceUnavailableError: GET https://***@api.example/v1?token=***" in text
+    assert text.endswith(f"<http://127.0.0.1:3000/runs/{'r' * 32}|run rrrrrrrr>")
+
+
+def test_webhook_errors_do_not_quote_the_webhook_token():
+    error = post_webhook("http://127.0.0.1:9/services/T0/B0/PlantedHookToken", "x", "check:1", timeout=1)
+    assert error and "ConnectionError" in error and "PlantedHookToken" not in error
+
+
+def test_alert_log_outbox_and_data_folder_are_owner_only(tmp_path, monkeypatch):
     path = tmp_path / "alerts" / "alerts.jsonl"
     append_line(path, {"text": "x"})
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    outbox = Outbox(tmp_path / "outbox" / "alerts_outbox.sqlite")
+    alert = RunFailureAlert("r" * 32, "job", None, "synthetic", None, "boom", "http://ui/runs/r", 0.0)
+    assert outbox.add(alert, path, webhook=True) and not outbox.add(alert, path, webhook=True)  # once per event id
+    assert stat.S_IMODE(os.stat(tmp_path / "outbox").st_mode) == 0o700
+    for file in (tmp_path / "outbox").iterdir():  # the database and its WAL files
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
     monkeypatch.setenv("TRADING_DATA_DIR", str(tmp_path / "fresh"))
     assert stat.S_IMODE(os.stat(data_dir()).st_mode) == 0o700
 

@@ -9,18 +9,19 @@ from dataclasses import asdict, fields
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, RetryRequested, asset
 from pydantic import Field
 
 from trading_assets.calendars import TradingCalendar, get_calendar
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
-from trading_assets.errors import CandleDataError, EmptySourceError
+from trading_assets.errors import CandleDataError, EmptySourceError, SourceUnavailableError
 from trading_assets.features import FeatureConfig, build_features, feature_breaks, lead_in_bars
 from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles, warmup_bars
 from trading_assets.progress import collect_progress
 from trading_assets.provenance import Provenance
+from trading_assets.redaction import redact
 from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
 from trading_assets.sources.base import source_identity
 from trading_assets.timeframes import DEFAULT_SPAN_DAYS, get_timeframe, to_utc
@@ -131,7 +132,8 @@ def requested_span(
     kinds={"pandas", "parquet"},
     description="OHLCV candles on the symbol's session grid (UTC), the requested span plus indicator warm-up "
     "counted in session bars; short gaps (<= max_fill_bars) filled flat at the previous close with zero volume and "
-    "counted, longer gaps kept as breaks, bars with invalid values treated as missing.",
+    "counted, longer gaps kept as breaks, bars with invalid values treated as missing. Transient source errors "
+    "re-run the step (candle_source.step_retries); a ban, an unknown market or bad data do not.",
 )
 def raw_candles(
     context: AssetExecutionContext,
@@ -148,18 +150,25 @@ def raw_candles(
     source = candle_source.get_source()
     if hasattr(source, "on_page"):  # an exchange: report requests done / expected (the CLI shows an ETA)
         source.on_page = _request_reporter(context, symbol, timeframe, source.name)
-    with candle_store.get_store() as store:
-        filled, collected = store.filled_window(
-            source,
-            symbol,
-            timeframe,
-            fetch_start,
-            span_end,
-            calendar,
-            config.max_fill_bars,
-            candle_store.refresh,
-            candle_store.refetch_bars,
-        )
+    try:
+        with candle_store.get_store() as store:
+            filled, collected = store.filled_window(
+                source,
+                symbol,
+                timeframe,
+                fetch_start,
+                span_end,
+                calendar,
+                config.max_fill_bars,
+                candle_store.refresh,
+                candle_store.refetch_bars,
+            )
+    except SourceUnavailableError as exc:
+        if not exc.transient:  # a ban, an unknown market or bad data: retrying unchanged input cannot help
+            raise
+        wait = candle_source.step_retry_seconds * 2 ** (context.retry_number)
+        context.log.warning(f"{symbol} {timeframe}: transient source error, step retry in {wait:.0f}s: {redact(exc)}")
+        raise RetryRequested(max_retries=candle_source.step_retries, seconds_to_wait=wait) from exc
     if filled.frame.empty or filled.frame.index[-1] < span_start:
         raise EmptySourceError(symbol, timeframe, f"{source.name} has no candles in [{span_start}, {span_end})")
     frame = filled.frame

@@ -15,7 +15,7 @@ from trading_assets.defs.locations import Locations
 from trading_assets.defs.research import evaluation, leaderboard, predictions
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
 from trading_assets.defs.schedules import build_schedules
-from trading_assets.defs.sensors import AlertResource, build_alert_sensor
+from trading_assets.defs.sensors import AlertResource, build_alert_sensor, build_run_failure_sensor
 from trading_assets.defs.training import MlflowResource, trained_model
 
 locations = Locations.from_env()  # paths, hosts, credentials: from the environment, not from run config
@@ -24,7 +24,7 @@ defs = Definitions(
     asset_checks=CHECKS,
     jobs=[market_data_job, training_job, research_job, full_pipeline_job, leaderboard_job],
     schedules=build_schedules(),
-    sensors=[build_alert_sensor([*CHECKS, trained_model, evaluation])],
+    sensors=[build_alert_sensor([*CHECKS, trained_model, evaluation]), build_run_failure_sensor()],
     executor=in_process_executor,
     resources={
         "io_manager": ParquetIOManager(locations=locations),  # no asset may fall back to a pickling one

@@ -5,7 +5,8 @@ later). Frames are written with pyarrow directly: the index, every column's dtyp
 float32, UTC timestamps stay UTC) and the values round-trip bit for bit. ``DataFrame.attrs`` (span,
 scaler parameters, ...) and the file's provenance (asset, partition, run, write time) travel in the
 Parquet schema metadata. Local writes are atomic: the file goes to a temporary name beside the
-target, which is then renamed over it, so a crash never leaves a half-written partition.
+target, which is then renamed over it, so a crash never leaves a half-written partition; the
+temporary file of a writer killed mid-write is removed by the next write of that partition.
 
 Within one run (the in-process executor shares the IO manager between steps) a local file is read
 once: the checks of an asset get copy-on-write views of the frame read for the first of them, as
@@ -29,6 +30,7 @@ from pydantic import Field
 from upath import UPath
 
 from trading_assets.defs.locations import Locations
+from trading_assets.processes import process_gone
 from trading_assets.timeframes import validate_symbol, validate_timeframe
 
 ATTRS_KEY = b"PANDAS_ATTRS"  # the key pandas itself uses: pd.read_parquet restores attrs too
@@ -67,6 +69,16 @@ def _local_stamp(path: UPath) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+def _remove_orphans(path: UPath) -> None:
+    """Delete temporary files beside ``path`` left by local writers that died (kill -9) mid-write."""
+    if path.protocol not in ("", "file", "local") or not path.parent.exists():
+        return
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name.removeprefix(f".{path.name}.").split(".")[0]
+        if not pid.isdigit() or process_gone(int(pid)):  # no pid: written by an older version
+            tmp.unlink(missing_ok=True)
+
+
 class _ParquetUPathIOManager(UPathIOManager):
     extension = ".parquet"
 
@@ -97,7 +109,8 @@ class _ParquetUPathIOManager(UPathIOManager):
         # Dictionary encoding buys nothing on float columns (values rarely repeat) and triples the write time.
         plain = [f.name for f in table.schema if pa.types.is_floating(f.type)]
         use_dictionary = [f.name for f in table.schema if f.name not in plain]
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        _remove_orphans(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
             with tmp.open("wb") as f:
                 pq.write_table(table, f, use_dictionary=use_dictionary)

@@ -30,6 +30,7 @@ ENV_VARS: dict[str, str] = {
     "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
     "alert_webhook_url": "TRADING_ALERT_WEBHOOK_URL",
     "alert_log_path": "TRADING_ALERT_LOG",
+    "alert_outbox_path": "TRADING_ALERT_OUTBOX",
     "webui_url": "DAGSTER_WEBUI_URL",
 }
 
@@ -47,6 +48,9 @@ class Locations(ConfigurableResource):
     mlflow_tracking_uri: str | None = Field(default=None, description="MLflow tracking and registry URI")
     alert_webhook_url: str | None = Field(default=None, description="Slack-compatible webhook (a secret)")
     alert_log_path: str | None = Field(default=None, description="JSON-lines alert log")
+    alert_outbox_path: str | None = Field(
+        default=None, description="SQLite outbox of alerts to deliver; default <data dir>/alerts_outbox.sqlite"
+    )
     webui_url: str | None = Field(default=None, description=f"Base of run links in alerts; default {WEBUI_URL}")
 
     @classmethod
@@ -82,6 +86,10 @@ class Locations(ConfigurableResource):
     def resolved_alert_log(self) -> Path:
         log_path = self._get("alert_log_path")
         return Path(log_path) if log_path else data_dir() / "alerts.jsonl"
+
+    def resolved_alert_outbox(self) -> Path:
+        outbox_path = self._get("alert_outbox_path")
+        return Path(outbox_path) if outbox_path else data_dir() / "alerts_outbox.sqlite"
 
     def resolved_webui_url(self) -> str:
         return self._get("webui_url") or WEBUI_URL

@@ -27,7 +27,13 @@ from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.metadata import frame_metadata
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, split_partition_key
-from trading_assets.defs.training import GPU_POOL, MlflowResource, TrainedModelConfig, partition_tags
+from trading_assets.defs.training import (
+    GPU_POOL,
+    MlflowResource,
+    TrainedModelConfig,
+    dagster_run_alive,
+    partition_tags,
+)
 from trading_assets.provenance import Provenance
 from trading_assets.training.config import MODELS
 
@@ -72,7 +78,9 @@ def predictions(
         models=tuple(config.models),
     )
     tags = partition_tags(context, "predictions")
-    with mlflow_tracking.open_run(f"{symbol}|{timeframe} walk-forward", tags) as parent:
+    with mlflow_tracking.open_run(
+        f"{symbol}|{timeframe} walk-forward", tags, dagster_run_alive(context.instance)
+    ) as parent:
         parent.log_params({"folds": wf.folds, "scheme": wf.scheme, "models": ",".join(wf.models)})
         frame = walk_forward(
             features,

@@ -56,6 +56,10 @@ class CandleSourceResource(ConfigurableResource):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Settings of a source that has no fields of its own, by name"
     )
+    step_retries: int = Field(
+        default=2, ge=0, description="raw_candles re-runs after a transient source error (network, 5xx, malformed)"
+    )
+    step_retry_seconds: float = Field(default=30.0, ge=0, description="Wait before such a re-run, doubled each time")
 
     @property
     def upbit_base_url(self) -> str:

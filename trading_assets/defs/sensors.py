@@ -1,13 +1,20 @@
-"""A sensor that alerts on every new failed asset-check evaluation.
+"""Alerts on failed asset-check evaluations and failed runs, delivered from an outbox.
 
-The cursor holds, per check, the id of the last execution handled, so each evaluation is alerted
-once, and a restarted daemon continues where it stopped.
+``asset_check_alerts`` (every ``$TRADING_ALERT_SENSOR_INTERVAL`` s) does, within its tick budget:
+1. marks failed the runs stuck at STARTED whose worker process is gone (killed with -9): the default
+   run launcher cannot health-check its workers, so Dagster's run monitoring would only time them
+   out after ``max_runtime_seconds``;
+2. queues each new failed check evaluation in the outbox (keyed by event id: queued once) and advances
+   its cursor (per check, the id of the last execution handled);
+3. POSTs due alerts of the outbox to the webhook (short timeout, backoff between ticks).
+``run_failure_alerts`` queues failed runs (source errors, crashes, dead workers) in the same outbox.
 
 No `from __future__ import annotations` here: Dagster reads the resource annotations.
 """
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,10 +24,14 @@ from dagster import (
     ConfigurableResource,
     DagsterEventType,
     DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
+    RunFailureSensorContext,
+    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
+    run_failure_sensor,
     sensor,
 )
 from dagster._core.storage.asset_check_execution_record import (
@@ -29,8 +40,10 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 from pydantic import Field
 
-from trading_assets.alerts import CheckAlert, deliver
+from trading_assets.alerts import CheckAlert, Outbox, RunFailureAlert
 from trading_assets.defs.locations import Locations
+from trading_assets.processes import process_gone
+from trading_assets.progress import root_error
 from trading_assets.redaction import redact
 
 _PAGE = 100
@@ -47,11 +60,27 @@ _FIGURE_KEYS = (
 
 
 class AlertResource(ConfigurableResource):
-    """How hard alert delivery tries; where alerts go is ``locations`` (webhook, log file, UI links)."""
+    """How alert delivery behaves; where alerts go is ``locations`` (webhook, log file, outbox, UI links)."""
 
     locations: Locations
-    retries: int = Field(default=3, ge=0, description="Webhook retries before giving up on one alert")
-    backoff_seconds: float = Field(default=1.0, ge=0, description="First retry delay, doubled each time")
+    tick_budget_seconds: float = Field(
+        default=20.0, gt=0, le=45, description="Most seconds one sensor tick spends (Dagster abandons a tick at 60)"
+    )
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, description="Timeout of one webhook POST")
+    backoff_seconds: float = Field(
+        default=30.0, ge=0, description="Delay before retrying an undelivered alert, doubled"
+    )
+    max_backoff_seconds: float = Field(default=900.0, ge=0, description="Longest delay between two attempts")
+    expire_after_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="An alert undelivered this long after it was raised is dropped (logged)",
+    )
+    dead_run_grace_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="A STARTED run whose worker process is gone and that logged nothing for this long is marked failed",
+    )
 
     def resolved_webhook(self) -> str | None:
         return self.locations.resolved_webhook()
@@ -59,8 +88,38 @@ class AlertResource(ConfigurableResource):
     def resolved_log_path(self) -> Path:
         return self.locations.resolved_alert_log()
 
+    def outbox(self) -> Outbox:
+        return Outbox(self.locations.resolved_alert_outbox())
+
     def run_url(self, run_id: str) -> str:
         return redact(f"{self.locations.resolved_webui_url().rstrip('/')}/runs/{run_id}")
+
+    def raise_alert(self, alert: CheckAlert | RunFailureAlert) -> bool:
+        """Queue ``alert`` once (by event id) and log it; False when it was queued before."""
+        return self.outbox().add(alert, self.resolved_log_path(), self.resolved_webhook() is not None)
+
+
+def fail_dead_runs(instance: DagsterInstance, grace_seconds: float) -> list[str]:
+    """Mark failed each STARTED run whose worker process is gone and whose last event is older than
+    ``grace_seconds``; returns their ids. Only where the run launcher cannot check worker health itself
+    (run workers on this host: the default launcher, in-process CLI runs)."""
+    if instance.run_launcher.supports_check_run_worker_health:
+        return []
+    failed = []
+    for record in instance.get_run_records(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED])):
+        run = record.dagster_run
+        starts = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
+        pid = starts[0].event_log_entry.dagster_event.pid if starts else None
+        last = instance.get_records_for_run(run.run_id, ascending=False, limit=1).records
+        quiet_for = time.time() - (last[0].event_log_entry.timestamp if last else record.create_timestamp.timestamp())
+        if pid is None or quiet_for < grace_seconds or not process_gone(pid):
+            continue
+        instance.report_run_failed(
+            run,
+            f"run worker (pid {pid}) is gone, nothing logged for {quiet_for:.0f}s: marked failed by asset_check_alerts",
+        )
+        failed.append(run.run_id)
+    return failed
 
 
 def _new_executions(instance: DagsterInstance, key: AssetCheckKey, after_id: int) -> list[AssetCheckExecutionRecord]:
@@ -115,14 +174,15 @@ def _alert_for(
 def build_alert_sensor(
     checks: Sequence[AssetChecksDefinition], interval_seconds: int | None = None
 ) -> SensorDefinition:
-    """A sensor alerting once on each failed evaluation of ``checks``, every ``interval_seconds``
-    (default ``$TRADING_ALERT_SENSOR_INTERVAL`` or 30).
+    """A sensor alerting once on each failed evaluation of ``checks`` and delivering the outbox, every
+    ``interval_seconds`` (default ``$TRADING_ALERT_SENSOR_INTERVAL`` or 30).
 
-    The cursor maps each check to the id of the last execution handled. An execution still
-    running stops the scan of its check there, so it is alerted once it has a result.
+    The cursor maps each check to the id of the last execution handled. An execution of a run that is
+    still going is looked at again on later ticks (the cursor stays before it); later executions are
+    queued meanwhile, the outbox keeps them from being queued twice.
     """
     if interval_seconds is None:
-        interval_seconds = int(os.environ.get("TRADING_ALERT_SENSOR_INTERVAL", "30"))
+        interval_seconds = _interval()
     step_of = {key: c.node_def.name for c in checks for key in c.check_keys}
     check_keys = list(step_of)
 
@@ -130,45 +190,109 @@ def build_alert_sensor(
         name="asset_check_alerts",
         minimum_interval_seconds=interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Alerts (webhook + log file) on each new failed asset-check evaluation.",
+        description="Queues an alert for each new failed asset-check evaluation, delivers queued alerts "
+        "(webhook + log file), and marks failed the runs whose worker died.",
     )
     def asset_check_alerts(context: SensorEvaluationContext, alerts: AlertResource):
+        started = time.monotonic()
+        for run_id in fail_dead_runs(context.instance, alerts.dead_run_grace_seconds):
+            context.log.warning(f"run {run_id}: worker process gone, marked failed")
         cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-        sent = 0
+        queued = 0
         for key in check_keys:
             name = key.to_user_string()
+            waiting = False  # an earlier execution is not resolved yet: the cursor stays before it
             for record in _new_executions(context.instance, key, cursor.get(name, 0)):
-                if record.status == AssetCheckExecutionRecordStatus.SUCCEEDED:
+                resolved, alert = _examine(context.instance, record, step_of[key], alerts)
+                if alert is not None and alerts.raise_alert(alert):
+                    queued += 1
+                    context.log.info(f"alert queued: {alert.asset} {alert.partition} {alert.check} ({alert.key})")
+                waiting = waiting or not resolved
+                if not waiting:
                     cursor[name] = record.id
-                    continue
-                run = context.instance.get_run_by_id(record.run_id)
-                if record.status == AssetCheckExecutionRecordStatus.PLANNED:
-                    if run is not None and not run.is_finished:
-                        break  # not evaluated yet: come back to it next tick
-                    if run is None or step_of[key] not in _failed_steps(context.instance, record.run_id):
-                        cursor[name] = record.id  # skipped (upstream blocked or failed, run canceled)
-                        continue
-                alert = _alert_for(
-                    record,
-                    alerts,
-                    record.status == AssetCheckExecutionRecordStatus.PLANNED,
-                    run.tags.get("dagster/partition") if run else None,
-                )
-                delivered = deliver(
-                    alert,
-                    alerts.resolved_log_path(),
-                    alerts.resolved_webhook(),
-                    alerts.retries,
-                    alerts.backoff_seconds,
-                )
-                context.log.info(
-                    f"alert {alert.asset} {alert.partition} {alert.check}: webhook "
-                    f"{'delivered' if delivered else 'not delivered'}"
-                )
-                sent += 1
-                cursor[name] = record.id
-                context.update_cursor(json.dumps(cursor, sort_keys=True))  # after each alert: never sent twice
         context.update_cursor(json.dumps(cursor, sort_keys=True))
-        return SkipReason(f"{sent} alert(s) sent")
+        summary = f"{queued} alert(s) queued"
+        webhook = alerts.resolved_webhook()
+        if webhook:
+            budget = alerts.tick_budget_seconds - (time.monotonic() - started)
+            report = alerts.outbox().deliver(
+                webhook,
+                budget,
+                min(alerts.webhook_timeout_seconds, alerts.tick_budget_seconds / 2),
+                alerts.backoff_seconds,
+                alerts.max_backoff_seconds,
+                alerts.expire_after_seconds,
+            )
+            for event_id, error in report.failed.items():
+                context.log.warning(f"alert {event_id} not delivered: {error}")
+            for event_id in report.expired:
+                context.log.error(f"alert {event_id} expired undelivered")
+            summary += f", {len(report.delivered)} delivered, {report.pending} pending"
+        return SkipReason(summary)
 
     return asset_check_alerts
+
+
+def _interval() -> int:
+    return int(os.environ.get("TRADING_ALERT_SENSOR_INTERVAL", "30"))
+
+
+def _examine(
+    instance: DagsterInstance, record: AssetCheckExecutionRecord, step: str, alerts: AlertResource
+) -> tuple[bool, CheckAlert | None]:
+    """(whether the execution is resolved, its alert if it failed)."""
+    if record.status == AssetCheckExecutionRecordStatus.SUCCEEDED:
+        return True, None
+    run = instance.get_run_by_id(record.run_id)
+    partition_tag = run.tags.get("dagster/partition") if run else None
+    if record.status == AssetCheckExecutionRecordStatus.PLANNED:
+        if run is not None and not run.is_finished:
+            return False, None  # not evaluated yet (or its worker died: fail_dead_runs resolves that)
+        if run is None or step not in _failed_steps(instance, record.run_id):
+            return True, None  # skipped (upstream blocked or failed, run canceled or killed)
+        return True, _alert_for(record, alerts, True, partition_tag)
+    return True, _alert_for(record, alerts, False, partition_tag)
+
+
+def _blocked_by_check_only(failures: Sequence) -> bool:
+    """Whether every failed step failed because a blocking check failed (already alerted as a check)."""
+    return bool(failures) and all(
+        f.event_specific_data.error and f.event_specific_data.error.cls_name == "DagsterAssetCheckFailedError"
+        for f in failures
+    )
+
+
+def build_run_failure_sensor(interval_seconds: int | None = None) -> SensorDefinition:
+    """A sensor queueing one alert per failed run (any code location) in the alert outbox, naming job,
+    partition, source, failing step and error; runs stopped only by a blocking check are left to
+    ``asset_check_alerts``."""
+
+    @run_failure_sensor(
+        name="run_failure_alerts",
+        minimum_interval_seconds=interval_seconds if interval_seconds is not None else _interval(),
+        default_status=DefaultSensorStatus.RUNNING,
+        monitor_all_code_locations=True,  # CLI runs (execute_in_process) have no code location
+        description="Queues an alert for each failed run (source errors, crashes, dead workers).",
+    )
+    def run_failure_alerts(context: RunFailureSensorContext, alerts: AlertResource):
+        run = context.dagster_run
+        failures = context.get_step_failure_events()
+        if _blocked_by_check_only(failures):
+            return
+        first = failures[0] if failures else None
+        error = root_error(first.event_specific_data.error) if first and first.event_specific_data.error else None
+        source = run.run_config.get("resources", {}).get("candle_source", {}).get("config", {}).get("kind")
+        alert = RunFailureAlert(
+            run_id=run.run_id,
+            job=run.job_name,
+            partition=run.tags.get("dagster/partition"),
+            source=source or "as configured in code",
+            step=first.step_key if first else None,
+            error=error or context.failure_event.message or "run failed",
+            run_url=alerts.run_url(run.run_id),
+            timestamp=time.time(),
+        )
+        if alerts.raise_alert(alert):
+            context.log.info(f"alert queued: run {run.run_id} failed ({alert.key})")
+
+    return run_failure_alerts

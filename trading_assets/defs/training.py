@@ -3,7 +3,7 @@
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Literal
@@ -15,6 +15,7 @@ from dagster import (
     AssetExecutionContext,
     Config,
     ConfigurableResource,
+    DagsterInstance,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -61,18 +62,33 @@ class MlflowResource(ConfigurableResource):
         return f"run {run_id} in {uri} (browse with: mlflow ui --backend-store-uri <MLFLOW_TRACKING_URI>)"
 
     @contextmanager
-    def open_run(self, name: str, tags: dict[str, str]) -> Iterator["MlflowTracker"]:
+    def open_run(
+        self, name: str, tags: dict[str, str], dagster_run_alive: Callable[[str], bool] | None = None
+    ) -> Iterator["MlflowTracker"]:
         """A tracked run (ends FINISHED, or FAILED on error); fails before any work if the store is unusable.
 
-        An error that quotes the tracking URI's credentials leaves redacted.
+        With ``dagster_run_alive``, first ends as FAILED the runs of the same partition and asset that a
+        killed Dagster run left RUNNING. An error that quotes the tracking URI's credentials leaves redacted.
         """
-        from trading_assets.training.tracking import MlflowTracker, connect
+        from trading_assets.training.tracking import MlflowTracker, connect, end_stale_runs
 
         uri = self.resolved_uri()
         with redacted_errors(url_secrets(uri)):
             client, experiment_id = connect(uri, self.experiment)
+            if dagster_run_alive is not None:
+                end_stale_runs(client, experiment_id, tags, dagster_run_alive)
             with MlflowTracker.run(client, uri, experiment_id, name, tags) as tracker:
                 yield tracker
+
+
+def dagster_run_alive(instance: DagsterInstance) -> Callable[[str], bool]:
+    """Whether a Dagster run (by id) exists and is not finished: the MLflow runs of others are stale."""
+
+    def alive(run_id: str) -> bool:
+        run = instance.get_run_by_id(run_id) if run_id else None
+        return run is not None and not run.is_finished
+
+    return alive
 
 
 class TrainedModelConfig(Config):
@@ -158,7 +174,11 @@ def trained_model(
 
     symbol, timeframe = split_partition_key(context.partition_key)
     spec = config.spec()
-    with mlflow_tracking.open_run(f"{symbol}|{timeframe}", partition_tags(context, "trained_model")) as tracker:
+    with mlflow_tracking.open_run(
+        f"{symbol}|{timeframe}",
+        partition_tags(context, "trained_model"),
+        dagster_run_alive(context.instance),
+    ) as tracker:
         outcome = train_and_track(
             features,
             spec,

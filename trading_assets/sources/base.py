@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import pandas as pd
@@ -17,6 +19,9 @@ class CandleSource(Protocol):
     candle the source has whose bar starts in ``[start, end)``; bars without trades are absent,
     as on an exchange. It may be empty when the source simply has no candles there; it raises
     :class:`~trading_assets.errors.UnknownSymbolError` for a market it does not know.
+
+    A source that fetches in pages may also offer ``fetch_batches`` (same arguments) yielding
+    :class:`CandleBatch` es as they arrive, so the store commits each one (see :func:`iter_batches`).
     """
 
     name: str
@@ -35,3 +40,23 @@ def source_identity(source: CandleSource) -> str:
         return redact(explicit)
     where = getattr(source, "base_url", None) or getattr(source, "directory", None)
     return redact(f"{source.name}:{where}" if where else source.name)
+
+
+@dataclass(frozen=True)
+class CandleBatch:
+    """Every candle the source has in ``[start, end)`` (canonical frame), one page of a fetch."""
+
+    candles: pd.DataFrame
+    start: pd.Timestamp
+    end: pd.Timestamp  # exclusive
+
+
+def iter_batches(
+    source: CandleSource, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+) -> Iterator[CandleBatch]:
+    """The source's pages when it pages (``fetch_batches``), else one batch of ``fetch``."""
+    fetch_batches = getattr(source, "fetch_batches", None)
+    if fetch_batches is not None:
+        yield from fetch_batches(symbol, timeframe, start, end)
+    else:
+        yield CandleBatch(source.fetch(symbol, timeframe, start, end), start, end)

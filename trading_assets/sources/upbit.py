@@ -6,6 +6,9 @@ each answer. The candle endpoints share a budget of about 10 requests per second
 the ``Remaining-Req: group=candles; min=..; sec=N`` header; going over it answers HTTP 429, and
 repeated 429s earn a temporary ban (HTTP 418). ``timestamp`` in the answer is the last trade's
 time, not the bar's start, so it is ignored.
+
+Malformed, truncated or dropped answers are retried like HTTP 5xx (bounded, exponential backoff);
+pages are yielded as they arrive (``fetch_batches``) so the store commits each one.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
 import requests
@@ -23,6 +27,7 @@ import requests
 from trading_assets.candles import empty_candles, normalize_candles
 from trading_assets.errors import CandleDataError, SourceUnavailableError, UnknownSymbolError
 from trading_assets.redaction import redact
+from trading_assets.sources.base import CandleBatch
 from trading_assets.timeframes import get_timeframe, to_utc, validate_symbol
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,12 @@ _FIELDS = {
 }
 _REMAINING_SEC = re.compile(r"sec=(\d+)")
 MAX_RETRY_AFTER_SECONDS = 60.0  # a server's Retry-After is obeyed up to this, never for hours
+_TRANSIENT = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 
 class UpbitSource:
@@ -67,64 +78,78 @@ class UpbitSource:
         self.on_page: Callable[[int, int], None] | None = None  # (pages done, pages expected) after each page
 
     def fetch(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        batches = [b.candles for b in self.fetch_batches(symbol, timeframe, start, end) if not b.candles.empty]
+        return pd.concat(batches).sort_index() if batches else empty_candles()
+
+    def fetch_batches(
+        self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> Iterator[CandleBatch]:
+        """One batch per page, newest first; each covers ``[its oldest candle, the previous page's oldest)``,
+        the last one down to ``start``."""
         validate_symbol(symbol)
         tf = get_timeframe(timeframe)
         start, end = to_utc(start), to_utc(end)
         path = "/v1/candles/days" if tf.minutes == 1440 else f"/v1/candles/minutes/{tf.minutes}"
-        rows: list[dict[str, Any]] = []
         to = end
         expected, done = max(1, math.ceil(len(tf.grid(start, end)) / PAGE_SIZE)), 0
         while to > start:
-            page = self._get(
-                path, {"market": symbol, "to": to.strftime("%Y-%m-%dT%H:%M:%SZ"), "count": PAGE_SIZE}, symbol, timeframe
-            )
+            params = {"market": symbol, "to": to.strftime("%Y-%m-%dT%H:%M:%SZ"), "count": PAGE_SIZE}
+            page = self._get(path, params, symbol, timeframe, f"window [{start}, {end})")
             done += 1
             if self.on_page is not None:
                 self.on_page(done, max(done, expected))
             if not page:
-                break
-            rows.extend(page)
-            oldest = min(pd.Timestamp(r["candle_date_time_utc"], tz="UTC") for r in page)
-            if len(page) < PAGE_SIZE or oldest >= to:
-                break
+                yield CandleBatch(empty_candles(), start, to)
+                return
+            frame = pd.DataFrame(page).rename(columns=_FIELDS)
+            frame["open_time"] = pd.to_datetime(frame["candle_date_time_utc"], utc=True)
+            try:
+                candles = normalize_candles(frame[["open_time", *_FIELDS.values()]], symbol, timeframe)
+            except CandleDataError as exc:  # bad data, not a bad transfer: never retried
+                where = redact(f"{exc.problem} from {self.base_url}{path}?{urlencode(params)}, window [{start}, {end})")
+                raise CandleDataError(symbol, timeframe, where, exc.column, exc.examples) from exc
+            oldest = candles.index[0]
+            last = len(page) < PAGE_SIZE or oldest <= start or oldest >= to
+            lo = start if last else oldest
+            yield CandleBatch(candles.loc[(candles.index >= lo) & (candles.index < min(to, end))], lo, to)
+            if last:
+                return
             to = oldest
-        if not rows:
-            return empty_candles()
-        frame = pd.DataFrame(rows)
-        missing = [f for f in ("candle_date_time_utc", *_FIELDS) if f not in frame.columns]
-        if missing:
-            raise CandleDataError(symbol, timeframe, f"Upbit answer lacks fields {missing}", missing[0])
-        frame = frame.rename(columns=_FIELDS)
-        frame["open_time"] = pd.to_datetime(frame["candle_date_time_utc"], utc=True)
-        candles = normalize_candles(frame[["open_time", *_FIELDS.values()]], symbol, timeframe)
-        return candles.loc[(candles.index >= start) & (candles.index < end)]
 
-    def _get(self, path: str, params: dict[str, Any], symbol: str, timeframe: str) -> list[dict[str, Any]]:
+    def _get(self, path: str, params: dict[str, Any], symbol: str, timeframe: str, window: str) -> list[dict[str, Any]]:
         url = self.base_url + path
+        where = redact(f"Upbit {symbol} {timeframe} {window}, GET {url}?{urlencode(params)}")
         for attempt in range(self.max_retries + 1):
             self._throttle()
             try:
                 response = self.session.get(url, params=params, timeout=self.timeout_seconds)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                self._retry_or_raise(attempt, f"{url}: {exc}")
+            except _TRANSIENT as exc:  # refused, timed out, dropped or cut off mid-answer
+                self._retry_or_raise(attempt, where, f"{type(exc).__name__}: {exc}")
                 continue
             self.requests_made += 1
             self._honour_remaining(response)
             status = response.status_code
             if status == 200:
-                return response.json()
+                page, problem = _parse_page(response)
+                if problem is None:
+                    return page
+                self._retry_or_raise(attempt, where, problem)
+                continue
             if status == 418:
                 raise SourceUnavailableError(
-                    f"Upbit temporarily banned this client (HTTP 418) while fetching {symbol} {timeframe}; "
-                    f"retry after {response.headers.get('Retry-After', 'a while')}"
+                    f"{where}: Upbit temporarily banned this client (HTTP 418); "
+                    f"retry after {response.headers.get('Retry-After', 'a while')}",
+                    transient=False,
                 )
             if status == 429 or status >= 500:
-                self._retry_or_raise(attempt, f"HTTP {status} from {url}", response.headers.get("Retry-After"))
+                self._retry_or_raise(attempt, where, f"HTTP {status}", response.headers.get("Retry-After"))
                 continue
             message = _error_message(response)
             if status == 404 or "not found" in message.lower():
-                raise UnknownSymbolError(symbol, timeframe, f"Upbit does not know this market ({message})")
-            raise CandleDataError(symbol, timeframe, f"Upbit answered HTTP {status}: {message}")
+                raise UnknownSymbolError(
+                    symbol, timeframe, redact(f"Upbit does not know this market ({message}; {url})")
+                )
+            raise CandleDataError(symbol, timeframe, redact(f"Upbit answered HTTP {status}: {message} ({where})"))
         raise AssertionError("unreachable")
 
     def _throttle(self) -> None:
@@ -138,17 +163,31 @@ class UpbitSource:
         if match and int(match.group(1)) <= 0:
             self._next_request_at = max(self._next_request_at, time.monotonic() + 1.0)
 
-    def _retry_or_raise(self, attempt: int, what: str, retry_after: str | None = None) -> None:
-        what = redact(what)
+    def _retry_or_raise(self, attempt: int, where: str, problem: str, retry_after: str | None = None) -> None:
+        where, problem = redact(where), redact(problem)  # a base URL or proxy may carry credentials
         if attempt >= self.max_retries:
-            raise SourceUnavailableError(f"Upbit request failed after {attempt + 1} attempts: {what}")
+            raise SourceUnavailableError(f"{where}: request failed after {attempt + 1} attempts: {problem}")
         delay = (
             min(float(retry_after), MAX_RETRY_AFTER_SECONDS)
             if retry_after and retry_after.isdigit()
             else self.backoff_seconds * 2**attempt
         )
-        log.warning("Upbit: %s; retrying in %.2fs (attempt %d/%d)", what, delay, attempt + 1, self.max_retries)
+        log.warning("%s: %s; retrying in %.2fs (attempt %d/%d)", where, problem, delay, attempt + 1, self.max_retries)
         self._sleep(delay)
+
+
+def _parse_page(response: requests.Response) -> tuple[list[dict[str, Any]], str | None]:
+    """The page's rows, or why the answer is malformed (bad JSON, not a list of candles, fields missing)."""
+    try:
+        page = response.json()
+    except ValueError as exc:
+        return [], f"malformed JSON ({exc}): {response.text[:120]!r}"
+    if not isinstance(page, list) or not all(isinstance(r, dict) for r in page):
+        return [], f"malformed answer, expected a list of candles: {response.text[:120]!r}"
+    missing = sorted({f for r in page for f in ("candle_date_time_utc", *_FIELDS) if f not in r})
+    if missing:
+        return [], f"malformed answer, candles lack fields {missing}"
+    return page, None
 
 
 def _error_message(response: requests.Response) -> str:

@@ -16,7 +16,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,26 @@ def connect(tracking_uri: str, experiment: str, timeout: float = 5.0) -> tuple[M
         return client, client.create_experiment(experiment, artifact_location=artifacts)
     except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
         raise MlflowUnavailableError(f"MLflow store {redact(tracking_uri)} is not usable: {redact(exc)}") from exc
+
+
+def end_stale_runs(
+    client: MlflowClient, experiment_id: str, tags: dict[str, str], dagster_run_alive: Callable[[str], bool]
+) -> list[str]:
+    """End as FAILED the MLflow runs still RUNNING with the same partition and asset ``tags`` whose
+    Dagster run is no longer alive (its worker was killed), and their nested runs (walk-forward folds)
+    still RUNNING; returns their ids."""
+    query = " and ".join(f"tags.{k} = '{tags[k]}'" for k in ("partition_key", "dagster_asset") if k in tags)
+    running = client.search_runs([experiment_id], filter_string=f"{query} and attributes.status = 'RUNNING'")
+    stale = [r.info.run_id for r in running if not dagster_run_alive(r.data.tags.get("dagster_run_id", ""))]
+    for parent in list(stale):
+        children = client.search_runs(
+            [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'"
+        )
+        stale += [r.info.run_id for r in children]
+    for run_id in stale:
+        client.set_terminated(run_id, "FAILED")
+        log.warning("MLflow run %s (%s) was left RUNNING by a dead Dagster run: ended FAILED", run_id, query)
+    return stale
 
 
 class MlflowTracker:

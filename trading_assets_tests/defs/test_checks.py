@@ -242,14 +242,17 @@ def test_sensor_alerts_once_per_failed_evaluation(instance, tmp_path):
             locations=Locations(
                 alert_webhook_url=hook.url,
                 alert_log_path=str(tmp_path / "alerts.jsonl"),
+                alert_outbox_path=str(tmp_path / "outbox.sqlite"),
                 webui_url="http://127.0.0.1:3000",
             ),
-            backoff_seconds=0.01,
+            backoff_seconds=0.0,
         )
         run(instance)  # clean: nothing to alert
         result = run(instance, "strings")
-        hook.fail_next = 2  # the webhook is down for two requests: retried, not crashed
+        hook.fail_next = 1  # the webhook is down: the tick queues both, the next tick retries
         with build_sensor_context(instance=instance, resources={"alerts": alerts}) as ctx:
+            asset_check_alerts(ctx)
+            assert hook.bodies == []
             asset_check_alerts(ctx)
             assert len(hook.bodies) == 2
             texts = sorted(b["text"] for b in hook.bodies)
@@ -260,13 +263,17 @@ def test_sensor_alerts_once_per_failed_evaluation(instance, tmp_path):
                 ("raw_candles", "dtype_pollution", "ERROR", "KRW-BTC|5m"),
                 ("raw_candles", "schema", "ERROR", "KRW-BTC|5m"),
             }
-            assert all(x["webhook_delivered"] for x in lines)
+            assert all(alerts.outbox().state(x["event_id"])["state"] == "delivered" for x in lines)
             cursor = ctx.cursor
             # the same evaluations are never alerted twice, also after a restart from the stored cursor
             asset_check_alerts(ctx)
         with build_sensor_context(instance=instance, resources={"alerts": alerts}, cursor=cursor) as restarted:
             asset_check_alerts(restarted)
             assert len(hook.bodies) == 2 and len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 2
+            # a lost cursor (a tick abandoned by Dagster) re-scans, and the outbox still sends nothing twice
+            with build_sensor_context(instance=instance, resources={"alerts": alerts}) as lost:
+                asset_check_alerts(lost)
+            assert len(hook.bodies) == 2
             # a new failure is alerted exactly once: a break WARNs on raw_candles and on indicators
             run(instance, "missing")
             asset_check_alerts(restarted)
@@ -277,16 +284,23 @@ def test_sensor_alerts_once_per_failed_evaluation(instance, tmp_path):
 
 def test_webhook_down_is_logged_not_raised(instance, tmp_path):
     alerts = AlertResource(
-        locations=Locations(alert_webhook_url="http://127.0.0.1:9/hook", alert_log_path=str(tmp_path / "a.jsonl")),
-        retries=1,
-        backoff_seconds=0.0,
+        locations=Locations(
+            alert_webhook_url="http://127.0.0.1:9/hook",
+            alert_log_path=str(tmp_path / "a.jsonl"),
+            alert_outbox_path=str(tmp_path / "outbox.sqlite"),
+        ),
+        backoff_seconds=60.0,
     )
     run(instance, "negative_volume")
     with build_sensor_context(instance=instance, resources={"alerts": alerts}) as ctx:
         asset_check_alerts(ctx)
-    [line] = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
-    assert line["webhook_delivered"] is False and line["webhook_error"]
-    cursor = json.loads(ctx.cursor)
+        [line] = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+        assert line["webhook"] == "queued"
+        state = alerts.outbox().state(line["event_id"])
+        assert state["state"] == "pending" and state["attempts"] == 1 and "ConnectionError" in state["last_error"]
+        asset_check_alerts(ctx)  # backing off: not tried again yet
+        assert alerts.outbox().state(line["event_id"])["attempts"] == 1
+        cursor = json.loads(ctx.cursor)
     assert len(cursor) == 11 and cursor["raw_candles:schema"] > 0
 
 

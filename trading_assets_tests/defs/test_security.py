@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInvalidConfigError, build_sensor_context
+from dagster import DagsterInvalidConfigError, build_run_status_sensor_context, build_sensor_context
 from dagster._serdes import serialize_value
 from mlflow.tracking import MlflowClient
 
@@ -35,9 +35,14 @@ TUNABLE = {
         "ccxt_options",  # location-like keys and URL values are refused (see CcxtSource)
         "calendar",
         "symbol_calendars",
+        "step_retries",
+        "step_retry_seconds",
     },
     "candle_store": {"refresh", "refetch_bars"},
-    "alerts": {"retries", "backoff_seconds"},
+    "alerts": {
+        *("tick_budget_seconds", "webhook_timeout_seconds", "backoff_seconds", "max_backoff_seconds"),
+        *("expire_after_seconds", "dead_run_grace_seconds"),
+    },
     "mlflow_tracking": {"experiment"},
 }
 
@@ -123,13 +128,21 @@ def test_planted_secrets_never_leave(postgres, instance, data_dir, tmp_path, mon
     assert not failed.success
     error = failed.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "unreachable" in error and not _leaks(planted, error)
-    alerts = AlertResource(locations=Locations.from_env(), retries=0)
-    from trading_assets.defs.sensors import build_alert_sensor
+    alerts = AlertResource(locations=Locations.from_env(), webhook_timeout_seconds=1)
+    from trading_assets.defs.sensors import build_alert_sensor, build_run_failure_sensor
 
     with build_sensor_context(instance=instance, resources={"alerts": alerts}) as ctx:
         build_alert_sensor(defs.asset_checks)(ctx)
     lines = [json.loads(x) for x in (data_dir / "alerts.jsonl").read_text().splitlines()]
-    assert lines and all(x["webhook_delivered"] is False and x["webhook_error"] for x in lines)
+    assert lines and all(x["webhook"] == "queued" for x in lines)
+    tried = [alerts.outbox().state(x["event_id"]) for x in lines]
+    assert any(t["attempts"] == 1 and "ConnectionError" in t["last_error"] for t in tried)  # the webhook is down
+    # the failed training run (unreachable MLflow) is alerted by the run-failure sensor, through the same outbox
+    with build_run_status_sensor_context(
+        "run_failure_alerts", failed.get_run_failure_event(), instance, failed.dagster_run, resources={"alerts": alerts}
+    ) as run_ctx:
+        build_run_failure_sensor()(run_ctx.for_run_failure())
+    assert alerts.outbox().state(f"run:{failed.run_id}")["state"] == "pending"
 
     events = [serialize_value(e) for r in instance.get_runs() for e in instance.all_logs(r.run_id)]
     assert len(events) > 100 and not _leaks(planted, "\n".join(events))  # messages, metadata, errors
