@@ -12,9 +12,8 @@ from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.causality_checks import indicators_warmup_sufficient
 from trading_assets.defs.checks import data_checks
 from trading_assets.defs.io_manager import ParquetIOManager
-from trading_assets.defs.locations import Locations
 from trading_assets.defs.partitions import add_symbols, partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, Locations
 from trading_assets.features import lead_in_bars
 from trading_assets.provenance import Provenance
 from trading_assets.quality import continuity, percent

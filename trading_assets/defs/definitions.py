@@ -11,12 +11,17 @@ from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.checks import CHECKS
 from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.jobs import full_pipeline_job, leaderboard_job, market_data_job, research_job, training_job
-from trading_assets.defs.locations import Locations
 from trading_assets.defs.research import evaluation, leaderboard, predictions
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+from trading_assets.defs.resources import (
+    AlertResource,
+    CandleSourceResource,
+    CandleStoreResource,
+    Locations,
+    MlflowResource,
+)
 from trading_assets.defs.schedules import build_schedules
-from trading_assets.defs.sensors import AlertResource, build_alert_sensor, build_run_failure_sensor
-from trading_assets.defs.training import MlflowResource, trained_model
+from trading_assets.defs.sensors import build_alert_sensor, build_run_failure_sensor
+from trading_assets.defs.training import trained_model
 
 locations = Locations.from_env()  # paths, hosts, credentials: from the environment, not from run config
 defs = Definitions(

@@ -29,7 +29,7 @@ from dagster import ConfigurableIOManagerFactory, InputContext, OutputContext, U
 from pydantic import Field
 from upath import UPath
 
-from trading_assets.defs.locations import Locations
+from trading_assets.defs.resources import Locations
 from trading_assets.processes import process_gone
 from trading_assets.timeframes import validate_symbol, validate_timeframe
 

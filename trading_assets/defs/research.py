@@ -27,13 +27,8 @@ from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.metadata import frame_metadata
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, split_partition_key
-from trading_assets.defs.training import (
-    GPU_POOL,
-    MlflowResource,
-    TrainedModelConfig,
-    dagster_run_alive,
-    partition_tags,
-)
+from trading_assets.defs.resources import MlflowResource
+from trading_assets.defs.training import GPU_POOL, TrainedModelConfig, dagster_run_alive, partition_tags
 from trading_assets.provenance import Provenance
 from trading_assets.training.config import MODELS
 

@@ -1,20 +1,110 @@
-"""Resources: where candles come from and where they are stored.
+"""Every resource of the code location: locations, candle source and store, MLflow tracking, alerts.
 
-Paths, hosts and credentials live in the nested :class:`Locations` resource (bound from the
-environment, not settable from run config); the fields here only tune behaviour.
+Paths, hosts and credentials live in the nested :class:`Locations` resource, bound from the
+environment and never settable from run config: Dagster lets a run's config override any field of a
+top-level resource (the UI's launchpad offers exactly that to whoever reaches it), but a nested
+resource's fields are not part of the run config schema (a test proves it).
+:meth:`Locations.from_env` binds each field to its variable with ``EnvVar``, so the UI shows the
+variable's name, never its value. The other resources' own fields only tune behaviour.
 
 No `from __future__ import annotations` here: Dagster reads the field annotations.
 """
 
-from typing import Any, Literal
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar, MetadataValue
 from pydantic import Field
 
+from trading_assets.alerts import CheckAlert, Outbox, RunFailureAlert
 from trading_assets.calendars import TradingCalendar, get_calendar
-from trading_assets.defs.locations import Locations
+from trading_assets.redaction import redact, redacted_errors, url_secrets
+from trading_assets.settings import data_dir, default_db_url, default_tracking_uri
 from trading_assets.sources import SOURCES, CandleSource, build_source, describe_sources
 from trading_assets.store import CandleStore
+
+if TYPE_CHECKING:
+    from trading_assets.training.tracking import MlflowTracker
+
+UPBIT_URL = "https://api.upbit.com"
+WEBUI_URL = "http://127.0.0.1:3000"
+# field -> the environment variable it is bound to
+ENV_VARS: dict[str, str] = {
+    "db_url": "TRADING_DB_URL",
+    "assets_path": "TRADING_ASSETS_PATH",
+    "files_dir": "TRADING_FILES_DIR",
+    "upbit_base_url": "TRADING_UPBIT_BASE_URL",
+    "ccxt_api_url": "TRADING_CCXT_API_URL",
+    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
+    "alert_webhook_url": "TRADING_ALERT_WEBHOOK_URL",
+    "alert_log_path": "TRADING_ALERT_LOG",
+    "alert_outbox_path": "TRADING_ALERT_OUTBOX",
+    "webui_url": "DAGSTER_WEBUI_URL",
+}
+
+
+class Locations(ConfigurableResource):
+    """Paths, hosts and credentials. Unset fields fall back to their variable, then to the data folder."""
+
+    db_url: str | None = Field(default=None, description="Candle store URL; default SQLite in the data folder")
+    assets_path: str | None = Field(default=None, description="Base path or URL of the Parquet assets")
+    files_dir: str | None = Field(default=None, description="Candle files of the files source")
+    upbit_base_url: str | None = Field(default=None, description=f"Upbit REST API base URL; default {UPBIT_URL}")
+    ccxt_api_url: str | None = Field(
+        default=None, description="Public API URL of the ccxt exchange (a mirror); default the exchange's own"
+    )
+    mlflow_tracking_uri: str | None = Field(default=None, description="MLflow tracking and registry URI")
+    alert_webhook_url: str | None = Field(default=None, description="Slack-compatible webhook (a secret)")
+    alert_log_path: str | None = Field(default=None, description="JSON-lines alert log")
+    alert_outbox_path: str | None = Field(
+        default=None, description="SQLite outbox of alerts to deliver; default <data dir>/alerts_outbox.sqlite"
+    )
+    webui_url: str | None = Field(default=None, description=f"Base of run links in alerts; default {WEBUI_URL}")
+
+    @classmethod
+    def from_env(cls) -> "Locations":
+        """Every field whose variable is set, bound to it with ``EnvVar`` (the rest take their defaults)."""
+        return cls(**{field: EnvVar(var) for field, var in ENV_VARS.items() if os.environ.get(var)})
+
+    def _get(self, field: str) -> str | None:
+        return getattr(self, field) or os.environ.get(ENV_VARS[field]) or None
+
+    def resolved_db_url(self) -> str:
+        return self._get("db_url") or default_db_url()
+
+    def resolved_assets_path(self) -> str:
+        return self._get("assets_path") or str(data_dir() / "assets")
+
+    def resolved_files_dir(self) -> Path:
+        files_dir = self._get("files_dir")
+        return Path(files_dir) if files_dir else data_dir() / "candle_files"
+
+    def resolved_upbit_base_url(self) -> str:
+        return self._get("upbit_base_url") or UPBIT_URL
+
+    def resolved_ccxt_api_url(self) -> str | None:
+        return self._get("ccxt_api_url")
+
+    def resolved_tracking_uri(self) -> str:
+        return self._get("mlflow_tracking_uri") or default_tracking_uri()
+
+    def resolved_webhook(self) -> str | None:
+        return self._get("alert_webhook_url")
+
+    def resolved_alert_log(self) -> Path:
+        log_path = self._get("alert_log_path")
+        return Path(log_path) if log_path else data_dir() / "alerts.jsonl"
+
+    def resolved_alert_outbox(self) -> Path:
+        outbox_path = self._get("alert_outbox_path")
+        return Path(outbox_path) if outbox_path else data_dir() / "alerts_outbox.sqlite"
+
+    def resolved_webui_url(self) -> str:
+        return self._get("webui_url") or WEBUI_URL
+
 
 SourceKind = Literal[tuple(SOURCES)]  # the registered sources' names
 
@@ -99,3 +189,79 @@ class CandleStoreResource(ConfigurableResource):
 
     def get_store(self) -> CandleStore:
         return CandleStore(self.locations.resolved_db_url())
+
+
+class MlflowResource(ConfigurableResource):
+    """Where training runs are tracked: one MLflow run per materialized partition."""
+
+    locations: Locations  # the tracking URI: $MLFLOW_TRACKING_URI, else SQLite in the data dir
+    experiment: str = Field(default="trading_assets", description="MLflow experiment name")
+
+    def resolved_uri(self) -> str:
+        return self.locations.resolved_tracking_uri()
+
+    def run_link(self, experiment_id: str, run_id: str) -> Any:
+        """Where to see a run, without the URI's credentials."""
+        uri = redact(self.resolved_uri())
+        if uri.startswith(("http://", "https://")):
+            return MetadataValue.url(f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")
+        return f"run {run_id} in {uri} (browse with: mlflow ui --backend-store-uri <MLFLOW_TRACKING_URI>)"
+
+    @contextmanager
+    def open_run(
+        self, name: str, tags: dict[str, str], dagster_run_alive: Callable[[str], bool] | None = None
+    ) -> Iterator["MlflowTracker"]:
+        """A tracked run (ends FINISHED, or FAILED on error); fails before any work if the store is unusable.
+
+        With ``dagster_run_alive``, first ends as FAILED the runs of the same partition and asset that a
+        killed Dagster run left RUNNING. An error that quotes the tracking URI's credentials leaves redacted.
+        """
+        from trading_assets.training.tracking import MlflowTracker, connect, end_stale_runs
+
+        uri = self.resolved_uri()
+        with redacted_errors(url_secrets(uri)):
+            client, experiment_id = connect(uri, self.experiment)
+            if dagster_run_alive is not None:
+                end_stale_runs(client, experiment_id, tags, dagster_run_alive)
+            with MlflowTracker.run(client, uri, experiment_id, name, tags) as tracker:
+                yield tracker
+
+
+class AlertResource(ConfigurableResource):
+    """How alert delivery behaves; where alerts go is ``locations`` (webhook, log file, outbox, UI links)."""
+
+    locations: Locations
+    tick_budget_seconds: float = Field(
+        default=20.0, gt=0, le=45, description="Most seconds one sensor tick spends (Dagster abandons a tick at 60)"
+    )
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, description="Timeout of one webhook POST")
+    backoff_seconds: float = Field(
+        default=30.0, ge=0, description="Delay before retrying an undelivered alert, doubled"
+    )
+    max_backoff_seconds: float = Field(default=900.0, ge=0, description="Longest delay between two attempts")
+    expire_after_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="An alert undelivered this long after it was raised is dropped (logged)",
+    )
+    dead_run_grace_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="A STARTED run whose worker process is gone and that logged nothing for this long is marked failed",
+    )
+
+    def resolved_webhook(self) -> str | None:
+        return self.locations.resolved_webhook()
+
+    def resolved_log_path(self) -> Path:
+        return self.locations.resolved_alert_log()
+
+    def outbox(self) -> Outbox:
+        return Outbox(self.locations.resolved_alert_outbox())
+
+    def run_url(self, run_id: str) -> str:
+        return redact(f"{self.locations.resolved_webui_url().rstrip('/')}/runs/{run_id}")
+
+    def raise_alert(self, alert: CheckAlert | RunFailureAlert) -> bool:
+        """Queue ``alert`` once (by event id) and log it; False when it was queued before."""
+        return self.outbox().add(alert, self.resolved_log_path(), self.resolved_webhook() is not None)

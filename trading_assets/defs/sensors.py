@@ -16,12 +16,10 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from dagster import (
     AssetCheckKey,
     AssetChecksDefinition,
-    ConfigurableResource,
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
@@ -38,13 +36,11 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
 )
-from pydantic import Field
 
-from trading_assets.alerts import CheckAlert, Outbox, RunFailureAlert
-from trading_assets.defs.locations import Locations
+from trading_assets.alerts import CheckAlert, RunFailureAlert
+from trading_assets.defs.resources import AlertResource
 from trading_assets.processes import process_gone
 from trading_assets.progress import root_error
-from trading_assets.redaction import redact
 
 _PAGE = 100
 _FIGURE_KEYS = (
@@ -57,46 +53,6 @@ _FIGURE_KEYS = (
     "filled_fraction",
     "rows",
 )
-
-
-class AlertResource(ConfigurableResource):
-    """How alert delivery behaves; where alerts go is ``locations`` (webhook, log file, outbox, UI links)."""
-
-    locations: Locations
-    tick_budget_seconds: float = Field(
-        default=20.0, gt=0, le=45, description="Most seconds one sensor tick spends (Dagster abandons a tick at 60)"
-    )
-    webhook_timeout_seconds: float = Field(default=5.0, gt=0, description="Timeout of one webhook POST")
-    backoff_seconds: float = Field(
-        default=30.0, ge=0, description="Delay before retrying an undelivered alert, doubled"
-    )
-    max_backoff_seconds: float = Field(default=900.0, ge=0, description="Longest delay between two attempts")
-    expire_after_seconds: float = Field(
-        default=86400.0,
-        gt=0,
-        description="An alert undelivered this long after it was raised is dropped (logged)",
-    )
-    dead_run_grace_seconds: float = Field(
-        default=60.0,
-        ge=0,
-        description="A STARTED run whose worker process is gone and that logged nothing for this long is marked failed",
-    )
-
-    def resolved_webhook(self) -> str | None:
-        return self.locations.resolved_webhook()
-
-    def resolved_log_path(self) -> Path:
-        return self.locations.resolved_alert_log()
-
-    def outbox(self) -> Outbox:
-        return Outbox(self.locations.resolved_alert_outbox())
-
-    def run_url(self, run_id: str) -> str:
-        return redact(f"{self.locations.resolved_webui_url().rstrip('/')}/runs/{run_id}")
-
-    def raise_alert(self, alert: CheckAlert | RunFailureAlert) -> bool:
-        """Queue ``alert`` once (by event id) and log it; False when it was queued before."""
-        return self.outbox().add(alert, self.resolved_log_path(), self.resolved_webhook() is not None)
 
 
 def fail_dead_runs(instance: DagsterInstance, grace_seconds: float) -> list[str]:

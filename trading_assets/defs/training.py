@@ -3,10 +3,9 @@
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 from dagster import (
@@ -14,7 +13,6 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
-    ConfigurableResource,
     DagsterInstance,
     MaterializeResult,
     MetadataValue,
@@ -23,10 +21,9 @@ from dagster import (
 from pydantic import Field
 
 from trading_assets.defs.jobs import GPU_K8S_CONFIG
-from trading_assets.defs.locations import Locations
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, split_partition_key
-from trading_assets.redaction import redact, redacted_errors, url_secrets
+from trading_assets.defs.resources import MlflowResource
 from trading_assets.training.config import (
     MODELS,
     PRESETS,
@@ -39,46 +36,10 @@ from trading_assets.training.config import (
 )
 
 if TYPE_CHECKING:
-    from trading_assets.training.tracking import MlflowTracker
+    pass
 
 GPU_POOL = "gpu"
 _MODEL, _TRAIN, _SEQ, _SPLIT = ModelConfig(), TrainConfig(), SequenceConfig(), SplitConfig()
-
-
-class MlflowResource(ConfigurableResource):
-    """Where training runs are tracked: one MLflow run per materialized partition."""
-
-    locations: Locations  # the tracking URI: $MLFLOW_TRACKING_URI, else SQLite in the data dir
-    experiment: str = Field(default="trading_assets", description="MLflow experiment name")
-
-    def resolved_uri(self) -> str:
-        return self.locations.resolved_tracking_uri()
-
-    def run_link(self, experiment_id: str, run_id: str) -> Any:
-        """Where to see a run, without the URI's credentials."""
-        uri = redact(self.resolved_uri())
-        if uri.startswith(("http://", "https://")):
-            return MetadataValue.url(f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")
-        return f"run {run_id} in {uri} (browse with: mlflow ui --backend-store-uri <MLFLOW_TRACKING_URI>)"
-
-    @contextmanager
-    def open_run(
-        self, name: str, tags: dict[str, str], dagster_run_alive: Callable[[str], bool] | None = None
-    ) -> Iterator["MlflowTracker"]:
-        """A tracked run (ends FINISHED, or FAILED on error); fails before any work if the store is unusable.
-
-        With ``dagster_run_alive``, first ends as FAILED the runs of the same partition and asset that a
-        killed Dagster run left RUNNING. An error that quotes the tracking URI's credentials leaves redacted.
-        """
-        from trading_assets.training.tracking import MlflowTracker, connect, end_stale_runs
-
-        uri = self.resolved_uri()
-        with redacted_errors(url_secrets(uri)):
-            client, experiment_id = connect(uri, self.experiment)
-            if dagster_run_alive is not None:
-                end_stale_runs(client, experiment_id, tags, dagster_run_alive)
-            with MlflowTracker.run(client, uri, experiment_id, name, tags) as tracker:
-                yield tracker
 
 
 def dagster_run_alive(instance: DagsterInstance) -> Callable[[str], bool]:

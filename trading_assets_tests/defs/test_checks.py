@@ -19,10 +19,9 @@ from dagster import (
 from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.checks import data_checks
 from trading_assets.defs.io_manager import ParquetIOManager, _ParquetUPathIOManager
-from trading_assets.defs.locations import Locations
 from trading_assets.defs.partitions import partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
-from trading_assets.defs.sensors import AlertResource, build_alert_sensor
+from trading_assets.defs.resources import AlertResource, CandleSourceResource, CandleStoreResource, Locations
+from trading_assets.defs.sensors import build_alert_sensor
 from trading_assets_tests.conftest import END
 from trading_assets_tests.servers import WebhookReceiver
 

@@ -14,11 +14,16 @@ from trading_assets.cli import main
 from trading_assets.defs import checks, defs
 from trading_assets.defs.assets import indicators, raw_candles
 from trading_assets.defs.io_manager import ParquetIOManager
-from trading_assets.defs.locations import Locations
 from trading_assets.defs.partition_checks import check_result, partition_check
 from trading_assets.defs.partitions import partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, SourceKind
-from trading_assets.defs.sensors import AlertResource, build_alert_sensor
+from trading_assets.defs.resources import (
+    AlertResource,
+    CandleSourceResource,
+    CandleStoreResource,
+    Locations,
+    SourceKind,
+)
+from trading_assets.defs.sensors import build_alert_sensor
 from trading_assets.indicators import INDICATOR_COLUMNS, INDICATORS, Bars, Column, Indicator, warmup_bars
 from trading_assets.sources import SOURCES, SourceSpec
 from trading_assets.timeframes import get_timeframe

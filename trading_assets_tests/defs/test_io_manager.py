@@ -7,8 +7,8 @@ from dagster import AssetIn, asset, materialize
 from upath import UPath
 
 from trading_assets.defs.io_manager import ParquetIOManager, read_provenance
-from trading_assets.defs.locations import Locations
 from trading_assets.defs.partitions import market_partitions, partition_key
+from trading_assets.defs.resources import Locations
 from trading_assets.sources import SyntheticSource
 from trading_assets.store import CandleStore
 from trading_assets_tests.conftest import END

@@ -9,9 +9,8 @@ from dagster._serdes import serialize_value
 from mlflow.tracking import MlflowClient
 
 from trading_assets.defs import defs
-from trading_assets.defs.locations import Locations
 from trading_assets.defs.partitions import partition_key
-from trading_assets.defs.sensors import AlertResource
+from trading_assets.defs.resources import AlertResource, Locations
 from trading_assets_tests.conftest import END
 from trading_assets_tests.defs.test_checks import run as run_checked
 from trading_assets_tests.defs.test_training import RUN_CONFIG as TRAIN_CONFIG

@@ -4,9 +4,9 @@ short webhook timeout, fast backoff, a 2 s grace for dead run workers)."""
 from dagster import Definitions
 
 from trading_assets.defs.checks import CHECKS
-from trading_assets.defs.locations import Locations
 from trading_assets.defs.research import evaluation
-from trading_assets.defs.sensors import AlertResource, build_alert_sensor, build_run_failure_sensor
+from trading_assets.defs.resources import AlertResource, Locations
+from trading_assets.defs.sensors import build_alert_sensor, build_run_failure_sensor
 from trading_assets.defs.training import trained_model
 
 defs = Definitions(

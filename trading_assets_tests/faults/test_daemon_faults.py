@@ -18,9 +18,8 @@ from dagster import DagsterInstance, DagsterRunStatus, materialize
 from trading_assets.cli import get_instance
 from trading_assets.defs.assets import raw_candles
 from trading_assets.defs.io_manager import ParquetIOManager
-from trading_assets.defs.locations import Locations
 from trading_assets.defs.partitions import add_symbols, partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, Locations
 from trading_assets.sources import SyntheticSource
 from trading_assets.store import CandleStore
 from trading_assets_tests.conftest import END

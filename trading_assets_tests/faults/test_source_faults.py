@@ -7,9 +7,8 @@ from dagster import DagsterEventType, materialize
 
 from trading_assets.defs.assets import raw_candles
 from trading_assets.defs.io_manager import ParquetIOManager
-from trading_assets.defs.locations import Locations
 from trading_assets.defs.partitions import partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, Locations
 from trading_assets.errors import CandleDataError, SourceUnavailableError
 from trading_assets.sources import SyntheticSource, UpbitSource
 from trading_assets.store import CandleStore

@@ -43,8 +43,7 @@ def test_symbols_map_explicitly(binance):
 
 
 def test_registered_and_built_from_settings(binance):
-    from trading_assets.defs.locations import Locations
-    from trading_assets.defs.resources import CandleSourceResource
+    from trading_assets.defs.resources import CandleSourceResource, Locations
 
     server, _ = binance
     assert "ccxt" in SOURCES
