@@ -74,23 +74,26 @@ def test_refresh_re_collects_through_the_candle_store_resource():
     assert "resources" not in market_run_config(days=2)
 
 
+SPAN_ERRORS = [
+    (["--days", "0"], "--days must be a positive number of days, got 0.0"),
+    (["--days", "-1"], "--days must be a positive number of days, got -1.0"),
+    (["--bars", "0"], "--bars must be a positive number of bars, got 0"),
+    (["--days", "1", "--bars", "300"], "give the span with --days or --bars, not both"),
+    (["--end", "yesterday-ish"], "--end 'yesterday-ish' is not an ISO 8601 time"),
+    (["--timeframes", "2h"], "unknown timeframe(s) ['2h']"),
+]
+SOURCE_ERRORS = [  # materialize only: a backfill takes no source options
+    (["--source", "files", "--upbit-url", "http://127.0.0.1:1"], "need --source upbit"),
+    (["--requests-per-second", "0"], "--requests-per-second must be positive"),
+]
+
+
 @pytest.mark.parametrize(
-    "args,message",
-    [
-        (["--days", "0"], "--days must be a positive number of days, got 0.0"),
-        (["--days", "-1"], "--days must be a positive number of days, got -1.0"),
-        (["--bars", "0"], "--bars must be a positive number of bars, got 0"),
-        (["--days", "1", "--bars", "300"], "give the span with --days or --bars, not both"),
-        (["--end", "yesterday-ish"], "--end 'yesterday-ish' is not an ISO 8601 time"),
-        (["--source", "files", "--upbit-url", "http://127.0.0.1:1"], "need --source upbit"),
-        (["--requests-per-second", "0"], "--requests-per-second must be positive"),
-        (["--timeframes", "2h"], "unknown timeframe(s) ['2h']"),
-    ],
+    "command,args,message",
+    [(c, a, m) for c in ("materialize", "backfill") for a, m in SPAN_ERRORS]
+    + [("materialize", a, m) for a, m in SOURCE_ERRORS],
 )
-@pytest.mark.parametrize("command", ["materialize", "backfill"])
 def test_bad_arguments_are_rejected_before_launching(data_dir, command, args, message):
-    if command == "backfill" and any(a in args for a in ("--source", "--upbit-url", "--requests-per-second")):
-        pytest.skip("backfill takes no source options")
     result = CliRunner().invoke(main, [command, *args])
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and result.output.startswith("Error: ") and message in result.output
