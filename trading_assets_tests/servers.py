@@ -68,7 +68,39 @@ class PostgresServer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class FakeUpbit:
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps test output clean and answers JSON."""
+
+    def log_message(self, *args):
+        pass
+
+    def start_json(
+        self, status: int, length: int, headers: dict[str, str] | None = None, content_type: str = "application/json"
+    ) -> None:
+        """Status line and headers of a JSON answer whose body of ``length`` bytes follows."""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+
+
+class LoopbackServer:
+    """An HTTP server on a free loopback port, serving from a daemon thread until :meth:`stop`."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler], path: str = "") -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeUpbit(LoopbackServer):
     """Serves candles in Upbit's exact JSON format from a candle frame per (market, timeframe).
 
     Implements ``GET /v1/candles/minutes/{unit}`` and ``/v1/candles/days`` with ``market``, ``to``
@@ -92,10 +124,7 @@ class FakeUpbit:
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):  # noqa: N802
                 import time
 
@@ -112,26 +141,14 @@ class FakeUpbit:
                 payload = json.dumps(body).encode()
                 if fault == "malformed":
                     payload = b"<html>502 Bad Gateway</html>"
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
+                self.start_json(status, len(payload), headers, "application/json; charset=utf-8")
                 if fault == "truncated":
                     self.wfile.write(payload[: len(payload) // 2])
                     self.close_connection = True
                     return
                 self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
     def answer(self, raw_path: str) -> tuple[int, object, dict[str, str]]:
         import time
@@ -196,7 +213,7 @@ def _upbit_row(market: str, timeframe: str, ts: pd.Timestamp, row: pd.Series) ->
     return out
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     """A local stand-in for a Slack incoming webhook: records each accepted JSON body (and its
     ``X-Alert-Id`` header in ``ids``).
 
@@ -213,10 +230,7 @@ class WebhookReceiver:
         self.attempts = 0
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):  # noqa: N802
                 import time
 
@@ -237,14 +251,7 @@ class WebhookReceiver:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T000/B000"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler, "/hooks/T000/B000")
 
 
 class DagsterProcess:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
+
+from trading_assets_tests.servers import LoopbackServer, QuietHandler
 
 INTERVALS = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "4h": 240, "1d": 1440}
 
@@ -33,7 +33,7 @@ def _market(symbol: str, base: str, quote: str) -> dict[str, object]:
     }
 
 
-class FakeBinance:
+class FakeBinance(LoopbackServer):
     """``GET /api/v3/exchangeInfo`` and ``GET /api/v3/klines`` (symbol, interval, startTime, endTime, limit <= 1000,
     oldest first, 12-field rows with prices as strings), from a candle frame per (exchange symbol, interval)."""
 
@@ -43,27 +43,14 @@ class FakeBinance:
         self.requests: list[dict[str, str]] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):  # noqa: N802
                 status, body = fake.answer(self.path)
                 payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json;charset=UTF-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
+                self.start_json(status, len(payload), content_type="application/json;charset=UTF-8")
                 self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
     def answer(self, raw_path: str) -> tuple[int, object]:
         url = urlparse(raw_path)
