@@ -11,7 +11,6 @@ environment without unpickling anything:
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import shutil
 import tempfile
@@ -169,14 +168,17 @@ class MlflowTracker:
         self.client.log_dict(self.run_id, data, path)
 
     def log_image(self, png: bytes, path: str) -> None:
-        from PIL import Image
-
-        self.client.log_image(self.run_id, Image.open(io.BytesIO(png)), path)
+        """The PNG bytes as they are (no decode and re-encode)."""
+        self._log_file(path, lambda file: file.write_bytes(png))
 
     def log_table(self, frame: pd.DataFrame, path: str) -> None:
+        self._log_file(path, frame.to_parquet)
+
+    def _log_file(self, path: str, write: Callable[[Path], object]) -> None:
+        """Write an artifact with ``write`` into a temporary file and log it at ``path``."""
         with tempfile.TemporaryDirectory() as tmp:
             file = Path(tmp) / Path(path).name
-            frame.to_parquet(file)
+            write(file)
             self.client.log_artifact(self.run_id, str(file), str(Path(path).parent) if Path(path).parent.name else None)
 
     def log_dataset(self, features: pd.DataFrame, name: str) -> None:
