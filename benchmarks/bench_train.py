@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trading_assets.features import FEATURE_COLUMNS, TARGET
+from trading_assets.features import TARGET, feature_columns
 from trading_assets.training.config import ModelConfig, TrainConfig, build_spec
 from trading_assets.training.models import build_model
 from trading_assets.training.sequences import build_sequences
@@ -53,14 +53,13 @@ def main() -> None:
     )
     # rows so that the 70 % train span holds `sequences` samples
     rows = int((args.sequences + args.seq_len) / 0.7) + 2 * (args.seq_len + 1) + 10
+    columns = feature_columns()
     rng = np.random.default_rng(0)
     idx = pd.date_range("2024-01-01", periods=rows, freq="1min", tz="UTC")
-    frame = pd.DataFrame(
-        rng.standard_normal((rows, len(FEATURE_COLUMNS))).astype("float32"), index=idx, columns=list(FEATURE_COLUMNS)
-    )
+    frame = pd.DataFrame(rng.standard_normal((rows, len(columns))).astype("float32"), index=idx, columns=columns)
     frame[TARGET] = (rng.standard_normal(rows) * 1e-3).astype("float32")
     data = build_sequences(frame, args.seq_len)
-    model = build_model(len(FEATURE_COLUMNS), model_config)
+    model = build_model(len(columns), model_config)
     params = sum(p.numel() for p in model.parameters())
     started = time.perf_counter()
     _, report = train(model, data, config)

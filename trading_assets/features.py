@@ -190,9 +190,6 @@ def inputs_of(features: tuple[Feature, ...]) -> set[str]:
     return recorder.read
 
 
-FEATURE_COLUMNS: tuple[str, ...] = tuple(feature_columns("default"))
-
-
 def derive_matrix(ind: pd.DataFrame, features: tuple[Feature, ...]) -> tuple[list[str], np.ndarray]:
     """The features of a set from candles and indicators (all trailing), as a column-major matrix."""
     col = {c: ind[c].to_numpy(dtype="float64") for c in INPUT_COLUMNS}
