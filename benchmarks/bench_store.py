@@ -65,12 +65,14 @@ def bench_graph() -> None:
             t0 = time.perf_counter()
             out = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True, check=True)
             wall = time.perf_counter() - t0
-            log = out.stdout + out.stderr
+            output = out.stdout + out.stderr
+            # the CLI keeps Dagster's events out of the terminal: they are in the log file it names
+            events = Path(re.search(r"Dagster event log: (\S+)", output).group(1)).read_text()
             steps = sum(
                 float(v) / (1000 if unit == "ms" else 1)
-                for v, unit in re.findall(r"Finished execution of step \S+ in ([\d.]+)(ms|s)\.", log)
+                for v, unit in re.findall(r"Finished execution of step \S+ in ([\d.]+)(ms|s)\.", events)
             )
-            rss = int(re.search(r"maxrss_kib=(\d+)", log).group(1)) / 1024
+            rss = int(re.search(r"maxrss_kib=(\d+)", output).group(1)) / 1024
             print(
                 f"data graph, {attempt} run: command {wall:.1f} s (steps {steps:.1f} s, the rest is start-up and "
                 f"Dagster), peak RSS {rss:,.0f} MiB"
