@@ -6,8 +6,8 @@ incremental collection asks the source only for what lies outside that span, and
 exchange never emitted (no trades) is not asked for again and again.
 
 Rows move as Arrow through ADBC drivers, never as per-row Python objects: a write bulk-ingests the
-frame into a temporary staging table (binary COPY on PostgreSQL) and merges it with one
-``INSERT .. SELECT .. ON CONFLICT DO UPDATE``; the coverage update commits in the same transaction.
+frame into a temporary staging table (binary COPY on PostgreSQL) and merges it in SQL (see
+``CandleStore._merge``); the coverage update commits in the same transaction.
 A read fetches an Arrow table. SQLite runs in WAL mode with a busy timeout, and a write takes the
 write lock up front (``BEGIN IMMEDIATE``), so concurrent runs wait for each other instead of failing
 with ``database is locked``.
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 120_000  # four one-year writers queue for seconds, never this long
 _STAGING = "candles_staging"
+_LOCK_SPACE = 7253  # PostgreSQL advisory locks: the schema (one key), a series (this key + hash of its name)
 _VALUES = ", ".join(CANDLE_COLUMNS)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS candles (symbol VARCHAR(32) NOT NULL, timeframe VARCHAR(8) NOT NULL, "
@@ -115,7 +116,7 @@ class CandleStore:
             raise ValueError(f"unsupported candle store URL {self.display_url}: use sqlite:/// or postgresql://")
         with self._transaction() as cur:
             if self.dialect == "postgresql":  # concurrent CREATE TABLE IF NOT EXISTS can race on the catalog
-                cur.execute("SELECT pg_advisory_xact_lock(7253)")
+                cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK_SPACE})")
             for ddl in _SCHEMA:
                 cur.execute(ddl)
 
@@ -139,11 +140,19 @@ class CandleStore:
             cur.execute(statement)
 
     @contextmanager
-    def _transaction(self) -> Iterator[Cursor]:
-        """One explicit transaction (SQLite: holding the write lock from the start); rolled back on error."""
+    def _transaction(self, series: tuple[str, str] | None = None) -> Iterator[Cursor]:
+        """One explicit transaction, rolled back on error.
+
+        SQLite holds the database's write lock from the start. PostgreSQL takes a transaction-scoped
+        advisory lock on ``series`` (symbol, timeframe): writers of one series queue, others run in parallel.
+        """
         self._control("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
         try:
             with self._conn.cursor() as cur:
+                if series is not None and self.dialect == "postgresql":
+                    lock = f"SELECT 1 FROM pg_advisory_xact_lock({_LOCK_SPACE}, hashtext($1))"
+                    cur.execute(lock, ("/".join(series),))
+                    cur.fetchall()
                 yield cur
         except BaseException:
             self._control("ROLLBACK")
@@ -167,24 +176,65 @@ class CandleStore:
         batch = pa.table(
             {"open_time": candles.index.as_unit("ms").asi8, **{c: candles[c].to_numpy() for c in CANDLE_COLUMNS}}
         )
-        staging = _STAGING if self.dialect == "postgresql" else f"temp.{_STAGING}"
-        merge = self._sql(
-            f"INSERT INTO candles (symbol, timeframe, open_time, {_VALUES}) "
-            f"SELECT ?, ?, open_time, {_VALUES} FROM {staging} WHERE true "
-            "ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in CANDLE_COLUMNS)
-            # an unchanged bar is not rewritten: re-collecting a span costs reads, not writes
-            + " WHERE "
-            + " OR ".join(f"candles.{c} <> excluded.{c}" for c in CANDLE_COLUMNS)
-        )
-        with self._transaction() as cur:
+        with self._transaction(series=(symbol, timeframe)) as cur:
             if batch.num_rows:
-                cur.adbc_ingest(_STAGING, batch, mode="create", temporary=True)
-                cur.execute(merge, (symbol, timeframe))
-                cur.execute(f"DROP TABLE {staging}")
+                self._merge(cur, symbol, timeframe, batch)
             if covered is not None:
                 self._extend_coverage(cur, symbol, timeframe, *covered)
         return batch.num_rows
+
+    def _merge(self, cur: Cursor, symbol: str, timeframe: str, batch: pa.Table) -> None:
+        """Bulk-ingest ``batch`` into a temporary staging table and merge it into ``candles``.
+
+        Bars that changed are updated, new ones inserted, unchanged ones not rewritten (re-collecting a
+        span costs reads, not writes). SQLite does it with one ``INSERT .. SELECT .. ON CONFLICT``.
+        PostgreSQL's speculative insertion makes that twice as slow as a plain insert there, so it appends
+        with one plain ``INSERT .. SELECT`` when no stored bar of the series falls in the batch's span
+        (a first collection, new bars at the end), and otherwise runs an ``UPDATE .. FROM`` of the changed
+        bars and an ``INSERT .. WHERE NOT EXISTS`` of the new ones. Writers of one series hold its lock
+        (see ``_transaction``), so the check cannot race.
+        """
+        values = ", ".join(f"s.{c}" for c in CANDLE_COLUMNS)
+        insert = f"INSERT INTO candles (symbol, timeframe, open_time, {_VALUES}) SELECT ?, ?, s.open_time, {values}"
+
+        def changed(stored: str, new: str) -> str:
+            return " OR ".join(f"{stored}.{c} <> {new}.{c}" for c in CANDLE_COLUMNS)
+
+        if self.dialect == "sqlite":
+            cur.adbc_ingest(_STAGING, batch, mode="create", temporary=True)
+            assign = ", ".join(f"{c} = excluded.{c}" for c in CANDLE_COLUMNS)
+            cur.execute(
+                f"{insert} FROM temp.{_STAGING} AS s WHERE true ON CONFLICT (symbol, timeframe, open_time) "
+                f"DO UPDATE SET {assign} WHERE {changed('candles', 'excluded')}",
+                (symbol, timeframe),
+            )
+            cur.execute(f"DROP TABLE temp.{_STAGING}")
+            return
+        key = (symbol, timeframe, int(batch["open_time"][0].as_py()), int(batch["open_time"][-1].as_py()))
+        in_span = "c.symbol = ? AND c.timeframe = ? AND c.open_time BETWEEN ? AND ?"
+        cur.execute(self._sql(f"SELECT EXISTS (SELECT 1 FROM candles AS c WHERE {in_span})"), key)
+        overlaps = bool(cur.fetchone()[0])
+        cur.adbc_ingest(_STAGING, batch, mode="create", temporary=True)
+        if not overlaps:
+            cur.execute(self._sql(f"{insert} FROM {_STAGING} AS s"), key[:2])
+        else:
+            cur.execute(f"ANALYZE {_STAGING}")  # a temporary table has no statistics for the join plan
+            assign = ", ".join(f"{c} = s.{c}" for c in CANDLE_COLUMNS)
+            cur.execute(
+                self._sql(
+                    f"UPDATE candles AS c SET {assign} FROM {_STAGING} AS s "
+                    f"WHERE {in_span} AND c.open_time = s.open_time AND ({changed('c', 's')})"
+                ),
+                key,
+            )
+            cur.execute(
+                self._sql(
+                    f"{insert} FROM {_STAGING} AS s WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM candles AS c WHERE {in_span} AND c.open_time = s.open_time)"
+                ),
+                key[:2] + key,
+            )
+        cur.execute(f"DROP TABLE {_STAGING}")
 
     def _extend_coverage(
         self, cur: Cursor, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp, source: str

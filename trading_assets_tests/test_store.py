@@ -163,6 +163,35 @@ def test_four_processes_write_one_year_each_to_sqlite_at_once(tmp_path):
         assert sql(store, "PRAGMA journal_mode") == [("wal",)]
 
 
+def _write_series(url: str, volume_shift: float, barrier) -> int | str:
+    """Rows written, or the error (as text: a driver's exception may not survive the trip back)."""
+    candles = SyntheticSource(seed=9).fetch("KRW-BTC", "5m", END - pd.Timedelta(days=20), END)
+    candles = candles.iloc[int(volume_shift) * 1000 :].copy()  # overlapping spans, different starts
+    candles["volume"] += volume_shift
+    with CandleStore(url) as store:
+        barrier.wait(60)
+        try:
+            return store.upsert("KRW-BTC", "5m", candles)
+        except Exception as exc:  # noqa: BLE001
+            return f"{type(exc).__name__}: {exc}"
+
+
+def test_concurrent_writers_of_one_series_queue_instead_of_colliding(store):
+    """Three processes write overlapping spans of the same series at once: none fails on a duplicate key."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Manager().Barrier(3)
+    with ctx.Pool(3) as pool:
+        written = pool.starmap(_write_series, [(store.url, shift, barrier) for shift in (0.0, 1.0, 2.0)])
+    full = SyntheticSource(seed=9).fetch("KRW-BTC", "5m", END - pd.Timedelta(days=20), END)
+    assert written == [len(full), len(full) - 1000, len(full) - 2000]
+    loaded = store.load("KRW-BTC", "5m", full.index[0], END)
+    pd.testing.assert_index_equal(loaded.index, full.index)
+    pd.testing.assert_frame_equal(loaded.drop(columns="volume"), full.drop(columns="volume"), check_freq=False)
+    shift = (loaded["volume"] - full["volume"]).round(9)
+    assert set(shift.unique()) <= {0.0, 1.0, 2.0}  # every bar is one writer's, whole
+    assert (shift.iloc[:1000] == 0.0).all()  # only the first writer had these bars
+
+
 def test_refresh_refetch_and_source_identity(tmp_path, candles_1m):
     from trading_assets.sources import FileSource
 
