@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
 from trading_assets.timeframes import Timeframe, get_timeframe, to_utc
+
+if TYPE_CHECKING:
+    import exchange_calendars as xcals
 
 ALWAYS_OPEN = "24/7"
 FX = "FX"
@@ -30,12 +33,18 @@ _FX_ZONE = "America/New_York"
 
 @lru_cache(maxsize=16)
 def _exchange(name: str) -> xcals.ExchangeCalendar:
+    import exchange_calendars as xcals  # on first use: 0.15 s of imports a 24/7 market never needs
+
     return xcals.get_calendar(name)
 
 
 def validate_calendar(name: str) -> str:
     """Return ``name`` if it is a known calendar, else raise naming the choices."""
-    if name in (ALWAYS_OPEN, FX) or name in xcals.get_calendar_names(include_aliases=True):
+    if name in (ALWAYS_OPEN, FX):
+        return name
+    import exchange_calendars as xcals
+
+    if name in xcals.get_calendar_names(include_aliases=True):
         return name
     raise ValueError(
         f"unknown trading calendar {name!r}: use '{ALWAYS_OPEN}', '{FX}' or an exchange-calendars name "

@@ -3,9 +3,8 @@
 * :func:`features_look_ahead` / :func:`indicators_look_ahead`: recompute the asset from its
   upstream truncated at a few cut points t and compare rows <= t with what was
   stored. A causal computation gives identical rows; anything else used data after t.
-* :func:`warmup_drift` / :func:`features_warmup_drift`: recompute the indicators (and the features
-  from them) with more history before the span and measure how far values inside the span move,
-  and for how many bars.
+* :func:`warmup_drifts`: recompute the indicators (and the features from them) with more history
+  before the span and measure how far values inside the span move, and for how many bars.
 """
 
 from __future__ import annotations
@@ -16,8 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from trading_assets.features import FeatureConfig, build_features
+from trading_assets.features import FeatureConfig, build_features, feature_memory_bars
 from trading_assets.indicators import compute_indicators, prepare_candles
+
+# Running sums (TA-Lib's SMA keeps one) carry rounding from where they started: their last bits never
+# agree between two starts. Differences below this share of a column's std are that noise.
+NOISE = 1e-9
 
 # Cut points as fractions of the span: their prefixes add up to about one extra computation.
 CUT_FRACTIONS = (0.15, 0.35, 0.5)
@@ -119,26 +122,7 @@ class WarmupDrift:
     bars_to_converge: int  # bars of history (warm-up + span rows) until the values agree for good
 
 
-def warmup_drift(
-    stored: pd.DataFrame,
-    longer_candles: pd.DataFrame,
-    symbol: str,
-    timeframe: str,
-    warmup: int,
-    tolerance: float = 1e-4,
-) -> list[WarmupDrift]:
-    """Indicator columns that move inside the span when computed from ``longer_candles``.
-
-    A value "moves" when it differs by more than ``tolerance`` x the column's spread (std) inside
-    the span. ``bars_to_converge`` counts from the start of the stored history (``warmup`` bars
-    before the span): that much warm-up would have been enough.
-    """
-    candles, _ = prepare_candles(longer_candles, symbol, timeframe)
-    longer = compute_indicators(candles, stored.index[0]).frame.reindex(stored.index)
-    return _drifts(stored, longer, warmup, tolerance)
-
-
-def features_warmup_drift(
+def warmup_drifts(
     stored_indicators: pd.DataFrame,
     longer_candles: pd.DataFrame,
     symbol: str,
@@ -148,16 +132,33 @@ def features_warmup_drift(
     config: FeatureConfig = FeatureConfig(),
     tolerance: float = 1e-4,
 ) -> list[WarmupDrift]:
-    """Feature columns that move inside the span when built from indicators with more history.
+    """Indicator and feature columns that move when computed from ``longer_candles`` (more history).
 
-    The stored indicators (span plus lead-in) give the features as the ``features`` asset builds
-    them; ``longer_candles`` give every indicator row they can, hence a longer lead-in.
+    A value "moves" when it differs by more than ``tolerance`` x the column's spread (std).
+    Indicators are compared on the stored rows (span plus the features' lead-in); features (named
+    ``features.<column>``) as the ``features`` asset builds them from the stored indicators, against
+    the features of the longer indicators. ``bars_to_converge`` counts from the start of the stored
+    history (``warmup`` bars before its first row): that much warm-up would have been enough.
+
+    A feature row reads indicators at most :func:`feature_memory_bars` back, so past the last row
+    where any indicator differs by more than floating-point noise (``NOISE`` x the column's std) the
+    two feature frames agree by construction: features are built and compared only up to there (plus
+    that memory), not over the whole span. The scale of a feature's ``tolerance`` is its std in the
+    compared rows.
     """
-    stored = build_features(stored_indicators, symbol, timeframe, config, span_start=span_start).frame
     candles, _ = prepare_candles(longer_candles, symbol, timeframe)
-    longer_indicators = compute_indicators(candles, candles.index[0]).frame
-    longer = build_features(longer_indicators, symbol, timeframe, config, span_start=span_start).frame
-    return [
+    # anchored where the stored frame starts, as the asset computes them; the rows before feed the features
+    longer_indicators = compute_indicators(candles, stored_indicators.index[0], trim=False).frame
+    aligned = longer_indicators.reindex(stored_indicators.index)
+    drifts = _drifts(stored_indicators, aligned, warmup, tolerance)
+    a, b = stored_indicators.to_numpy(dtype="float64"), aligned.to_numpy(dtype="float64")
+    noise = NOISE * np.nan_to_num(np.nanstd(a, axis=0), nan=0.0)
+    differs = np.flatnonzero(((np.abs(a - b) > noise) | (np.isnan(a) != np.isnan(b))).any(axis=1))
+    last = int(differs[-1]) if len(differs) else 0
+    end = stored_indicators.index[min(len(stored_indicators) - 1, last + feature_memory_bars(config) + 1)]
+    stored = build_features(stored_indicators.loc[:end], symbol, timeframe, config, span_start=span_start).frame
+    longer = build_features(longer_indicators.loc[:end], symbol, timeframe, config, span_start=span_start).frame
+    return drifts + [
         WarmupDrift(f"features.{d.column}", d.max_abs_diff, d.max_rel_diff, d.bars_to_converge)
         for d in _drifts(stored, longer.reindex(stored.index), warmup, tolerance)
     ]

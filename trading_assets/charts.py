@@ -16,8 +16,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from trading_assets.evaluation import sign_strategy  # noqa: E402
-
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
@@ -62,25 +60,25 @@ def candlestick(frame: pd.DataFrame, title: str, filled: np.ndarray | None = Non
     price, volume = axes[0], axes[1]
     up = (tail["close"] >= tail["open"]).to_numpy()
     colors = np.where(up, "tab:green", "tab:red")
+    width = 0.7 * 72 * fig.get_figwidth() / max(len(x), 20)  # a bar's width in points: line collections draw fast
     price.vlines(x, tail["low"], tail["high"], colors=colors, lw=0.7)
-    body = (tail["close"] - tail["open"]).abs().to_numpy()
-    price.bar(x, np.where(body > 0, body, np.nan), bottom=tail[["open", "close"]].min(axis=1), color=colors, width=0.7)
+    low, high = tail[["open", "close"]].min(axis=1), tail[["open", "close"]].max(axis=1)
+    price.vlines(x, low, high, colors=colors, lw=width, capstyle="butt")
     overlays = [c for c in PRICE_OVERLAYS if c in tail.columns]
     if overlays:
         for column in overlays:
             price.plot(x, tail[column].to_numpy(), lw=0.9, label=column)
     else:
-        sma = frame["close"].rolling(20).mean().iloc[-max_bars:]
+        sma = frame["close"].iloc[-(max_bars + 19) :].rolling(20).mean().iloc[-max_bars:]
         price.plot(x, sma.to_numpy(), lw=0.9, label="close SMA 20")
     if mask.any():
         price.scatter(x[mask], tail["close"].to_numpy()[mask], marker="x", color="black", s=14, zorder=3)
         for ax in axes:
-            for i in x[mask]:
-                ax.axvspan(i - 0.5, i + 0.5, color="orange", alpha=0.25, lw=0)
+            ax.vlines(x[mask], 0, 1, transform=ax.get_xaxis_transform(), colors="orange", alpha=0.25, lw=width / 0.7)
     price.plot([], [], color="orange", alpha=0.5, lw=6, label=f"filled bars ({int(mask.sum())})")
     price.set(title=title, ylabel="price")
     price.legend(fontsize=7, loc="upper left", ncol=3)
-    volume.bar(x, tail["volume"].to_numpy(), color=colors, width=0.7)
+    volume.vlines(x, 0, tail["volume"].to_numpy(), colors=colors, lw=width, capstyle="butt")
     volume.set(ylabel="volume")
     if oscillator:
         axes[2].plot(x, tail[OSCILLATOR].to_numpy(), color="tab:purple", lw=0.9)
@@ -105,6 +103,8 @@ def training_curves(history: list[dict[str, float]], title: str) -> bytes:
 
 def strategy_returns(frame: pd.DataFrame, fee_bp: float, delay: int) -> tuple[pd.Series, pd.Series]:
     """Cumulative net log return of the sign rule and of buy-and-hold, per out-of-sample bar."""
+    from trading_assets.evaluation import sign_strategy  # scipy and statsmodels: not for the data assets' charts
+
     ret = frame["next_return"].to_numpy("float64")
     _, realised, _, _, net = sign_strategy(frame["prediction"].to_numpy("float64"), ret, fee_bp, delay)
     index = frame.index[delay:][np.isfinite(ret[delay:])]

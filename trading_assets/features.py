@@ -221,6 +221,13 @@ def lead_in_bars(config: FeatureConfig) -> int:
     return 2 * config.clip_window
 
 
+def feature_memory_bars(config: FeatureConfig) -> int:
+    """An upper bound on how far back a feature row reads indicators: the clipping block before its own
+    (:func:`lead_in_bars`) plus the forward fill and the derived features' lags (20 bars), rounded up to
+    twice the lead-in."""
+    return 2 * lead_in_bars(config)
+
+
 def clip_matrix(values: np.ndarray, times_ns: np.ndarray, block_ns: int, k: float) -> np.ndarray:
     """Clip ``values`` (rows x columns) in place to median +- k x scale of the previous time block.
 

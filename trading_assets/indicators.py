@@ -352,8 +352,12 @@ def prepare_candles(
     return frame, report
 
 
-def compute_indicators(candles: pd.DataFrame, span_start: pd.Timestamp | None = None) -> IndicatorResult:
+def compute_indicators(
+    candles: pd.DataFrame, span_start: pd.Timestamp | None = None, trim: bool = True
+) -> IndicatorResult:
     """Candles plus every registered indicator column, trimmed to rows at or after ``span_start``.
+
+    ``trim=False`` keeps the rows before ``span_start`` too (anchored columns still start at it).
 
     ``candles`` must be the gap-filled canonical frame (no interior holes: TA-Lib turns everything
     after a NaN into NaN). Every value at time t uses only candles at or before t.
@@ -366,6 +370,7 @@ def compute_indicators(candles: pd.DataFrame, span_start: pd.Timestamp | None = 
             if (limits := ind.columns[col].bounds) is not None:  # running sums round a hair past the bounds (1e-14)
                 np.clip(values, *limits, out=values)
             frame[col] = values
-    frame = frame.iloc[first:]
+    if trim:
+        frame = frame.iloc[first:]
     replacements = {col: int(mask[first:].sum()) for col, mask in bars.flat.items()}
     return IndicatorResult(frame, replacements, first)

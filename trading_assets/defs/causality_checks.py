@@ -27,9 +27,8 @@ from trading_assets.causality import (
     CUT_FRACTIONS,
     cut_points,
     features_look_ahead,
-    features_warmup_drift,
     indicators_look_ahead,
-    warmup_drift,
+    warmup_drifts,
 )
 from trading_assets.defs.assets import features, indicators
 from trading_assets.defs.partition_checks import check_result, partition_check, partition_metadata
@@ -180,8 +179,7 @@ def indicators_warmup_sufficient(
         calendar,
         provenance.max_fill_bars,
     )
-    drifts = warmup_drift(frame, longer.frame, symbol, timeframe, before, config.tolerance)
-    drifts += features_warmup_drift(
+    drifts = warmup_drifts(
         frame,
         longer.frame,
         symbol,

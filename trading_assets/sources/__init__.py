@@ -13,10 +13,22 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from trading_assets.sources.base import CandleSource, source_identity
-from trading_assets.sources.ccxt_source import CcxtSource
 from trading_assets.sources.files import FileSource
 from trading_assets.sources.synthetic import SyntheticSource
 from trading_assets.sources.upbit import UpbitSource
+
+
+def _ccxt_source() -> type[CandleSource]:
+    """``CcxtSource``, imported on first use: ccxt's hundred exchange modules take a third of a second."""
+    from trading_assets.sources.ccxt_source import CcxtSource
+
+    return CcxtSource
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CcxtSource":
+        return _ccxt_source()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SourceSettings(Protocol):
@@ -52,7 +64,7 @@ SOURCES: dict[str, SourceSpec] = {
     ),
     "ccxt": SourceSpec(
         "any exchange ccxt supports (ccxt_exchange, ccxt_markets)",
-        lambda s: CcxtSource(s.ccxt_exchange, s.ccxt_markets, s.ccxt_api_url, options=s.ccxt_options),
+        lambda s: _ccxt_source()(s.ccxt_exchange, s.ccxt_markets, s.ccxt_api_url, options=s.ccxt_options),
     ),
     "files": SourceSpec(
         "CSV/Parquet/JSON files",
