@@ -48,30 +48,32 @@ def compare_prefix(
     stored: pd.DataFrame, recomputed: pd.DataFrame, cut: pd.Timestamp, rtol: float = 1e-6, atol: float = 1e-9
 ) -> list[ColumnDiff]:
     """Columns whose recomputed rows differ from the stored rows (rows present in both, up to ``cut``)."""
-    common = recomputed.index.intersection(stored.index[stored.index <= cut])
-    stored_rows, recomputed_rows = stored.loc[common], recomputed.loc[common]  # one label lookup, not one per column
+    stored_rows = stored.iloc[: int(stored.index.searchsorted(cut, side="right"))]
+    positions = stored_rows.index.get_indexer(recomputed.index)  # -1: a row the stored frame does not have
+    found = positions >= 0
+    common = recomputed.index[found]
     diffs = []
+    shared = [col for col in stored.columns if col in recomputed.columns]
     for col in stored.columns:
         if col not in recomputed.columns:
             diffs.append(
                 ColumnDiff(str(col), "column missing when recomputed", float("nan"), len(common), cut.isoformat())
             )
-            continue
-        a = stored_rows[col].to_numpy(dtype="float64")
-        b = recomputed_rows[col].to_numpy(dtype="float64")
-        same = np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
-        if not same.all():
-            bad = ~same
-            delta = np.abs(a[bad] - b[bad])
-            diffs.append(
-                ColumnDiff(
-                    str(col),
-                    common[bad][0].isoformat(),
-                    float(np.nanmax(delta)) if np.isfinite(delta).any() else float("inf"),
-                    int(bad.sum()),
-                    cut.isoformat(),
-                )
+    a = stored_rows[shared].to_numpy(dtype="float64")[positions[found]]  # one gather for every column
+    b = recomputed[shared].to_numpy(dtype="float64")[found]
+    same = np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
+    for j in np.flatnonzero(~same.all(axis=0)):
+        bad = ~same[:, j]
+        delta = np.abs(a[bad, j] - b[bad, j])
+        diffs.append(
+            ColumnDiff(
+                str(shared[j]),
+                common[bad][0].isoformat(),
+                float(np.nanmax(delta)) if np.isfinite(delta).any() else float("inf"),
+                int(bad.sum()),
+                cut.isoformat(),
             )
+        )
     extra_rows = recomputed.index.difference(stored.index)
     if len(extra_rows):
         diffs.append(ColumnDiff("<rows>", extra_rows[0].isoformat(), float("nan"), len(extra_rows), cut.isoformat()))

@@ -72,7 +72,9 @@ def indicators_schema() -> pa.DataFrameSchema:
 def features_schema(name: str = "default") -> pa.DataFrameSchema:
     """``features`` of the feature set ``name``: every column float32, finite, no NaN, no constant feature column."""
     finite = pa.Check(lambda s: pd.Series(np.isfinite(s.to_numpy()), index=s.index), name="finite")
-    not_constant = pa.Check(lambda s: len(s) < 2 or bool(s.nunique() > 1), name="not_constant")
+    not_constant = pa.Check(  # min < max: the same answer as nunique() > 1 without hashing every value
+        lambda s: len(s) < 2 or bool(np.nanmin(s.to_numpy()) < np.nanmax(s.to_numpy())), name="not_constant"
+    )
     columns = {
         f.name: pa.Column(np.float32, [finite, not_constant], nullable=False, description=f.description)
         for f in feature_set(name)
