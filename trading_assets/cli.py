@@ -215,6 +215,12 @@ SPAN_HELP = (
     "(nothing stored is deleted, also when the fetch fails)",
 )
 @click.option(
+    "--force",
+    is_flag=True,
+    help="Recompute every asset; by default a partition whose candles did not change since its assets were "
+    "computed (by this code version) only collects and checks the candles",
+)
+@click.option(
     "--assets",
     "which",
     type=click.Choice(["all", "data"]),
@@ -235,9 +241,13 @@ def materialize(
     upbit_url: str | None,
     requests_per_second: float | None,
     refresh: bool,
+    force: bool,
     which: str,
 ) -> None:
-    """Materialize the assets (and their checks) in-process for symbols x timeframes, with live progress."""
+    """Materialize the assets (and their checks) in-process for symbols x timeframes, with live progress.
+
+    What is up to date is not recomputed (see ``materialize_partition``; ``--force`` recomputes it).
+    """
     usage_error(window_error(days, end, bars) or source_error(source, upbit_url, requests_per_second))
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
     if files_dir:
@@ -245,7 +255,7 @@ def materialize(
     if upbit_url:
         os.environ["TRADING_UPBIT_BASE_URL"] = upbit_url
     from trading_assets.defs import defs
-    from trading_assets.progress import execute_with_progress, progress
+    from trading_assets.progress import execute_with_progress, materialize_partition, progress
 
     source = source or ("upbit" if upbit_url else None)
     run_config = market_run_config(days, end, source, bars, refresh, requests_per_second)
@@ -257,7 +267,7 @@ def materialize(
     click.echo(f"Dagster event log: {log_path}")
     with progress([*keys, *(["leaderboard"] if which == "all" else [])], log_path, ctx.obj["verbose"]) as reporter:
         for key in keys:
-            execute_with_progress(job, instance, reporter, key, run_config, partition_key=key)
+            materialize_partition(job, instance, reporter, key, run_config, force)
         if which == "all":
             execute_with_progress(defs.resolve_job_def("leaderboard_job"), instance, reporter, "leaderboard", {})
     failed = reporter.failed

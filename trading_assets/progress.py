@@ -89,6 +89,10 @@ class PartitionProgress:
     error: str = ""
     requests: tuple[int, int] | None = None
     requests_started: float | None = None
+    up_to_date: tuple[str, ...] = ()  # assets not run again: nothing they are computed from changed
+
+    def count_check(self, passed: bool, severity: AssetCheckSeverity) -> None:
+        self.checks["passed" if passed else "warned" if severity == AssetCheckSeverity.WARN else "failed"] += 1
 
     def elapsed(self) -> float | None:
         if self.started is None:
@@ -135,8 +139,8 @@ class RunProgress:
         self.log_file.flush()
         if self.verbose:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
-        if kind == "RUN_START":
-            state.status, state.started = "running", time.monotonic()
+        if kind == "RUN_START":  # a partition may take two runs (see materialize_partition)
+            state.status, state.started = "running", state.started or time.monotonic()
         elif kind == "STEP_START":
             state.step = entry.step_key or ""
         elif kind == "ASSET_MATERIALIZATION":
@@ -146,11 +150,7 @@ class RunProgress:
             if "mlflow_run_id" in metadata:
                 state.mlflow_run = str(metadata["mlflow_run_id"].value)
         elif kind == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
-            if evaluation.passed:
-                state.checks["passed"] += 1
-            else:
-                state.checks["warned" if evaluation.severity == AssetCheckSeverity.WARN else "failed"] += 1
+            state.count_check(event.event_specific_data.passed, event.event_specific_data.severity)
         elif kind == "STEP_FAILURE" and not state.error:
             error = event.step_failure_data.error
             state.error = f"{entry.step_key}: {first_line(root_error(error) if error else None)}"
@@ -190,9 +190,10 @@ class RunProgress:
             table.add_column(column, justify="right" if column in ("rows", "duration") else "left")
         for p in self.partitions.values():
             style = {"success": "green", "failed": "red"}.get(p.status, "yellow")
+            status = f"{p.status}, {len(p.up_to_date)} up to date" if p.up_to_date else p.status
             table.add_row(
                 p.partition,
-                Text(p.status, style=style),
+                Text(status, style=style),
                 "" if p.rows is None else f"{p.rows:,}",
                 f"{p.checks['passed']}/{p.checks['warned']}/{p.checks['failed']}",
                 _duration(p.elapsed()),
@@ -208,6 +209,27 @@ class RunProgress:
         self.console.print(self.summary_table())
         for line in self.error_lines():
             self.console.print(line, soft_wrap=True)
+
+    def up_to_date(
+        self,
+        partition: str,
+        keys: Iterable[AssetKey],
+        runs: Iterable[str],
+        checks: Iterable[tuple[bool, AssetCheckSeverity]],
+    ) -> None:
+        """Record the assets of ``partition`` not run again (fresh), with the check results of the ``runs``
+        that computed them: the summary counts them, so it shows every check's current result."""
+        state = self.partitions.setdefault(partition, PartitionProgress(partition))
+        state.up_to_date = tuple(key.to_user_string() for key in keys)
+        for passed, severity in checks:
+            state.count_check(passed, severity)
+        line = (
+            f"{partition}: up to date, not run again: {', '.join(state.up_to_date)} "
+            f"(computed by run {', '.join(sorted(runs))} from the same candles and code version)"
+        )
+        self.log_file.write(line + "\n")
+        if self.verbose or not self.console.is_terminal:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     @property
     def failed(self) -> list[str]:
@@ -267,8 +289,10 @@ def execute_with_progress(
     label: str,
     run_config: dict[str, Any],
     partition_key: str | None = None,
+    asset_selection: list[AssetKey] | None = None,
 ) -> ExecuteInProcessResult:
-    """Run ``job`` in-process (Dagster's console logger silenced), its events feeding ``reporter`` as ``label``."""
+    """Run ``job`` (or its ``asset_selection`` and their checks) in-process (Dagster's console logger silenced),
+    its events feeding ``reporter`` as ``label``."""
     from dagster._core.utils import make_new_run_id
 
     run_id = make_new_run_id()
@@ -279,7 +303,61 @@ def execute_with_progress(
         run_config={**run_config, **QUIET_LOGGERS},
         raise_on_error=False,
         run_id=run_id,
+        asset_selection=asset_selection,
     )
+
+
+def materialize_partition(
+    job: JobDefinition,
+    instance: DagsterInstance,
+    reporter: RunProgress,
+    partition_key: str,
+    run_config: dict[str, Any],
+    force: bool = False,
+) -> None:
+    """Run ``job``'s assets for one partition, skipping those that are up to date.
+
+    When every asset of the job after ``raw_candles`` is fresh for the partition (materialized by this
+    code version from the candles stored now, see trading_assets.defs.versions), ``raw_candles`` and
+    its checks run first, and the rest only where the candles collected now are not the ones they
+    were computed from (plus everything after them). Otherwise, or with ``force``, one run does it all.
+    """
+    from trading_assets.defs.versions import previous_check_results, stale_or_missing
+
+    raw = AssetKey("raw_candles")
+    graph = job.asset_layer.asset_graph
+    selected = set(job.asset_layer.selected_asset_keys)
+    rest = sorted(selected - {raw})
+    if (
+        force
+        or raw not in selected
+        or stale_or_missing(instance, graph, [raw, *rest], partition_key)
+        or previous_check_results(instance, rest, partition_key) is None
+    ):
+        execute_with_progress(job, instance, reporter, partition_key, run_config, partition_key=partition_key)
+        return
+    first = execute_with_progress(
+        job, instance, reporter, partition_key, run_config, partition_key=partition_key, asset_selection=[raw]
+    )
+    if not first.success:
+        return
+    todo = set(stale_or_missing(instance, graph, rest, partition_key))
+    frontier = list(todo)
+    while frontier:  # and everything after them in the job
+        children = graph.get(frontier.pop()).child_keys & selected - todo
+        todo |= children
+        frontier += children
+    fresh = sorted(set(rest) - todo)
+    previous = previous_check_results(instance, fresh, partition_key) if fresh else None
+    if previous is None:  # nothing fresh, or its last run did not end clean after all: compute all again
+        todo, fresh = set(rest), []
+    else:
+        reporter.up_to_date(partition_key, fresh, *previous)
+    if todo:
+        selection = sorted(todo)
+        execute_with_progress(
+            job, instance, reporter, partition_key, run_config, partition_key=partition_key, asset_selection=selection
+        )
 
 
 def follow_runs(instance: DagsterInstance, runs: Iterable[DagsterRun], reporter: RunProgress, cursors: dict) -> None:

@@ -127,6 +127,15 @@ class Continuity:
     duplicate_examples: list[str] = field(default_factory=list)
 
 
+def _present(sorted_unique: pd.DatetimeIndex, query: pd.DatetimeIndex) -> np.ndarray:
+    """Which timestamps of ``query`` are in ``sorted_unique`` (binary search: no hash table of either)."""
+    values, wanted = sorted_unique.as_unit("ns").asi8, query.as_unit("ns").asi8
+    if not len(values):
+        return np.zeros(len(wanted), dtype=bool)
+    pos = np.minimum(np.searchsorted(values, wanted), len(values) - 1)
+    return values[pos] == wanted
+
+
 def continuity(
     frame: pd.DataFrame,
     timeframe: str,
@@ -142,8 +151,12 @@ def continuity(
     tf = get_timeframe(timeframe)
     calendar = calendar or TradingCalendar()
     index = frame.index
-    dup = index.duplicated()
-    unique = index[~dup].sort_values()
+    if index.is_monotonic_increasing:  # the usual case: no hashing, no sort
+        dup = np.r_[False, index.asi8[1:] == index.asi8[:-1]]
+        unique = index[~dup]
+    else:
+        dup = index.duplicated()
+        unique = index[~dup].sort_values()
     gaps: list[tuple[pd.Timestamp, pd.Timestamp, int]] = []
     expected, coverage = 0, 0.0
     if len(unique):
@@ -151,7 +164,7 @@ def continuity(
         end = span_end if span_end is not None else unique[-1] + tf.delta
         sessions = calendar.grid(tf, min(start, unique[0]), max(end, unique[-1] + tf.delta))
         inside = sessions[(sessions > unique[0]) & (sessions < unique[-1])]
-        absent = ~inside.isin(unique)
+        absent = ~_present(unique, inside)
         run_start = np.flatnonzero(absent & ~np.r_[False, absent[:-1]])
         run_stop = np.flatnonzero(absent & ~np.r_[absent[1:], False])
         for a, b in zip(run_start, run_stop):
@@ -159,7 +172,7 @@ def continuity(
             gaps.append((before, unique[unique.searchsorted(inside[b])], int(b - a + 1)))
         span_sessions = sessions[(sessions >= start) & (sessions < end)]
         expected = len(span_sessions)
-        coverage = float(span_sessions.isin(unique).mean()) if expected else 0.0
+        coverage = float(_present(unique, span_sessions).mean()) if expected else 0.0
     return Continuity(
         rows=len(frame),
         duplicated_timestamps=int(dup.sum()),

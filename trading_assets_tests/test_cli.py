@@ -120,3 +120,57 @@ def test_materialize_summary_names_failing_step_and_error(data_dir, monkeypatch)
     assert "Upbit does not know this market" in line
     assert "failed partitions: KRW-NOPE|5m" in lines[-1]
     assert exchange.requests[0]["path"] == "/v1/candles/minutes/5"  # --upbit-url reached the run (a location)
+
+
+def _summary_row(output: str, key: str) -> list[str]:
+    line = next(line for line in output.splitlines() if line.startswith(f"│ {key}"))
+    return [c.strip() for c in line.split("│")[2:-1]]
+
+
+def test_a_partition_whose_candles_did_not_change_is_not_recomputed(data_dir, tmp_path):
+    """Dagster's data versions: the same candles again leave indicators and features fresh; a corrected
+    candle makes them stale; --force recomputes regardless."""
+    import pandas as pd
+    from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
+
+    from trading_assets.sources import SyntheticSource
+
+    files = tmp_path / "files"
+    files.mkdir()
+    candles = SyntheticSource(seed=3).fetch("KRW-BTC", "60m", END - pd.Timedelta(days=60), END)
+    candles.to_parquet(files / "KRW-BTC_60m.parquet")
+    args = ["materialize", "--source", "files", "--files-dir", str(files), "--days", "3", "--end", END.isoformat()]
+    args += ["--symbols", "KRW-BTC", "--timeframes", "60m", "--assets", "data"]
+    runner = CliRunner()
+
+    def run(*extra: str) -> list[str]:
+        result = runner.invoke(main, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        return _summary_row(result.output, "KRW-BTC|60m")
+
+    def computed() -> dict[str, int]:
+        instance = DagsterInstance.from_config(str(data_dir / "dagster_home"))
+        return {
+            asset: len(
+                instance.fetch_materializations(
+                    AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=["KRW-BTC|60m"]), limit=100
+                ).records
+            )
+            for asset in ("raw_candles", "indicators", "features")
+        }
+
+    assert run()[0] == "success" and computed() == {"raw_candles": 1, "indicators": 1, "features": 1}
+    status, _, checks, *_ = run()
+    assert status == "success, 2 up to date" and checks == "14/0/0"  # the earlier run's checks still count
+    assert computed() == {"raw_candles": 2, "indicators": 1, "features": 1}
+    logs = "".join(p.read_text() for p in (data_dir / "logs").glob("materialize-*.log"))
+    assert "up to date, not run again: features, indicators (computed by run " in logs
+
+    corrected = candles.copy()
+    last = corrected.index[-2]
+    corrected.loc[last, "close"] = (corrected.loc[last, "high"] + corrected.loc[last, "low"]) / 2
+    corrected.to_parquet(files / "KRW-BTC_60m.parquet")
+    assert run("--refresh")[0] == "success"  # a candle changed: everything after it is computed again
+    assert computed() == {"raw_candles": 3, "indicators": 2, "features": 2}
+    assert run("--force")[0] == "success"
+    assert computed() == {"raw_candles": 4, "indicators": 3, "features": 3}

@@ -16,6 +16,7 @@ from trading_assets.calendars import TradingCalendar, get_calendar
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+from trading_assets.defs.versions import CODE_VERSION, candles_data_version
 from trading_assets.errors import CandleDataError, EmptySourceError, SourceUnavailableError
 from trading_assets.features import FeatureConfig, build_features, feature_breaks, lead_in_bars
 from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles, warmup_bars
@@ -29,7 +30,12 @@ from trading_assets.timeframes import DEFAULT_SPAN_DAYS, get_timeframe, to_utc
 MAX_SPAN_BARS = 2 * 525_600  # two years of 1m bars; the full grid plus warm-up is ~0.1 GiB per copy
 
 # Every data asset: one partitioning, one Parquet file per partition, one group.
-DATA_ASSET = {"partitions_def": market_partitions, "io_manager_key": "parquet_io_manager", "group_name": "market_data"}
+DATA_ASSET = {
+    "partitions_def": market_partitions,
+    "io_manager_key": "parquet_io_manager",
+    "group_name": "market_data",
+    "code_version": CODE_VERSION,
+}
 
 
 class CandleWindowConfig(Config):
@@ -221,6 +227,7 @@ def raw_candles(
     )
     return Output(
         frame,
+        data_version=candles_data_version(frame),  # the same candles again: downstream stays fresh
         metadata={
             **frame_metadata(frame, RawCandlesModel),
             "symbol": symbol,

@@ -29,10 +29,16 @@ from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.resources import MlflowResource
 from trading_assets.defs.training import GPU_POOL, TrainedModelConfig, dagster_run_alive, partition_tags
+from trading_assets.defs.versions import CODE_VERSION
 from trading_assets.provenance import Provenance
 from trading_assets.training.config import MODELS
 
-RESEARCH = {"partitions_def": market_partitions, "io_manager_key": "parquet_io_manager", "group_name": "research"}
+RESEARCH = {
+    "partitions_def": market_partitions,
+    "io_manager_key": "parquet_io_manager",
+    "group_name": "research",
+    "code_version": CODE_VERSION,
+}
 
 
 class PredictionsConfig(TrainedModelConfig):

@@ -24,6 +24,7 @@ from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.resources import MlflowResource
+from trading_assets.defs.versions import CODE_VERSION
 from trading_assets.training.config import (
     MODELS,
     PRESETS,
@@ -108,6 +109,7 @@ def partition_tags(context: AssetExecutionContext, asset_name: str) -> dict[str,
 
 @asset(
     partitions_def=market_partitions,
+    code_version=CODE_VERSION,
     group_name="models",
     kinds={"pytorch", "mlflow"},
     pool=GPU_POOL,
