@@ -24,6 +24,7 @@ NOISE = 1e-9
 
 # Cut points as fractions of the span: their prefixes add up to about one extra computation.
 CUT_FRACTIONS = (0.15, 0.35, 0.5)
+CUT_MAX_ROWS = 50_000  # ... of at most this many rows (a year of 1m: the first five weeks)
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,23 @@ class ColumnDiff:
     cut: str
 
 
-def cut_points(index: pd.DatetimeIndex, key: str, fractions: tuple[float, ...] = CUT_FRACTIONS) -> list[pd.Timestamp]:
-    """Deterministic cut timestamps inside ``index``: fixed fractions, jittered per partition ``key``."""
+def cut_points(
+    index: pd.DatetimeIndex,
+    key: str,
+    fractions: tuple[float, ...] = CUT_FRACTIONS,
+    max_rows: int | None = CUT_MAX_ROWS,
+) -> list[pd.Timestamp]:
+    """Deterministic cut timestamps inside ``index``: fixed fractions, jittered per partition ``key``.
+
+    The fractions are of the first ``max_rows`` rows on a longer span: the recomputed prefixes stay a
+    bounded cost, and look-ahead (a centered window, a backward fill, a statistic of the whole span)
+    shows at any cut far enough past the warm-up.
+    """
     if len(index) < 4:
         return []
+    n = len(index) if max_rows is None else min(len(index), max_rows)
     jitter = (zlib.crc32(key.encode()) % 1000) / 1000 * 0.05
-    positions = sorted({min(len(index) - 2, max(1, int((f + jitter) * len(index)))) for f in fractions})
+    positions = sorted({min(len(index) - 2, max(1, int((f + jitter) * n))) for f in fractions})
     return [index[p] for p in positions]
 
 
@@ -152,30 +164,33 @@ def warmup_drifts(
     # anchored where the stored frame starts, as the asset computes them; the rows before feed the features
     longer_indicators = compute_indicators(candles, stored_indicators.index[0], trim=False).frame
     aligned = longer_indicators.reindex(stored_indicators.index)
-    drifts = _drifts(stored_indicators, aligned, warmup, tolerance)
-    a, b = stored_indicators.to_numpy(dtype="float64"), aligned.to_numpy(dtype="float64")
-    noise = NOISE * np.nan_to_num(np.nanstd(a, axis=0), nan=0.0)
-    differs = np.flatnonzero(((np.abs(a - b) > noise) | (np.isnan(a) != np.isnan(b))).any(axis=1))
-    last = int(differs[-1]) if len(differs) else 0
-    end = stored_indicators.index[min(len(stored_indicators) - 1, last + feature_memory_bars(config) + 1)]
+    drifts, last = _drifts(stored_indicators, aligned, warmup, tolerance)
+    end = stored_indicators.index[min(len(stored_indicators) - 1, max(last, 0) + feature_memory_bars(config) + 1)]
     stored = build_features(stored_indicators.loc[:end], symbol, timeframe, config, span_start=span_start).frame
     longer = build_features(longer_indicators.loc[:end], symbol, timeframe, config, span_start=span_start).frame
+    feature_drifts, _ = _drifts(stored, longer.reindex(stored.index), warmup, tolerance)
     return drifts + [
-        WarmupDrift(f"features.{d.column}", d.max_abs_diff, d.max_rel_diff, d.bars_to_converge)
-        for d in _drifts(stored, longer.reindex(stored.index), warmup, tolerance)
+        WarmupDrift(f"features.{d.column}", d.max_abs_diff, d.max_rel_diff, d.bars_to_converge) for d in feature_drifts
     ]
 
 
-def _drifts(stored: pd.DataFrame, longer: pd.DataFrame, warmup: int, tolerance: float) -> list[WarmupDrift]:
-    out = []
+def _drifts(stored: pd.DataFrame, longer: pd.DataFrame, warmup: int, tolerance: float) -> tuple[list[WarmupDrift], int]:
+    """Columns that moved by more than ``tolerance`` x their std, and the last row where any column differs
+    by more than ``NOISE`` x its std (-1: none)."""
+    out, last_noise = [], -1
+    scales = stored.std(ddof=0)  # pandas' skipna reductions: no NaN-free copy per column
     for col in stored.columns:
         a, b = stored[col].to_numpy(dtype="float64"), longer[col].to_numpy(dtype="float64")
-        scale = float(np.nanstd(a)) or 1.0
+        scale = float(scales[col]) if np.isfinite(scales[col]) and scales[col] > 0 else 1.0
         delta = np.abs(a - b)
-        moved = (delta > tolerance * scale) | (np.isnan(a) != np.isnan(b))
+        nan_moved = np.isnan(a) != np.isnan(b)
+        moved = (delta > tolerance * scale) | nan_moved
         if moved.any():
             last = int(np.flatnonzero(moved)[-1])
             out.append(
                 WarmupDrift(str(col), float(np.nanmax(delta)), float(np.nanmax(delta) / scale), warmup + last + 1)
             )
-    return out
+        noisy = np.flatnonzero((delta > NOISE * scale) | nan_moved)
+        if len(noisy):
+            last_noise = max(last_noise, int(noisy[-1]))
+    return out, last_noise

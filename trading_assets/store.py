@@ -187,54 +187,52 @@ class CandleStore:
         """Bulk-ingest ``batch`` into a temporary staging table and merge it into ``candles``.
 
         Bars that changed are updated, new ones inserted, unchanged ones not rewritten (re-collecting a
-        span costs reads, not writes). SQLite does it with one ``INSERT .. SELECT .. ON CONFLICT``.
-        PostgreSQL's speculative insertion makes that twice as slow as a plain insert there, so it appends
-        with one plain ``INSERT .. SELECT`` when no stored bar of the series falls in the batch's span
-        (a first collection, new bars at the end), and otherwise runs an ``UPDATE .. FROM`` of the changed
-        bars and an ``INSERT .. WHERE NOT EXISTS`` of the new ones. Writers of one series hold its lock
-        (see ``_transaction``), so the check cannot race.
+        span costs reads, not writes). When no stored bar of the series falls in the batch's span (a first
+        collection, new bars at the end) that is one plain ``INSERT .. SELECT``. Otherwise SQLite runs one
+        ``INSERT .. SELECT .. ON CONFLICT DO UPDATE``; on PostgreSQL, whose speculative insertion makes
+        that twice as slow as a plain insert, an ``UPDATE .. FROM`` of the changed bars and an
+        ``INSERT .. WHERE NOT EXISTS`` of the new ones. Writers of one series hold its lock (see
+        ``_transaction``), so the check cannot race.
         """
+        staging = f"temp.{_STAGING}" if self.dialect == "sqlite" else _STAGING
+        key = (symbol, timeframe, int(batch["open_time"][0].as_py()), int(batch["open_time"][-1].as_py()))
+        in_span = "c.symbol = ? AND c.timeframe = ? AND c.open_time BETWEEN ? AND ?"
+        cur.execute(self._sql(f"SELECT EXISTS (SELECT 1 FROM candles AS c WHERE {in_span})"), key)
+        overlaps = bool(cur.fetchone()[0])
+        cur.adbc_ingest(_STAGING, batch, mode="create", temporary=True)
         values = ", ".join(f"s.{c}" for c in CANDLE_COLUMNS)
         insert = f"INSERT INTO candles (symbol, timeframe, open_time, {_VALUES}) SELECT ?, ?, s.open_time, {values}"
 
         def changed(stored: str, new: str) -> str:
             return " OR ".join(f"{stored}.{c} <> {new}.{c}" for c in CANDLE_COLUMNS)
 
-        if self.dialect == "sqlite":
-            cur.adbc_ingest(_STAGING, batch, mode="create", temporary=True)
+        if not overlaps:
+            cur.execute(self._sql(f"{insert} FROM {staging} AS s"), key[:2])
+        elif self.dialect == "sqlite":
             assign = ", ".join(f"{c} = excluded.{c}" for c in CANDLE_COLUMNS)
             cur.execute(
-                f"{insert} FROM temp.{_STAGING} AS s WHERE true ON CONFLICT (symbol, timeframe, open_time) "
+                f"{insert} FROM {staging} AS s WHERE true ON CONFLICT (symbol, timeframe, open_time) "
                 f"DO UPDATE SET {assign} WHERE {changed('candles', 'excluded')}",
-                (symbol, timeframe),
+                key[:2],
             )
-            cur.execute(f"DROP TABLE temp.{_STAGING}")
-            return
-        key = (symbol, timeframe, int(batch["open_time"][0].as_py()), int(batch["open_time"][-1].as_py()))
-        in_span = "c.symbol = ? AND c.timeframe = ? AND c.open_time BETWEEN ? AND ?"
-        cur.execute(self._sql(f"SELECT EXISTS (SELECT 1 FROM candles AS c WHERE {in_span})"), key)
-        overlaps = bool(cur.fetchone()[0])
-        cur.adbc_ingest(_STAGING, batch, mode="create", temporary=True)
-        if not overlaps:
-            cur.execute(self._sql(f"{insert} FROM {_STAGING} AS s"), key[:2])
         else:
-            cur.execute(f"ANALYZE {_STAGING}")  # a temporary table has no statistics for the join plan
+            cur.execute(f"ANALYZE {staging}")  # a temporary table has no statistics for the join plan
             assign = ", ".join(f"{c} = s.{c}" for c in CANDLE_COLUMNS)
             cur.execute(
                 self._sql(
-                    f"UPDATE candles AS c SET {assign} FROM {_STAGING} AS s "
+                    f"UPDATE candles AS c SET {assign} FROM {staging} AS s "
                     f"WHERE {in_span} AND c.open_time = s.open_time AND ({changed('c', 's')})"
                 ),
                 key,
             )
             cur.execute(
                 self._sql(
-                    f"{insert} FROM {_STAGING} AS s WHERE NOT EXISTS "
+                    f"{insert} FROM {staging} AS s WHERE NOT EXISTS "
                     f"(SELECT 1 FROM candles AS c WHERE {in_span} AND c.open_time = s.open_time)"
                 ),
                 key[:2] + key,
             )
-        cur.execute(f"DROP TABLE {_STAGING}")
+        cur.execute(f"DROP TABLE {staging}")
 
     def _extend_coverage(
         self, cur: Cursor, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp, source: str

@@ -25,6 +25,7 @@ from trading_assets.calendars import get_calendar
 from trading_assets.candles import CANDLE_COLUMNS, fill_candle_grid
 from trading_assets.causality import (
     CUT_FRACTIONS,
+    CUT_MAX_ROWS,
     cut_points,
     features_look_ahead,
     indicators_look_ahead,
@@ -42,7 +43,11 @@ from trading_assets.provenance import Provenance
 class LookAheadConfig(Config):
     enabled: bool = Field(default=True, description="Switch the check off (e.g. for huge spans)")
     cut_fractions: list[float] = Field(
-        default=list(CUT_FRACTIONS), description="Cut points as fractions of the span (jittered per partition)"
+        default=list(CUT_FRACTIONS),
+        description="Cut points as fractions of the span, or of its first max_rows rows (jittered per partition)",
+    )
+    max_rows: int | None = Field(
+        default=CUT_MAX_ROWS, gt=10, description="Place the cuts within the span's first rows (None: the whole span)"
     )
 
 
@@ -94,7 +99,7 @@ def features_no_look_ahead(
     if not config.enabled:
         return _skipped(context)
     symbol, timeframe = split_partition_key(context.partition_key)
-    cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions))
+    cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions), config.max_rows)
     feature_config = FeatureConfig(**Provenance.of(frame).feature_config)
     diffs = features_look_ahead(indicators, frame, symbol, timeframe, feature_config, cuts)
     return _look_ahead_result(context, diffs, cuts)
@@ -112,7 +117,7 @@ def indicators_no_look_ahead(
     if not config.enabled:
         return _skipped(context)
     symbol, timeframe = split_partition_key(context.partition_key)
-    cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions))
+    cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions), config.max_rows)
     return _look_ahead_result(context, indicators_look_ahead(raw_candles, frame, symbol, timeframe, cuts), cuts)
 
 
