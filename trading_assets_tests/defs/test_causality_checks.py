@@ -156,3 +156,14 @@ def test_start_dependent_feature_is_caught_by_the_warmup_check(instance, leaky):
     evaluation, meta = check(result, "indicators", "warmup_sufficient")
     assert not evaluation.passed and evaluation.severity.value == "WARN"  # ...but not start-invariant
     assert [d["column"] for d in meta["moved_columns"]] == ["features.cumulative_return"]
+
+
+def test_cut_points_stay_within_the_first_rows_of_a_long_span():
+    long = pd.date_range("2025-01-01", periods=525_600, freq="1min", tz="UTC")
+    short = long[:2_000]
+    for index in (long, short):
+        cuts = cut_points(index, "KRW-BTC|1m")
+        assert len(cuts) == 3 and cuts == sorted(cuts) and cuts[0] > index[0]
+    assert max(cut_points(long, "KRW-BTC|1m")) < long[50_000]  # a bounded recompute on a year of 1m
+    assert cut_points(short, "KRW-BTC|1m")[-1] > short[900]  # a short span: fractions of the whole span
+    assert max(cut_points(long, "KRW-BTC|1m", max_rows=None)) > long[250_000]
