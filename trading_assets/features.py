@@ -256,15 +256,16 @@ def clip_matrix(values: np.ndarray, times_ns: np.ndarray, block_ns: int, k: floa
     source = previous[rows]
     median, scale = np.empty(len(starts)), np.empty(len(starts))
     for j in range(n_cols):
+        column = np.ascontiguousarray(values[:, j])  # gathers from one contiguous column, not a strided one
         for ids, block_rows in groups:
-            median[ids], scale[ids] = _block_stats(values[block_rows, j])
+            median[ids], scale[ids] = _block_stats(column[block_rows])
         active = scale[source] > 0
         target_rows, src = rows[active], source[active]
         low = median[src] - k * scale[src]
         high = median[src] + k * scale[src]
-        column = values[target_rows, j]
-        clipped[j] = np.count_nonzero((column < low) | (column > high))
-        values[target_rows, j] = np.clip(column, low, high)
+        target = column[target_rows]
+        clipped[j] = np.count_nonzero((target < low) | (target > high))
+        values[target_rows, j] = np.clip(target, low, high)
     return clipped
 
 
