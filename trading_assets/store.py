@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,14 +91,18 @@ class CandleStore:
     """Candles in SQL, moved as Arrow through ADBC.
 
     ``url`` keeps the SQLAlchemy convention: ``sqlite:///path`` or ``postgresql+psycopg2://user:pw@host/db``.
-    One store holds one connection; close it with :meth:`dispose` or use the store as a context manager.
+    One store holds one connection (PostgreSQL: a second one for long reads, opened on first use); close
+    them with :meth:`dispose` or use the store as a context manager.
     """
+
+    parallel_read_bars = 100_000  # PostgreSQL: longer reads take two connections (see load)
 
     def __init__(self, url: str) -> None:
         self.url = url
         parsed = make_url(url)
         self.display_url = redact(url)  # no user, no password
         self.dialect = parsed.get_backend_name()
+        self._second: Connection | None = None  # PostgreSQL: the other half of a long read (see load)
         if self.dialect == "sqlite":
             path = parsed.database or ":memory:"
             if path != ":memory:":
@@ -109,9 +114,9 @@ class CandleStore:
                 cur.fetchall()
                 cur.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
         elif self.dialect == "postgresql":
-            uri = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-            with redacted_errors(url_secrets(uri)):
-                self._conn = adbc_driver_postgresql.dbapi.connect(uri, autocommit=True)
+            self._uri = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+            with redacted_errors(url_secrets(self._uri)):
+                self._conn = adbc_driver_postgresql.dbapi.connect(self._uri, autocommit=True)
         else:
             raise ValueError(f"unsupported candle store URL {self.display_url}: use sqlite:/// or postgresql://")
         with self._transaction() as cur:
@@ -261,17 +266,19 @@ class CandleStore:
         return Coverage(pd.Timestamp(row[0], unit="ms", tz="UTC"), pd.Timestamp(row[1], unit="ms", tz="UTC"), row[2])
 
     def load(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-        """Stored candles with bar start in ``[start, end)``, as the canonical frame."""
+        """Stored candles with bar start in ``[start, end)``, as the canonical frame.
+
+        On PostgreSQL a span of more than ``parallel_read_bars`` bars is read as two halves at once,
+        over a second connection, both in one snapshot: the server's COPY, one row per bar, is the
+        bottleneck of a long read, and two of them use both cores.
+        """
         _validate(symbol, timeframe)
-        with self._conn.cursor() as cur:
-            cur.execute(
-                self._sql(
-                    f"SELECT open_time, {_VALUES} FROM candles WHERE symbol = ? AND timeframe = ? "
-                    "AND open_time >= ? AND open_time < ? ORDER BY open_time"
-                ),
-                (symbol, timeframe, _ms(start), _ms(end)),
-            )
-            table = cur.fetch_arrow_table()
+        lo, hi = _ms(start), _ms(end)
+        bars = (hi - lo) / (get_timeframe(timeframe).delta.value / 1e6)
+        if self.dialect == "postgresql" and bars > self.parallel_read_bars:
+            table = self._read_halves(symbol, timeframe, lo, hi)
+        else:
+            table = self._read(self._conn, symbol, timeframe, lo, hi)
         if table.num_rows == 0:
             return empty_candles()
         index = pd.DatetimeIndex(
@@ -280,6 +287,46 @@ class CandleStore:
         return pd.DataFrame(
             {c: table.column(c).to_numpy().astype("float64", copy=False) for c in CANDLE_COLUMNS}, index=index
         )
+
+    def _read(self, conn: Connection, symbol: str, timeframe: str, lo: int, hi: int) -> pa.Table:
+        with conn.cursor() as cur:
+            cur.execute(
+                self._sql(
+                    f"SELECT open_time, {_VALUES} FROM candles WHERE symbol = ? AND timeframe = ? "
+                    "AND open_time >= ? AND open_time < ? ORDER BY open_time"
+                ),
+                (symbol, timeframe, lo, hi),
+            )
+            return cur.fetch_arrow_table()
+
+    def _read_halves(self, symbol: str, timeframe: str, lo: int, hi: int) -> pa.Table:
+        """``_read`` of ``[lo, mid)`` here and ``[mid, hi)`` on the second connection, in one exported snapshot."""
+        if self._second is None:
+            with redacted_errors(url_secrets(self._uri)):
+                self._second = adbc_driver_postgresql.dbapi.connect(self._uri, autocommit=True)
+        second, mid = self._second, lo + (hi - lo) // 2
+        begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        self._control(begin)
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT pg_export_snapshot()")
+                snapshot = str(cur.fetchone()[0])
+            if not re.fullmatch(r"[0-9A-Fa-f-]+", snapshot):
+                raise RuntimeError(f"unexpected snapshot id from the server: {snapshot!r}")
+            with second.cursor() as cur:
+                cur.execute(begin)
+            try:
+                with second.cursor() as cur:
+                    cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                with ThreadPoolExecutor(1) as pool:  # the driver releases the GIL while it reads
+                    later = pool.submit(self._read, second, symbol, timeframe, mid, hi)
+                    earlier = self._read(self._conn, symbol, timeframe, lo, mid)
+                    return pa.concat_tables([earlier, later.result()])
+            finally:
+                with second.cursor() as cur:
+                    cur.execute("ROLLBACK")  # read only: nothing to commit
+        finally:
+            self._control("ROLLBACK")
 
     def collect(
         self,
@@ -359,5 +406,7 @@ class CandleStore:
         return fill_candle_grid(candles, timeframe, start, end, calendar, max_fill_bars), collected
 
     def dispose(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection(s) (idempotent)."""
+        if self._second is not None:
+            self._second.close()
         self._conn.close()

@@ -227,3 +227,20 @@ def test_refresh_refetch_and_source_identity(tmp_path, candles_1m):
         other.mkdir()
         with pytest.raises(CandleDataError, match="holds candles collected from 'files:"):
             store.collect(FileSource(other), "KRW-BTC", "1m", start, frame.index[170], refresh=True)
+
+
+@pytest.mark.postgres
+def test_a_long_postgres_read_comes_in_two_halves_of_one_snapshot(postgres, tmp_path):
+    candles = SyntheticSource(seed=6).fetch("KRW-BTC", "1m", END - pd.Timedelta(days=3), END)
+    with CandleStore(postgres.create_database("halves")) as store:
+        store.upsert("KRW-BTC", "1m", candles)
+        whole = store.load("KRW-BTC", "1m", candles.index[0], END)
+        assert store._second is None  # 3 days of 1m: one query
+        store.parallel_read_bars = 100
+        for start, end in [(candles.index[0], END), (candles.index[7], candles.index[1001]), (END, END)]:
+            halves = store.load("KRW-BTC", "1m", start, end)
+            pd.testing.assert_frame_equal(halves, whole.loc[start : end - pd.Timedelta(minutes=1)], check_freq=False)
+        assert store._second is not None
+        # both halves ended their transactions: a write on either connection goes through
+        store.upsert("KRW-BTC", "1m", candles.iloc[:10].assign(volume=candles["volume"].iloc[:10] + 1))
+        assert sql(store, "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'") == [(0,)]
