@@ -9,18 +9,14 @@ from __future__ import annotations
 import base64
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # no pyplot: no global figure registry, no GUI backend, faster import
 
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -50,10 +46,10 @@ def candlestick(frame: pd.DataFrame, title: str, filled: np.ndarray | None = Non
     tail, mask = frame.iloc[-max_bars:], mask[-max_bars:]
     x = np.arange(len(tail))
     oscillator = OSCILLATOR in tail.columns
-    fig, axes = plt.subplots(
+    fig = Figure(figsize=(8, 5.2 if oscillator else 4.2))
+    axes = fig.subplots(
         3 if oscillator else 2,
         1,
-        figsize=(8, 5.2 if oscillator else 4.2),
         sharex=True,
         gridspec_kw={"height_ratios": [3, 1, 1] if oscillator else [3, 1]},
     )
@@ -92,7 +88,8 @@ def candlestick(frame: pd.DataFrame, title: str, filled: np.ndarray | None = Non
 
 def training_curves(history: list[dict[str, float]], title: str) -> bytes:
     """Train and validation loss per epoch."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
     ax.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
@@ -113,7 +110,8 @@ def strategy_returns(frame: pd.DataFrame, fee_bp: float, delay: int) -> tuple[pd
 
 def equity_curves(predictions: pd.DataFrame, fee_bp: float, delay: int, title: str) -> bytes:
     """Cumulative net log return per model (sign rule, fees, delay) against buy-and-hold; fold starts marked."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.subplots()
     hold = None
     for model, frame in predictions.groupby("model", sort=True):
         frame = frame.sort_index()
@@ -131,7 +129,8 @@ def equity_curves(predictions: pd.DataFrame, fee_bp: float, delay: int, title: s
 
 def predicted_vs_realised(predictions: pd.DataFrame, title: str) -> bytes:
     """Scatter of forecast against realised label per model, with the identity line."""
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
     for model, frame in predictions.groupby("model", sort=True):
         ax.scatter(frame["prediction"], frame["label"], s=3, alpha=0.4, label=model)
     lim = float(np.nanmax(np.abs(predictions["label"]))) if len(predictions) else 1.0
