@@ -174,3 +174,18 @@ def test_a_partition_whose_candles_did_not_change_is_not_recomputed(data_dir, tm
     assert computed() == {"raw_candles": 3, "indicators": 2, "features": 2}
     assert run("--force")[0] == "success"
     assert computed() == {"raw_candles": 4, "indicators": 3, "features": 3}
+
+
+def test_the_embedded_instance_commits_without_syncing_every_event(tmp_path):
+    import sqlalchemy as sa
+
+    from trading_assets.cli import sqlite_normal_sync
+
+    (tmp_path / "home").mkdir()
+    (tmp_path / "other").mkdir()
+    sqlite_normal_sync(tmp_path / "home")
+    for folder, expected in (("home", 1), ("other", 2)):  # NORMAL under the instance, FULL (the default) elsewhere
+        engine = sa.create_engine(f"sqlite:///{tmp_path / folder / 'runs.db'}", poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("PRAGMA synchronous")).scalar() == expected
+        engine.dispose()
