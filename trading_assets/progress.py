@@ -328,12 +328,10 @@ def materialize_partition(
     graph = job.asset_layer.asset_graph
     selected = set(job.asset_layer.selected_asset_keys)
     rest = sorted(selected - {raw})
-    if (
-        force
-        or raw not in selected
-        or stale_or_missing(instance, graph, [raw, *rest], partition_key)
-        or previous_check_results(instance, rest, partition_key) is None
-    ):
+    checked = None
+    if not force and raw in selected and not stale_or_missing(instance, graph, [raw, *rest], partition_key):
+        checked = previous_check_results(instance, rest, partition_key)
+    if checked is None:
         execute_with_progress(job, instance, reporter, partition_key, run_config, partition_key=partition_key)
         return
     first = execute_with_progress(
@@ -348,11 +346,8 @@ def materialize_partition(
         todo |= children
         frontier += children
     fresh = sorted(set(rest) - todo)
-    previous = previous_check_results(instance, fresh, partition_key) if fresh else None
-    if previous is None:  # nothing fresh, or its last run did not end clean after all: compute all again
-        todo, fresh = set(rest), []
-    else:
-        reporter.up_to_date(partition_key, fresh, *previous)
+    if fresh:  # their runs are the ones checked above: only raw_candles ran since
+        reporter.up_to_date(partition_key, fresh, *checked.of(fresh))
     if todo:
         selection = sorted(todo)
         execute_with_progress(

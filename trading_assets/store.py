@@ -140,8 +140,8 @@ class CandleStore:
         counter = iter(range(1, text.count("?") + 1))
         return re.sub(r"\?", lambda _: f"${next(counter)}", text)
 
-    def _control(self, statement: str) -> None:
-        with self._conn.cursor() as cur:  # a fresh statement: a failed one may still hold its parameters
+    def _control(self, statement: str, conn: Connection | None = None) -> None:
+        with (conn or self._conn).cursor() as cur:  # a fresh statement: a failed one may still hold its parameters
             cur.execute(statement)
 
     @contextmanager
@@ -313,18 +313,15 @@ class CandleStore:
                 snapshot = str(cur.fetchone()[0])
             if not re.fullmatch(r"[0-9A-Fa-f-]+", snapshot):
                 raise RuntimeError(f"unexpected snapshot id from the server: {snapshot!r}")
-            with second.cursor() as cur:
-                cur.execute(begin)
+            self._control(begin, second)
             try:
-                with second.cursor() as cur:
-                    cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                self._control(f"SET TRANSACTION SNAPSHOT '{snapshot}'", second)
                 with ThreadPoolExecutor(1) as pool:  # the driver releases the GIL while it reads
                     later = pool.submit(self._read, second, symbol, timeframe, mid, hi)
                     earlier = self._read(self._conn, symbol, timeframe, lo, mid)
                     return pa.concat_tables([earlier, later.result()])
             finally:
-                with second.cursor() as cur:
-                    cur.execute("ROLLBACK")  # read only: nothing to commit
+                self._control("ROLLBACK", second)  # read only: nothing to commit
         finally:
             self._control("ROLLBACK")
 

@@ -19,6 +19,7 @@ import importlib.metadata
 import json
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -84,25 +85,39 @@ def stale_or_missing(
     return [key for key in keys if resolver.get_status(key, partition_key) != StaleStatus.FRESH]
 
 
+@dataclass(frozen=True)
+class CheckedRuns:
+    """The runs that last materialized some assets of a partition, and their check evaluations on them."""
+
+    run_of: dict[AssetKey, str]
+    checks: list[tuple[AssetKey, bool, AssetCheckSeverity]]
+
+    def of(self, keys: Iterable[AssetKey]) -> tuple[set[str], list[tuple[bool, AssetCheckSeverity]]]:
+        """The runs and check results (passed, severity) of ``keys``, a subset of the assets."""
+        keys = set(keys)
+        runs = {self.run_of[key] for key in keys}
+        return runs, [(passed, severity) for key, passed, severity in self.checks if key in keys]
+
+
 def previous_check_results(
     instance: DagsterInstance, keys: Iterable[AssetKey], partition_key: str
-) -> tuple[set[str], list[tuple[bool, AssetCheckSeverity]]] | None:
+) -> CheckedRuns | None:
     """The runs that last materialized ``keys`` for the partition, and their check evaluations on those assets.
 
     ``None`` when one of those runs did not succeed or an ERROR check failed in it: then the assets are
     computed again rather than reported up to date over a failure.
     """
     keys = set(keys)
-    runs: set[str] = set()
+    run_of: dict[AssetKey, str] = {}
     for key in keys:
         records = instance.fetch_materializations(
             AssetRecordsFilter(asset_key=key, asset_partitions=[partition_key]), limit=1
         ).records
         if not records:
             return None
-        runs.add(records[0].run_id)
-    results = []
-    for run_id in sorted(runs):
+        run_of[key] = records[0].run_id
+    checks = []
+    for run_id in sorted(set(run_of.values())):
         run = instance.get_run_by_id(run_id)
         if run is None or run.status != DagsterRunStatus.SUCCESS:
             return None
@@ -113,5 +128,5 @@ def previous_check_results(
             if evaluation.asset_key in keys:
                 if not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR:
                     return None
-                results.append((evaluation.passed, evaluation.severity))
-    return runs, results
+                checks.append((evaluation.asset_key, evaluation.passed, evaluation.severity))
+    return CheckedRuns(run_of, checks)
