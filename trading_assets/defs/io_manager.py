@@ -8,9 +8,10 @@ Parquet schema metadata. Local writes are atomic: the file goes to a temporary n
 target, which is then renamed over it, so a crash never leaves a half-written partition; the
 temporary file of a writer killed mid-write is removed by the next write of that partition.
 
-Within one run (the in-process executor shares the IO manager between steps) a local file is read
-once: the checks of an asset get copy-on-write views of the frame read for the first of them, as
-long as the file's size and modification time are unchanged.
+Within one run (the in-process executor shares the IO manager between steps) a local file is not
+read back after it was written: the checks of an asset get copy-on-write views of the frame converted
+from the very Arrow table that was written (what reading the file gives, bit for bit), as long as
+the file's size and modification time are unchanged; a file written by another run is read once.
 """
 
 from __future__ import annotations
@@ -121,6 +122,15 @@ class _ParquetUPathIOManager(UPathIOManager):
         finally:
             if tmp.exists():
                 tmp.unlink()
+        stamp = _local_stamp(path)
+        if stamp is not None and self._cache_entries:  # the checks load it next: no read back
+            self._remember(str(path), stamp, table_to_frame(table))
+
+    def _remember(self, key: str, stamp: tuple[int, int], frame: pd.DataFrame) -> None:
+        """Keep ``frame`` for the next loads of ``key`` while the file's size and modification time are ``stamp``."""
+        self._cache[key] = (stamp, frame)
+        while len(self._cache) > self._cache_entries:
+            self._cache.popitem(last=False)
 
     def load_from_path(self, context: InputContext, path: UPath) -> pd.DataFrame:
         stamp, key = _local_stamp(path), str(path)
@@ -130,9 +140,8 @@ class _ParquetUPathIOManager(UPathIOManager):
                 frame = table_to_frame(pq.read_table(f))
             if stamp is None or self._cache_entries == 0:
                 return frame
-            self._cache[key] = cached = (stamp, frame)
-            while len(self._cache) > self._cache_entries:
-                self._cache.popitem(last=False)
+            self._remember(key, stamp, frame)
+            cached = (stamp, frame)
         self._cache.move_to_end(key)
         view = cached[1].copy(deep=False)  # copy-on-write: a consumer changing it never changes the cache
         view.attrs = copy.deepcopy(cached[1].attrs)

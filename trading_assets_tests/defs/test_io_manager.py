@@ -2,11 +2,12 @@
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
-from dagster import AssetIn, asset, materialize
+from dagster import AssetIn, AssetKey, asset, materialize
 from upath import UPath
 
-from trading_assets.defs.io_manager import ParquetIOManager, read_provenance
+from trading_assets.defs.io_manager import ParquetIOManager, _ParquetUPathIOManager, read_provenance
 from trading_assets.defs.partitions import market_partitions, partition_key
 from trading_assets.defs.resources import Locations
 from trading_assets.sources import SyntheticSource
@@ -77,3 +78,35 @@ def test_store_and_parquet_round_trip_bit_exactly(instance, tmp_path, store_url)
     assert provenance["asset"] == "mixed_dtypes" and provenance["partition"] == str(key)
     assert provenance["run_id"] == result.run_id and provenance["rows"] == len(expected)
     assert not [p for p in base.rglob("*") if p.name.endswith(".tmp")]
+    # within the run the downstream asset got the frame of the table just written, not a read of the file:
+    # a reader in another process (a fresh IO manager) gets the same frame from the file, bit for bit
+    for name, frame in (("stored_candles", seen["candles"]), ("mixed_dtypes", seen["mixed"])):
+        from_file = _ParquetUPathIOManager(UPath(base)).load_from_path(None, UPath(base / name / "KRW-BTC/1m.parquet"))
+        assert_bit_exact(from_file, frame)
+        assert from_file.attrs == frame.attrs
+
+
+def test_frames_written_in_a_run_are_not_read_back_until_the_file_changes(tmp_path, monkeypatch):
+    manager = _ParquetUPathIOManager(UPath(tmp_path))
+    path = UPath(tmp_path / "candles.parquet")
+    frame = SyntheticSource(seed=3).fetch("KRW-BTC", "1m", START, END)
+    frame.attrs = {"span": [START.isoformat(), END.isoformat()]}
+
+    class Context:  # what dump_to_path reads of Dagster's OutputContext
+        asset_key, has_partition_key, partition_key, run_id = AssetKey("candles"), False, None, "run"
+
+    manager.dump_to_path(Context(), frame, path)
+    reads = []
+    read_table = pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda *a, **k: reads.append(a) or read_table(*a, **k))
+    loaded = manager.load_from_path(None, path)
+    assert not reads  # what was written, not the file
+    assert_bit_exact(loaded, frame)
+    assert loaded.attrs == frame.attrs
+    loaded.iloc[0, 0] = -1.0  # a consumer changing its view leaves the kept frame alone
+    assert manager.load_from_path(None, path).iloc[0, 0] == frame.iloc[0, 0]
+    other = frame.iloc[:10].copy()  # another writer replaces the file: it is read again
+    other.attrs = {}
+    _ParquetUPathIOManager(UPath(tmp_path)).dump_to_path(Context(), other, path)
+    assert_bit_exact(manager.load_from_path(None, path), other)
+    assert len(reads) == 1
