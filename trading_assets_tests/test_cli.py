@@ -127,13 +127,20 @@ def _summary_row(output: str, key: str) -> list[str]:
     return [c.strip() for c in line.split("│")[2:-1]]
 
 
-def test_a_partition_whose_candles_did_not_change_is_not_recomputed(data_dir, tmp_path):
+def test_a_partition_whose_candles_did_not_change_is_not_recomputed(data_dir, tmp_path, monkeypatch):
     """Dagster's data versions: the same candles again leave indicators and features fresh; a corrected
-    candle makes them stale; --force recomputes regardless."""
+    candle makes them stale; --force recomputes regardless. The raw candles' chart is drawn only for new data."""
     import pandas as pd
     from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
+    from trading_assets import charts
     from trading_assets.sources import SyntheticSource
+
+    drawn: list[str] = []
+    candlestick = charts.candlestick
+    monkeypatch.setattr(
+        charts, "candlestick", lambda frame, title, *a: drawn.append(title) or candlestick(frame, title, *a)
+    )
 
     files = tmp_path / "files"
     files.mkdir()
@@ -159,10 +166,22 @@ def test_a_partition_whose_candles_did_not_change_is_not_recomputed(data_dir, tm
             for asset in ("raw_candles", "indicators", "features")
         }
 
+    def charts_of_raw_candles() -> list[str]:
+        instance = DagsterInstance.from_config(str(data_dir / "dagster_home"))
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("raw_candles"), asset_partitions=["KRW-BTC|60m"]), limit=100
+        ).records
+        return [r.asset_materialization.metadata["chart"].value for r in records]
+
+    raw, with_indicators = "KRW-BTC 60m raw candles", "KRW-BTC 60m candles and indicators"
     assert run()[0] == "success" and computed() == {"raw_candles": 1, "indicators": 1, "features": 1}
+    assert drawn == [raw, with_indicators]
     status, _, checks, *_ = run()
     assert status == "success, 2 up to date" and checks == "14/0/0"  # the earlier run's checks still count
     assert computed() == {"raw_candles": 2, "indicators": 1, "features": 1}
+    assert len(drawn) == 2  # the same candles: the chart of the last materialization, not drawn again
+    second, first = charts_of_raw_candles()
+    assert second == first and first.startswith(f"![{raw}](data:image/png;base64,")
     logs = "".join(p.read_text() for p in (data_dir / "logs").glob("materialize-*.log"))
     assert "up to date, not run again: features, indicators (computed by run " in logs
 
@@ -172,8 +191,11 @@ def test_a_partition_whose_candles_did_not_change_is_not_recomputed(data_dir, tm
     corrected.to_parquet(files / "KRW-BTC_60m.parquet")
     assert run("--refresh")[0] == "success"  # a candle changed: everything after it is computed again
     assert computed() == {"raw_candles": 3, "indicators": 2, "features": 2}
+    assert drawn[2:] == [raw, with_indicators]
+    assert charts_of_raw_candles()[0] != first
     assert run("--force")[0] == "success"
     assert computed() == {"raw_candles": 4, "indicators": 3, "features": 3}
+    assert drawn[4:] == [with_indicators]  # the candles are those of the run before
 
 
 def test_the_embedded_instance_commits_without_syncing_every_event(tmp_path):
