@@ -163,27 +163,37 @@ def warmup_drifts(
     candles, _ = prepare_candles(longer_candles, symbol, timeframe)
     # anchored where the stored frame starts, as the asset computes them; the rows before feed the features
     longer_indicators = compute_indicators(candles, stored_indicators.index[0], trim=False).frame
-    aligned = longer_indicators.reindex(stored_indicators.index)
+    aligned = _rows_of(longer_indicators, stored_indicators.index)
     drifts, last = _drifts(stored_indicators, aligned, warmup, tolerance)
     end = stored_indicators.index[min(len(stored_indicators) - 1, max(last, 0) + feature_memory_bars(config) + 1)]
     stored = build_features(stored_indicators.loc[:end], symbol, timeframe, config, span_start=span_start).frame
     longer = build_features(longer_indicators.loc[:end], symbol, timeframe, config, span_start=span_start).frame
-    feature_drifts, _ = _drifts(stored, longer.reindex(stored.index), warmup, tolerance)
+    feature_drifts, _ = _drifts(stored, _rows_of(longer, stored.index), warmup, tolerance)
     return drifts + [
         WarmupDrift(f"features.{d.column}", d.max_abs_diff, d.max_rel_diff, d.bars_to_converge) for d in feature_drifts
     ]
+
+
+def _rows_of(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    """``frame.reindex(index)``; a slice, not a copy, when ``index`` is a run of ``frame``'s rows (the usual case)."""
+    first = int(frame.index.searchsorted(index[0])) if len(index) else 0
+    rows = frame.iloc[first : first + len(index)]
+    return rows if rows.index.equals(index) else frame.reindex(index)
 
 
 def _drifts(stored: pd.DataFrame, longer: pd.DataFrame, warmup: int, tolerance: float) -> tuple[list[WarmupDrift], int]:
     """Columns that moved by more than ``tolerance`` x their std, and the last row where any column differs
     by more than ``NOISE`` x its std (-1: none)."""
     out, last_noise = [], -1
-    scales = stored.std(ddof=0)  # pandas' skipna reductions: no NaN-free copy per column
     for col in stored.columns:
         a, b = stored[col].to_numpy(dtype="float64"), longer[col].to_numpy(dtype="float64")
-        scale = float(scales[col]) if np.isfinite(scales[col]) and scales[col] > 0 else 1.0
+        nan_a = np.isnan(a)
+        # the std of the column's values (population, NaN left out); pandas' DataFrame.std over the
+        # whole frame costs several times this loop, numpy's nanstd a NaN-free copy per column anyway
+        spread = float((a[~nan_a] if nan_a.any() else a).std()) if not nan_a.all() else float("nan")
+        scale = spread if np.isfinite(spread) and spread > 0 else 1.0
         delta = np.abs(a - b)
-        nan_moved = np.isnan(a) != np.isnan(b)
+        nan_moved = nan_a != np.isnan(b)
         moved = (delta > tolerance * scale) | nan_moved
         if moved.any():
             last = int(np.flatnonzero(moved)[-1])

@@ -167,3 +167,24 @@ def test_cut_points_stay_within_the_first_rows_of_a_long_span():
     assert max(cut_points(long, "KRW-BTC|1m")) < long[50_000]  # a bounded recompute on a year of 1m
     assert cut_points(short, "KRW-BTC|1m")[-1] > short[900]  # a short span: fractions of the whole span
     assert max(cut_points(long, "KRW-BTC|1m", max_rows=None)) > long[250_000]
+
+
+def test_drift_comparison_aligns_rows_as_reindex_does():
+    """The warm-up comparison takes the stored rows out of the longer frame: a slice when they are a run of
+    its rows, else a reindex (rows it lacks are NaN, and count as moved)."""
+    from trading_assets.causality import _drifts, _rows_of
+
+    index = pd.date_range("2026-01-01", periods=50, freq="5min", tz="UTC", name="open_time")
+    longer = pd.DataFrame({"a": np.arange(50.0), "b": np.linspace(1, 2, 50)}, index=index)
+    run = index[10:40]
+    assert _rows_of(longer, run).equals(longer.reindex(run))
+    assert np.shares_memory(_rows_of(longer, run)["a"].to_numpy(), longer["a"].to_numpy())  # a view, no copy
+    holey = run.delete(5)  # not a run of longer's rows; and one row longer lacks
+    for wanted in (holey, holey.append(pd.DatetimeIndex([index[-1] + pd.Timedelta("5min")]))):
+        pd.testing.assert_frame_equal(_rows_of(longer, wanted), longer.reindex(wanted))
+    stored = longer.reindex(run).copy()
+    stored.iloc[:3, 0] += 1.0  # the first rows moved with more history
+    drifts, last = _drifts(stored, _rows_of(longer, run), warmup=7, tolerance=1e-6)
+    assert [(d.column, d.max_abs_diff, d.bars_to_converge) for d in drifts] == [("a", 1.0, 7 + 3)]
+    assert last == 2
+    assert drifts[0].max_rel_diff == pytest.approx(1.0 / stored["a"].to_numpy().std())
