@@ -23,6 +23,13 @@ def _examples(values: Iterable[Any], n: int = 5) -> list[str]:
     return [str(v) for v in list(values)[:n]]
 
 
+def _cell(value: Any) -> float | str | None:
+    """A failure case as JSON: a number stays a number, anything else (a stray string) is shown as text."""
+    if value is None or isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return None if value is None else float(value)
+    return str(value)
+
+
 def schema_failures(frame: pd.DataFrame, schema: pa.DataFrameSchema | type[pa.DataFrameModel]) -> list[dict[str, Any]]:
     """Validate lazily; one row per (column, check) that failed, with a count and first examples.
 
@@ -34,7 +41,9 @@ def schema_failures(frame: pd.DataFrame, schema: pa.DataFrameSchema | type[pa.Da
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         out = []
-        row_level = cases["schema_context"] == "DataFrameSchema"
+        # a failed dataframe check names rows; a frame-level failure without a row (an unexpected column)
+        # is reported like a column's, with what failed (the column's name) as its example
+        row_level = (cases["schema_context"] == "DataFrameSchema") & cases["index"].notna()
         for check, group in cases[row_level].groupby("check", sort=False):
             rows = group.pivot_table(index="index", columns="column", values="failure_case", aggfunc="first")
             out.append(
@@ -42,7 +51,7 @@ def schema_failures(frame: pd.DataFrame, schema: pa.DataFrameSchema | type[pa.Da
                     "column": "dataframe",
                     "check": str(check),
                     "count": len(rows),
-                    "examples": [{k: float(v) for k, v in r.items()} for r in rows.head(5).to_dict("records")],
+                    "examples": [{k: _cell(v) for k, v in r.items()} for r in rows.head(5).to_dict("records")],
                     "rows": _examples(t.isoformat() for t in rows.index[:5]),
                 }
             )

@@ -326,3 +326,26 @@ def test_downstream_never_builds_on_polluted_candles_even_without_checks(instanc
         error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
         assert "KRW-BTC 5m column 'close'" in error and "not numeric" in error and "'KRW-BTC'" in error
         assert not (data_dir / "assets" / "indicators").exists()
+
+
+def test_schema_failures_report_a_row_check_beside_a_stray_text_column():
+    """A bar with low > high in a frame that also carries a text column: both are reported, with the
+    failing row's cells as numbers where they are numbers and as text where they are not."""
+    from trading_assets.quality import schema_failures
+    from trading_assets.schemas import RawCandlesModel
+
+    index = pd.date_range("2026-01-01", periods=5, freq="1min", tz="UTC", name="open_time", unit="ns")
+    frame = pd.DataFrame({c: [1.0] * 5 for c in ("open", "close", "volume", "value")}, index=index)
+    frame["high"], frame["low"] = 2.0, 0.5
+    frame.loc[index[2], "low"] = 3.0
+    frame["extra"] = "KRW-BTC"
+    failures = {(f["column"], f["check"]): f for f in schema_failures(frame, RawCandlesModel)}
+    low = failures[("dataframe", "low_under_open_close")]
+    assert low["count"] == 1 and low["rows"] == [index[2].isoformat()]
+    assert low["examples"][0]["low"] == 3.0 and low["examples"][0]["extra"] == "KRW-BTC"
+    assert failures[("RawCandlesModel", "column_in_schema")]["examples"] == ["extra"]  # strict: the column is named
+    assert set(failures) == {
+        ("dataframe", "low_under_open_close"),
+        ("dataframe", "high_covers_open_close"),  # high 2.0 no longer covers low 3.0
+        ("RawCandlesModel", "column_in_schema"),
+    }
