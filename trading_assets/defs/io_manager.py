@@ -10,8 +10,9 @@ temporary file of a writer killed mid-write is removed by the next write of that
 
 Within one run (the in-process executor shares the IO manager between steps) a local file is not
 read back after it was written: the checks of an asset get copy-on-write views of the frame converted
-from the very Arrow table that was written (what reading the file gives, bit for bit), as long as
-the file's size and modification time are unchanged; a file written by another run is read once.
+from the very Arrow table that was written, as long as the file's inode, size and modification time
+are unchanged, and only when the file's schema is the table's (every type kept as it is, so the frame
+is what reading the file gives, bit for bit); any other file is read once.
 """
 
 from __future__ import annotations
@@ -62,12 +63,15 @@ def read_provenance(path: UPath) -> dict[str, Any]:
         return json.loads(pq.read_schema(f).metadata[PROVENANCE_KEY])
 
 
-def _local_stamp(path: UPath) -> tuple[int, int] | None:
-    """Size and modification time of a local file; None for object storage (never cached)."""
+def _local_stamp(path: UPath) -> tuple[int, int, int] | None:
+    """Inode, size and modification time of a local file; None for object storage (never cached).
+
+    A rename keeps all three, and a writer replacing the file (temp file + rename) changes the inode.
+    """
     if path.protocol not in ("", "file", "local"):
         return None
     st = os.stat(path.path)
-    return st.st_size, st.st_mtime_ns
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _remove_orphans(path: UPath) -> None:
@@ -86,7 +90,7 @@ class _ParquetUPathIOManager(UPathIOManager):
     def __init__(self, base_path: UPath, cache_entries: int = 3) -> None:
         super().__init__(base_path=base_path)
         self._cache_entries = cache_entries
-        self._cache: OrderedDict[str, tuple[tuple[int, int], pd.DataFrame]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[tuple[int, int, int], pd.DataFrame]] = OrderedDict()
 
     def get_path_for_partition(self, context: InputContext | OutputContext, path: UPath, partition: str) -> UPath:
         """``<asset path>/<symbol>/<timeframe>``, symbol and timeframe validated (they become directory names)."""
@@ -115,6 +119,10 @@ class _ParquetUPathIOManager(UPathIOManager):
         try:
             with tmp.open("wb") as f:
                 pq.write_table(table, f, use_dictionary=use_dictionary)
+            # stamped before the rename: a writer renaming its file over ours right after cannot get our frame
+            stamp = _local_stamp(tmp) if self._cache_entries else None
+            if stamp is not None and not pq.read_schema(tmp.path).equals(table.schema, check_metadata=False):
+                stamp = None  # a type Parquet does not keep (second timestamps come back as ms): read it back
             if hasattr(tmp, "replace"):
                 tmp.replace(path)
             else:  # object stores: the upload above is already all-or-nothing
@@ -122,11 +130,10 @@ class _ParquetUPathIOManager(UPathIOManager):
         finally:
             if tmp.exists():
                 tmp.unlink()
-        stamp = _local_stamp(path)
-        if stamp is not None and self._cache_entries:  # the checks load it next: no read back
+        if stamp is not None:  # the checks load it next: no read back
             self._remember(str(path), stamp, table_to_frame(table))
 
-    def _remember(self, key: str, stamp: tuple[int, int], frame: pd.DataFrame) -> None:
+    def _remember(self, key: str, stamp: tuple[int, int, int], frame: pd.DataFrame) -> None:
         """Keep ``frame`` for the next loads of ``key`` while the file's size and modification time are ``stamp``."""
         self._cache[key] = (stamp, frame)
         while len(self._cache) > self._cache_entries:

@@ -105,8 +105,16 @@ def test_frames_written_in_a_run_are_not_read_back_until_the_file_changes(tmp_pa
     assert loaded.attrs == frame.attrs
     loaded.iloc[0, 0] = -1.0  # a consumer changing its view leaves the kept frame alone
     assert manager.load_from_path(None, path).iloc[0, 0] == frame.iloc[0, 0]
-    other = frame.iloc[:10].copy()  # another writer replaces the file: it is read again
+    other = frame * 1.5  # another writer replaces the file (same rows, same layout): it is read again
     other.attrs = {}
     _ParquetUPathIOManager(UPath(tmp_path)).dump_to_path(Context(), other, path)
     assert_bit_exact(manager.load_from_path(None, path), other)
     assert len(reads) == 1
+
+    # a type Parquet does not keep as it is (seconds come back as milliseconds): the frame is read back,
+    # so the checks see what any reader of the file sees
+    stamped = frame.assign(seen_at=frame.index.as_unit("s").tz_localize(None))
+    manager.dump_to_path(Context(), stamped, path)
+    loaded = manager.load_from_path(None, path)
+    assert len(reads) == 2
+    assert str(loaded["seen_at"].dtype) == str(pd.read_parquet(path.path)["seen_at"].dtype) == "datetime64[ms]"
