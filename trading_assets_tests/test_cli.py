@@ -196,6 +196,29 @@ def test_a_partition_whose_candles_did_not_change_is_not_recomputed(data_dir, tm
     assert run("--force")[0] == "success"
     assert computed() == {"raw_candles": 4, "indicators": 3, "features": 3}
     assert drawn[4:] == [with_indicators]  # the candles are those of the run before
+    from trading_assets.defs import assets
+
+    monkeypatch.setattr(assets, "CODE_VERSION", "another code version")  # the last chart was drawn by other code
+    assert run()[0].startswith("success")
+    assert drawn[5:] == [raw]
+
+
+def test_the_raw_candles_chart_is_keyed_on_which_bars_were_filled():
+    """Equal data versions can still differ in which bars were filled; the chart marks them, so its key does."""
+    import numpy as np
+    from dagster import DataVersion
+
+    from trading_assets.defs.assets import chart_inputs
+
+    version, mask = DataVersion("v"), np.zeros(300, dtype=bool)
+    mask[10] = True
+    moved = np.roll(mask, 1)
+    assert chart_inputs(version, "t", mask) == chart_inputs(version, "t", mask.copy())
+    assert (
+        len({chart_inputs(version, "t", mask), chart_inputs(version, "t", moved), chart_inputs(version, "u", mask)})
+        == 3
+    )
+    assert chart_inputs(version, "t", mask) != chart_inputs(DataVersion("w"), "t", mask)
 
 
 def test_the_embedded_instance_commits_without_syncing_every_event(tmp_path):
