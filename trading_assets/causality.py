@@ -176,9 +176,17 @@ def warmup_drifts(
 
 def _rows_of(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
     """``frame.reindex(index)``; a slice, not a copy, when ``index`` is a run of ``frame``'s rows (the usual case)."""
-    first = int(frame.index.searchsorted(index[0])) if len(index) else 0
-    rows = frame.iloc[first : first + len(index)]
-    return rows if rows.index.equals(index) else frame.reindex(index)
+    if (
+        len(index)
+        and frame.index.dtype == index.dtype
+        and frame.index.is_monotonic_increasing
+        and frame.index.is_unique
+    ):
+        first = int(frame.index.searchsorted(index[0]))
+        rows = frame.iloc[first : first + len(index)]
+        if rows.index.equals(index):
+            return rows
+    return frame.reindex(index)
 
 
 def _drifts(stored: pd.DataFrame, longer: pd.DataFrame, warmup: int, tolerance: float) -> tuple[list[WarmupDrift], int]:

@@ -182,6 +182,10 @@ def test_drift_comparison_aligns_rows_as_reindex_does():
     holey = run.delete(5)  # not a run of longer's rows; and one row longer lacks
     for wanted in (holey, holey.append(pd.DatetimeIndex([index[-1] + pd.Timedelta("5min")]))):
         pd.testing.assert_frame_equal(_rows_of(longer, wanted), longer.reindex(wanted))
+    with pytest.raises(ValueError):  # duplicated rows: as reindex, never a silent slice
+        _rows_of(pd.concat([longer.iloc[:20], longer.iloc[19:]]), run)
+    naive = longer.tz_localize(None)  # another index type: no searchsorted across it, reindex's answer
+    pd.testing.assert_frame_equal(_rows_of(naive, run), naive.reindex(run))
     stored = longer.reindex(run).copy()
     stored.iloc[:3, 0] += 1.0  # the first rows moved with more history
     drifts, last = _drifts(stored, _rows_of(longer, run), warmup=7, tolerance=1e-6)
