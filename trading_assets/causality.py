@@ -196,9 +196,8 @@ def _drifts(stored: pd.DataFrame, longer: pd.DataFrame, warmup: int, tolerance: 
     for col in stored.columns:
         a, b = stored[col].to_numpy(dtype="float64"), longer[col].to_numpy(dtype="float64")
         nan_a = np.isnan(a)
-        # the std of the column's values (population, NaN left out); pandas' DataFrame.std over the
-        # whole frame costs several times this loop, numpy's nanstd a NaN-free copy per column anyway
-        spread = float((a[~nan_a] if nan_a.any() else a).std()) if not nan_a.all() else float("nan")
+        present = a[~nan_a] if nan_a.any() else a  # the column's spread: population std, NaN left out
+        spread = float(present.std()) if len(present) else 0.0  # (pandas' DataFrame.std costs more than this loop)
         scale = spread if np.isfinite(spread) and spread > 0 else 1.0
         delta = np.abs(a - b)
         nan_moved = nan_a != np.isnan(b)

@@ -25,8 +25,10 @@ def _examples(values: Iterable[Any], n: int = 5) -> list[str]:
 
 def _cell(value: Any) -> float | str | None:
     """A failure case as JSON: a number stays a number, anything else (a stray string) is shown as text."""
-    if value is None or isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-        return None if value is None else float(value)
+    if value is None:
+        return None
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return float(value)
     return str(value)
 
 

@@ -134,7 +134,7 @@ class _ParquetUPathIOManager(UPathIOManager):
             self._remember(str(path), stamp, table_to_frame(table))
 
     def _remember(self, key: str, stamp: tuple[int, int, int], frame: pd.DataFrame) -> None:
-        """Keep ``frame`` for the next loads of ``key`` while the file's size and modification time are ``stamp``."""
+        """Keep ``frame`` for the next loads of ``key`` while the file's stamp (see ``_local_stamp``) is ``stamp``."""
         self._cache[key] = (stamp, frame)
         while len(self._cache) > self._cache_entries:
             self._cache.popitem(last=False)
