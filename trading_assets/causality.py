@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from trading_assets.execution import Execution
 from trading_assets.features import FeatureConfig, build_features, feature_memory_bars
 from trading_assets.indicators import compute_indicators, prepare_candles
 
@@ -106,11 +107,14 @@ def features_look_ahead(
     timeframe: str,
     config: FeatureConfig,
     cuts: list[pd.Timestamp],
+    execution: Execution = Execution(),
 ) -> list[ColumnDiff]:
-    """Rebuild features from indicators up to each cut; report differing columns."""
+    """Rebuild features (the label under ``execution``) from indicators up to each cut; report differing columns."""
     diffs: list[ColumnDiff] = []
     for cut in cuts:
-        recomputed = build_features(indicators.loc[:cut], symbol, timeframe, config, span_start=stored.index[0]).frame
+        recomputed = build_features(
+            indicators.loc[:cut], symbol, timeframe, config, span_start=stored.index[0], execution=execution
+        ).frame
         diffs.extend(compare_prefix(stored, recomputed, cut))
     return _first_per_column(diffs)
 

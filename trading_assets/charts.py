@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global figure registry, no GUI backend, faster import
 
+from trading_assets.execution import Execution
+
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
@@ -98,30 +100,36 @@ def training_curves(history: list[dict[str, float]], title: str) -> bytes:
     return _png(fig)
 
 
-def strategy_returns(frame: pd.DataFrame, fee_bp: float, delay: int) -> tuple[pd.Series, pd.Series]:
-    """Cumulative net log return of the sign rule and of buy-and-hold, per out-of-sample bar."""
-    from trading_assets.evaluation import sign_strategy  # scipy and statsmodels: not for the data assets' charts
+def strategy_returns(frame: pd.DataFrame, execution: Execution) -> tuple[pd.Series, pd.Series]:
+    """Cumulative net log return of the execution model's rule and of buy-and-hold, per out-of-sample bar."""
+    from trading_assets.evaluation import simulate  # scipy and statsmodels: not for the data assets' charts
 
-    ret = frame["next_return"].to_numpy("float64")
-    _, realised, _, _, net = sign_strategy(frame["prediction"].to_numpy("float64"), ret, fee_bp, delay)
-    index = frame.index[delay:][np.isfinite(ret[delay:])]
-    return pd.Series(np.cumsum(net), index=index), pd.Series(np.cumsum(realised), index=index)
+    sim = simulate(frame, execution)
+    return pd.Series(sim.net.cumsum(), index=frame.index), pd.Series(sim.market.cumsum(), index=frame.index)
 
 
-def equity_curves(predictions: pd.DataFrame, fee_bp: float, delay: int, title: str) -> bytes:
-    """Cumulative net log return per model (sign rule, fees, delay) against buy-and-hold; fold starts marked."""
+def equity_curves(predictions: pd.DataFrame, execution: Execution, title: str) -> bytes:
+    """Cumulative net log return per model (the execution model's rule, after costs) against buy-and-hold;
+    fold starts marked, the hold-out shaded."""
     fig = Figure(figsize=(7, 3.6))
     ax = fig.subplots()
     hold = None
     for model, frame in predictions.groupby("model", sort=True):
         frame = frame.sort_index()
-        strategy, hold = strategy_returns(frame, fee_bp, delay)
+        strategy, hold = strategy_returns(frame, execution)
         ax.plot(strategy.index, strategy.to_numpy(), label=f"{model} (net)")
         for start in frame.groupby("fold").apply(lambda g: g.index.min(), include_groups=False).iloc[1:]:
             ax.axvline(start, color="grey", lw=0.5, ls=":")
     if hold is not None:
         ax.plot(hold.index, hold.to_numpy(), color="black", lw=1, label="buy and hold")
-    ax.set(ylabel="cumulative log return", title=f"{title} ({fee_bp:g} bp per side, {delay}-bar delay)")
+    if "holdout" in predictions and predictions["holdout"].any():
+        held_out = predictions.index[predictions["holdout"].to_numpy()]
+        ax.axvspan(held_out.min(), held_out.max(), color="grey", alpha=0.15, label="hold-out")
+    cost = execution.costs.per_side * 1e4
+    ax.set(
+        ylabel="cumulative log return",
+        title=f"{title} ({execution.side}, {cost:g} bp per side, {execution.fill} +{execution.delay_bars})",
+    )
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
     return _png(fig)

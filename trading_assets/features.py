@@ -19,8 +19,10 @@ Feature sets are declared in :data:`FEATURE_SETS` (named, selected by ``FeatureC
 each :class:`Feature` is a function of the candle and indicator columns, which it reads by name.
 5. No scaling here: the model fits its scaler on its own training span and carries it
    (:mod:`trading_assets.training.bundle`), so a refresh that extends the span changes no stored row.
-6. ``target``: the next candle's log return ``log(close[t+1] / close[t])`` (the label, the only
-   column that looks ahead, by definition); the last row has none and is dropped.
+6. ``target``: the one-bar log return of the trade decided at t's close, under the execution model
+   (:func:`trading_assets.execution.trade_returns`; by default ``log(open[t+2] / open[t+1])``: the
+   label is the trade). The only column that looks ahead, by definition; the last rows have none and
+   are dropped.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ import talib
 from trading_assets.candles import CANDLE_COLUMNS
 from trading_assets.cleaning import PollutionReport, coerce_numeric
 from trading_assets.errors import CandleDataError
+from trading_assets.execution import Execution, trade_returns
 from trading_assets.indicators import INDICATOR_COLUMNS
-from trading_assets.labels import TARGET, next_log_return
+from trading_assets.labels import TARGET
 from trading_assets.timeframes import get_timeframe
 
 INPUT_COLUMNS: tuple[str, ...] = (*CANDLE_COLUMNS, *INDICATOR_COLUMNS)
@@ -312,8 +315,10 @@ def build_features(
     timeframe: str,
     config: FeatureConfig = FeatureConfig(),
     span_start: pd.Timestamp | None = None,
+    execution: Execution = Execution(),
 ) -> FeatureResult:
-    """The features frame (unscaled float32 features of ``config.feature_set`` + ``target``) for one partition.
+    """The features frame (unscaled float32 features of ``config.feature_set`` + ``target``, the trade's
+    one-bar return under ``execution``) for one partition.
 
     Rows before ``span_start`` (the lead-in, see :func:`lead_in_bars`) only feed the clipping
     statistics and are dropped from the result.
@@ -329,11 +334,12 @@ def build_features(
         values[non_finite] = np.nan
     report.filled = {c: int(n) for c, n in zip(names, _forward_fill(values, config.ffill_limit)) if n}
 
-    target = next_log_return(ind["close"].to_numpy(dtype="float64"))
+    target = trade_returns(ind["open"].to_numpy(dtype="float64"), ind["close"].to_numpy(dtype="float64"), execution)
     complete = ~np.isnan(values).any(axis=1) & ~np.isnan(target)
     first = int(np.argmax(complete))
-    if complete[first:].sum() == len(complete) - first - 1:  # usual case: a leading run of incomplete rows
-        rows = slice(first, len(complete) - 1)
+    no_target = execution.entry_lag + 1  # the last rows: their trade has not ended in the data
+    if complete[first:].sum() == len(complete) - first - no_target:  # usual case: a leading run of incomplete rows
+        rows = slice(first, len(complete) - no_target)
     else:
         rows = np.flatnonzero(complete)
     values, target, index = values[rows], target[rows], ind.index[rows]
@@ -343,7 +349,7 @@ def build_features(
     keep = slice(None) if span_start is None else slice(int(index.searchsorted(span_start)), None)
     values, target, index = values[keep], target[keep], index[keep]
     in_span = np.ones(len(ind), dtype=bool) if span_start is None else ind.index >= span_start
-    report.rows_dropped = int((~complete[in_span]).sum()) - 1  # the last row never has a target
+    report.rows_dropped = int((~complete[in_span]).sum()) - no_target  # the last rows never have a target
     report.clipped = {c: int(n) for c, n in zip(names, clipped) if n}
     out = np.empty((len(index), len(names) + 1), dtype="float32", order="F")
     out[:, :-1] = values

@@ -34,7 +34,8 @@ class Provenance:
     invalid_bars: int = 0  # bars the source delivered with invalid values, treated as missing
     feature_set: str | None = None
     feature_config: dict[str, Any] = field(default_factory=dict)
-    horizon: int | None = None  # bars ahead the predictions forecast
+    execution: dict[str, Any] = field(default_factory=dict)  # the label's execution model (Execution.as_dict)
+    research: dict[str, Any] = field(default_factory=dict)  # predictions: seq_len, fold grid, hold-out
     mlflow_parent_run_id: str | None = None
 
     @classmethod

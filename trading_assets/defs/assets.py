@@ -26,7 +26,7 @@ from pydantic import Field
 from trading_assets.calendars import TradingCalendar, get_calendar
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
 from trading_assets.defs.partitions import market_partitions, split_partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, ExecutionResource
 from trading_assets.defs.versions import CODE_VERSION, candles_data_version
 from trading_assets.errors import CandleDataError, EmptySourceError, SourceUnavailableError
 from trading_assets.features import FeatureConfig, build_features, feature_breaks, lead_in_bars
@@ -361,11 +361,15 @@ class FeaturesConfig(Config):
     **DATA_ASSET,
     kinds={"pandas", "parquet"},
     description="Model-ready float32 features (cleaned, outlier-clipped with time-aligned trailing blocks, "
-    "unscaled: each model fits its scaler on its own train span) plus `target`, the next candle's log return.",
+    "unscaled: each model fits its scaler on its own train span) plus `target`, the one-bar log return of the "
+    "trade the execution model fills (by default bought at the next bar's open): the label is the trade.",
 )
-def features(context: AssetExecutionContext, config: FeaturesConfig, indicators: pd.DataFrame) -> Output[pd.DataFrame]:
+def features(
+    context: AssetExecutionContext, config: FeaturesConfig, indicators: pd.DataFrame, execution: ExecutionResource
+) -> Output[pd.DataFrame]:
     symbol, timeframe = split_partition_key(context.partition_key)
     feature_config = config.feature_config()
+    trade = execution.for_symbol(symbol)
     provenance = Provenance.of(indicators)
     span_start, _ = provenance.span
     lead_in = provenance.lead_in_bars
@@ -374,9 +378,10 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, indicators:
             f"{symbol} {timeframe}: {lead_in} lead-in bars before the span, clip_window {feature_config.clip_window} "
             f"needs {lead_in_bars(feature_config)}: early rows may depend on where the history starts"
         )
-    result = build_features(indicators, symbol, timeframe, feature_config, span_start=span_start)
+    result = build_features(indicators, symbol, timeframe, feature_config, span_start=span_start, execution=trade)
     frame, report = result.frame, result.report
     provenance.but(
+        execution=trade.as_dict(),
         feature_set=feature_config.feature_set,
         feature_config=asdict(feature_config),
         breaks=feature_breaks(indicators.index, frame.index, provenance.break_times()),
@@ -391,6 +396,7 @@ def features(context: AssetExecutionContext, config: FeaturesConfig, indicators:
         metadata={
             **frame_metadata(frame, features_schema(feature_config.feature_set)),
             "feature_set": feature_config.feature_set,
+            "label": f"one-bar log return of the trade filled at the {trade.fill} {trade.delay_bars} bar(s) later",
             "feature_columns": MetadataValue.json([c for c in frame.columns if c != "target"]),
             "coerced_cells": counts_metadata(report.pollution.coerced),
             "coerced_examples": MetadataValue.json(report.pollution.examples),

@@ -35,6 +35,7 @@ from trading_assets.defs.assets import features, indicators
 from trading_assets.defs.partition_checks import check_result, partition_check, partition_metadata
 from trading_assets.defs.partitions import split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+from trading_assets.execution import Execution
 from trading_assets.features import FeatureConfig
 from trading_assets.indicators import INDICATORS, indicator_warmups
 from trading_assets.provenance import Provenance
@@ -100,8 +101,10 @@ def features_no_look_ahead(
         return _skipped(context)
     symbol, timeframe = split_partition_key(context.partition_key)
     cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions), config.max_rows)
-    feature_config = FeatureConfig(**Provenance.of(frame).feature_config)
-    diffs = features_look_ahead(indicators, frame, symbol, timeframe, feature_config, cuts)
+    provenance = Provenance.of(frame)
+    feature_config = FeatureConfig(**provenance.feature_config)
+    execution = Execution.from_dict(provenance.execution)
+    diffs = features_look_ahead(indicators, frame, symbol, timeframe, feature_config, cuts, execution)
     return _look_ahead_result(context, diffs, cuts)
 
 

@@ -16,6 +16,7 @@ from trading_assets.defs.resources import (
     AlertResource,
     CandleSourceResource,
     CandleStoreResource,
+    ExecutionResource,
     Locations,
     MlflowResource,
 )
@@ -38,5 +39,6 @@ defs = Definitions(
         "candle_store": CandleStoreResource(locations=locations),
         "alerts": AlertResource(locations=locations),
         "mlflow_tracking": MlflowResource(locations=locations),
+        "execution": ExecutionResource(),
     },
 )

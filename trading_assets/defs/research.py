@@ -1,12 +1,15 @@
 """The research loop: predictions (walk-forward) -> evaluation -> leaderboard.
 
+Every figure comes from trading_assets.evaluation, which also returns the verdicts; the assets map
+them to Dagster outputs, metadata and check results. The execution model (the ``execution``
+resource) is the one the features' label was built with.
+
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
 from collections.abc import Iterator
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 from dagster import (
     AllPartitionMapping,
@@ -27,10 +30,11 @@ from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.metadata import frame_metadata
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, split_partition_key
-from trading_assets.defs.resources import MlflowResource
-from trading_assets.defs.training import GPU_POOL, TrainedModelConfig, dagster_run_alive, partition_tags
+from trading_assets.defs.resources import ExecutionResource, MlflowResource
+from trading_assets.defs.training import GPU_POOL, ModelSettings, dagster_run_alive, label_execution, partition_tags
 from trading_assets.defs.versions import CODE_VERSION
 from trading_assets.provenance import Provenance
+from trading_assets.splits import FOLD_PERIODS, FoldGrid
 from trading_assets.training.config import MODELS
 
 RESEARCH = {
@@ -39,20 +43,40 @@ RESEARCH = {
     "group_name": "research",
     "code_version": CODE_VERSION,
 }
+_GRID = FoldGrid("D")
 
 
-class PredictionsConfig(TrainedModelConfig):
-    """Walk-forward settings plus the model settings every evaluated model shares."""
+class PredictionsConfig(ModelSettings):
+    """The walk-forward fold grid and the models evaluated on equal terms (each with the shared settings)."""
 
-    folds: int = Field(default=4, ge=1, description="Consecutive out-of-sample test blocks")
-    epochs: int = Field(default=4, gt=0, description="Per fold (each fold trains a fresh model)")
-    scheme: Literal["expanding", "rolling"] = Field(
-        default="expanding", description="expanding: learn from all earlier rows; rolling: a fixed-length window"
-    )
-    min_train_fraction: float = Field(default=0.5, gt=0, lt=1, description="Share of rows before the first fold")
     models: list[str] = Field(
         default=["bilstm", "linear"], description=f"Models evaluated on equal terms, from: {', '.join(MODELS)}"
     )
+    fold_period: Literal["auto", "D", "W", "M", "Q"] = Field(
+        default="auto", description=f"Calendar period of a test fold (UTC); auto: per timeframe, {FOLD_PERIODS}"
+    )
+    min_train_periods: int = Field(
+        default=_GRID.min_train_periods, ge=1, le=1000, description="Periods of history before the first test fold"
+    )
+    max_folds: int = Field(
+        default=_GRID.max_folds, ge=1, le=1000, description="Test folds: the last ones before the hold-out"
+    )
+    holdout_periods: int = Field(
+        default=_GRID.holdout_periods, ge=0, le=100, description="Last periods kept out of the ranking (the hold-out)"
+    )
+    scheme: Literal["expanding", "rolling"] = Field(
+        default=_GRID.scheme, description="expanding: learn from all earlier rows; rolling: a fixed-length window"
+    )
+
+    def grid(self, timeframe: str) -> FoldGrid:
+        return FoldGrid(
+            FOLD_PERIODS[timeframe] if self.fold_period == "auto" else self.fold_period,
+            self.min_train_periods,
+            self.max_folds,
+            self.holdout_periods,
+            self.scheme,
+            self.validation_fraction,
+        )
 
 
 @asset(
@@ -60,71 +84,57 @@ class PredictionsConfig(TrainedModelConfig):
     kinds={"pytorch", "mlflow"},
     pool=GPU_POOL,
     op_tags={"dagster-k8s/config": GPU_K8S_CONFIG},
-    description="Walk-forward out-of-sample forecasts: per model and fold, a fresh model trained on rows strictly "
-    "before the fold (purge gap), one row per forecast bar with its label, fold, train span and MLflow run.",
+    description="Walk-forward out-of-sample forecasts on a calendar fold grid: per model and fold, a fresh model "
+    "trained on rows strictly before the fold (purge gap) until early stopping; the last block is the hold-out. "
+    "One row per forecast bar with its label (the trade's return), the trade's per-bar returns, spans and run.",
 )
 def predictions(
-    context: AssetExecutionContext, config: PredictionsConfig, features: pd.DataFrame, mlflow_tracking: MlflowResource
+    context: AssetExecutionContext,
+    config: PredictionsConfig,
+    features: pd.DataFrame,
+    mlflow_tracking: MlflowResource,
+    execution: ExecutionResource,
 ) -> Output[pd.DataFrame]:
-    from trading_assets.training.pipeline import WalkForwardConfig, walk_forward
+    from trading_assets.research import run_walk_forward
 
     symbol, timeframe = split_partition_key(context.partition_key)
-    unknown = [m for m in config.models if m not in MODELS]
-    if unknown or not config.models:
-        raise ValueError(f"{symbol} {timeframe}: unknown models {unknown}; expected some of {', '.join(MODELS)}")
-    wf = WalkForwardConfig(
-        folds=config.folds,
-        scheme=config.scheme,
-        min_train_fraction=config.min_train_fraction,
-        models=tuple(config.models),
-    )
-    tags = partition_tags(context, "predictions")
+    trade = label_execution(execution, features, symbol, timeframe)
     with mlflow_tracking.open_run(
-        f"{symbol}|{timeframe} walk-forward", tags, dagster_run_alive(context.instance)
+        f"{symbol}|{timeframe} walk-forward",
+        partition_tags(context, "predictions"),
+        dagster_run_alive(context.instance),
     ) as parent:
-        parent.log_params({"folds": wf.folds, "scheme": wf.scheme, "models": ",".join(wf.models)})
-        frame = walk_forward(
+        frame, folds = run_walk_forward(
             features,
-            config.spec(),
-            wf,
+            config.spec(trade),
+            config.grid(timeframe),
+            tuple(config.models),
+            trade,
             parent,
             symbol,
             timeframe,
-            on_fold=lambda m, f, r: context.log.info(f"{m} fold {f}: val_loss {r.val_loss:.4g}, {r.epochs_run} epochs"),
+            on_fold=lambda m, f, r: context.log.info(
+                f"{m} fold {f}: val_loss {r.val_loss:.4g}, {r.epochs_run} epochs ({r.stop_reason})"
+            ),
         )
-    Provenance.of(features).but(
-        breaks=(), feature_config={}, mlflow_parent_run_id=parent.run_id, horizon=config.horizon
-    ).attach(frame)
-    folds = frame.groupby(["model", "fold"]).agg(
-        rows=("prediction", "size"),
-        test_start=("prediction", lambda s: s.index.min().isoformat()),
-        test_end=("prediction", lambda s: s.index.max().isoformat()),
-        mlflow_run_id=("mlflow_run_id", "first"),
-    )
     return Output(
         frame,
         metadata={
             **frame_metadata(frame),
             "mlflow_parent_run_id": parent.run_id,
             "mlflow_run": mlflow_tracking.run_link(parent.experiment_id, parent.run_id),
-            "models": MetadataValue.json(list(wf.models)),
-            "folds": MetadataValue.md(folds.reset_index().to_markdown(index=False)),
+            "models": MetadataValue.json(list(config.models)),
+            "execution": MetadataValue.json(trade.as_dict()),
+            "research": MetadataValue.json(Provenance.of(frame).research),
+            "folds": MetadataValue.md(folds.to_markdown(index=False)),
         },
     )
 
 
 class EvaluationConfig(Config):
-    fee_bp: float = Field(default=5.0, ge=0, description="Per-side fee in basis points (Upbit KRW taker: 5)")
-    delay_bars: int = Field(default=1, ge=0, description="Bars between a forecast's close and its fill")
-    significance_level: float = Field(default=0.05, gt=0, lt=1, description="DM p-value above which the edge WARNs")
-
-
-def _best_overall(table: pd.DataFrame) -> pd.DataFrame:
-    from trading_assets.evaluation import leaderboard_score
-
-    overall = table[table["fold"] == 0].copy()
-    overall["score"] = leaderboard_score(overall)
-    return overall.sort_values("score", ascending=False)
+    significance_level: float = Field(
+        default=0.05, gt=0, lt=1, description="Level of the Holm-adjusted tests behind the checks"
+    )
 
 
 @asset(
@@ -134,115 +144,61 @@ def _best_overall(table: pd.DataFrame) -> pd.DataFrame:
         AssetCheckSpec(
             "edge_significant",
             asset="evaluation",
-            description="WARN when no model's edge over the zero forecast is significant (Diebold-Mariano p-value "
-            "above significance_level)",
+            description="WARN when no model beats the best naive forecast (zero, train mean, AR(1)): Diebold-Mariano "
+            "with the HLN correction, Holm-adjusted over the partition's models",
         ),
         AssetCheckSpec(
             "survives_costs",
             asset="evaluation",
-            description="WARN when costs eat every model's edge: break-even cost below the fee, or net return below "
-            "buy-and-hold",
+            description="WARN when no model has a net edge after the execution model's costs that is significant "
+            "after Holm's adjustment over the partition's models and a positive net return",
         ),
     ],
-    description="Out-of-sample signal metrics per model and fold (MSE ratio / R^2 vs zero, train-mean and AR(1); IC, "
-    "rank IC, ICIR; directional accuracy; Diebold-Mariano vs zero) and a sign backtest with fees and delay.",
+    description="Out-of-sample metrics per model and fold under the execution model (MSE ratios vs zero, train-mean "
+    "and AR(1); pooled and period IC; DM vs the best naive; the backtest after costs with its stress case), "
+    "adjusted p-values, the chosen model and its one evaluation on the hold-out.",
 )
 def evaluation(
     context: AssetExecutionContext,
     config: EvaluationConfig,
     predictions: pd.DataFrame,
     mlflow_tracking: MlflowResource,
+    execution: ExecutionResource,
 ) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
-    from trading_assets import charts
-    from trading_assets.evaluation import evaluation_table
+    from trading_assets.research import evaluate_partition
 
     symbol, timeframe = split_partition_key(context.partition_key)
+    trade = label_execution(execution, predictions, symbol, timeframe, horizon=True)
     provenance = Provenance.of(predictions)
-    horizon = provenance.horizon or 1
     bars_per_year = get_calendar(provenance.calendar).bars_per_year(timeframe)
-    table = evaluation_table(predictions, bars_per_year, config.fee_bp, config.delay_bars, horizon)
-    table.insert(0, "symbol", symbol)
-    table.insert(1, "timeframe", timeframe)
-    title = f"{symbol} {timeframe}"
-    images = {
-        "equity_curves": charts.equity_curves(predictions, config.fee_bp, config.delay_bars, title),
-        "predicted_vs_realised": charts.predicted_vs_realised(predictions, title),
-    }
-    tags = {
-        **partition_tags(context, "evaluation"),
-        "predictions_run_id": provenance.mlflow_parent_run_id or "",
-    }
+    tags = {**partition_tags(context, "evaluation"), "predictions_run_id": provenance.mlflow_parent_run_id or ""}
     with mlflow_tracking.open_run(f"{symbol}|{timeframe} evaluation", tags) as tracker:
-        tracker.log_params({"fee_bp": config.fee_bp, "delay_bars": config.delay_bars, "horizon": horizon})
-        for _, row in table[table["fold"] == 0].iterrows():
-            tracker.log_metrics({f"{row['model']}.{k}": v for k, v in row.items() if isinstance(v, float)})
-        for name, png in images.items():
-            tracker.log_image(png, f"{name}.png")
-        tracker.log_table(table, "evaluation.parquet")
-
-    ranked = _best_overall(table)
-    level = config.significance_level
-    significant = ranked[ranked["dm_pvalue"] <= level]
-    survives = ranked[
-        (ranked["backtest_break_even_cost_bp"] > config.fee_bp)
-        & (ranked["backtest_net_log_return"] > ranked["backtest_buy_and_hold_log_return"])
-    ]
-    per_model = {
-        r["model"]: {
-            "dm_pvalue": r["dm_pvalue"],
-            "break_even_cost_bp": r["backtest_break_even_cost_bp"],
-            "net_log_return": r["backtest_net_log_return"],
-            "buy_and_hold_log_return": r["backtest_buy_and_hold_log_return"],
-        }
-        for _, r in ranked.iterrows()
-    }
-    shown = [
-        "model",
-        "samples",
-        "oos_r2_zero",
-        "rank_ic_mean",
-        "rank_icir",
-        "directional_accuracy",
-        "dm_pvalue",
-        "backtest_net_log_return",
-        "backtest_sharpe_annualized",
-        "backtest_break_even_cost_bp",
-        "score",
-    ]
+        report = evaluate_partition(
+            predictions, symbol, timeframe, bars_per_year, trade, config.significance_level, tracker
+        )
     yield Output(
-        table,
+        report.verdict.table,
         metadata={
-            "dagster/row_count": len(table),
+            "dagster/row_count": len(report.verdict.table),
             "mlflow_run": mlflow_tracking.run_link(tracker.experiment_id, tracker.run_id),
-            "overall": MetadataValue.md(ranked[shown].to_markdown(index=False, floatfmt=".4g")),
-            "equity_curves": MetadataValue.md(charts.markdown_image(images["equity_curves"], "equity curves")),
-            "predicted_vs_realised": MetadataValue.md(
-                charts.markdown_image(images["predicted_vs_realised"], "predicted vs realised")
-            ),
+            "chosen_model": report.verdict.chosen,
+            "execution": MetadataValue.json(trade.as_dict()),
+            "overall": MetadataValue.md(report.overall_markdown),
+            "holdout": MetadataValue.json(report.verdict.holdout),
+            **{name: MetadataValue.md(markdown) for name, markdown in report.images.items()},
         },
     )
-    warn = AssetCheckSeverity.WARN
-    not_significant = (
-        f"no model beats the zero forecast at the {level:g} level (best DM p-value {ranked['dm_pvalue'].min():.3g})"
-    )
-    yield check_result(
-        context,
-        [] if len(significant) else [not_significant],
-        {"significance_level": level, "per_model": MetadataValue.json(per_model)},
-        warn,
-        "edge_significant",
-    )
-    eaten = (
-        f"costs eat every edge at {config.fee_bp:g} bp per side with a {config.delay_bars}-bar delay "
-        f"(best break-even {ranked['backtest_break_even_cost_bp'].max():.3g} bp)"
-    )
-    yield check_result(
-        context,
-        [] if len(survives) else [eaten],
-        {"fee_bp": config.fee_bp, "per_model": MetadataValue.json(per_model)},
-        warn,
-        "survives_costs",
-    )
+    for name, outcome in (
+        ("edge_significant", report.verdict.edge_significant),
+        ("survives_costs", report.verdict.survives_costs),
+    ):
+        problems = [] if outcome.passed else [outcome.message or name]
+        metadata = {k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in outcome.metadata.items()}
+        yield check_result(context, problems, metadata, AssetCheckSeverity.WARN, name)
+
+
+class LeaderboardConfig(Config):
+    significance_level: float = Field(default=0.05, gt=0, lt=1, description="Level of the board-wide Holm adjustment")
 
 
 @asset(
@@ -254,47 +210,33 @@ def evaluation(
     io_manager_key="parquet_io_manager",
     group_name="research",
     kinds={"pandas", "mlflow"},
-    description="One table over every evaluated partition and model, sorted by a significance-aware score "
-    "(min of the net-return and Diebold-Mariano t-statistics), so noise cannot top it.",
+    description="Every evaluated partition and model, ordered by the adjusted significance of the net edge "
+    "(Holm over every entry, deflated Sharpe ratio for as many trials), the chosen models' hold-out beside; the "
+    "first line says how many entries survive, or that none does.",
 )
 def leaderboard(
-    context: AssetExecutionContext, evaluation: dict[str, pd.DataFrame], mlflow_tracking: MlflowResource
+    context: AssetExecutionContext,
+    config: LeaderboardConfig,
+    evaluation: dict[str, pd.DataFrame],
+    mlflow_tracking: MlflowResource,
 ) -> Output[pd.DataFrame]:
-    from trading_assets.evaluation import leaderboard_score
+    from trading_assets.research import build_leaderboard
 
     if not evaluation:
         raise ValueError("no evaluated partition yet: materialize predictions and evaluation first")
-    table = pd.concat([t[t["fold"] == 0] for t in evaluation.values()], ignore_index=True)
-    table["score"] = leaderboard_score(table)
-    board = pd.DataFrame(
-        {
-            "symbol": table["symbol"],
-            "timeframe": table["timeframe"],
-            "model": table["model"],
-            "score": table["score"],
-            "net_log_return": table["backtest_net_log_return"],
-            "net_sharpe": table["backtest_sharpe_annualized"],
-            "buy_and_hold": table["backtest_buy_and_hold_log_return"],
-            "break_even_cost_bp": table["backtest_break_even_cost_bp"],
-            "dm_pvalue": table["dm_pvalue"],
-            "rank_ic": table["rank_ic_mean"],
-            "oos_r2_zero": table["oos_r2_zero"],
-            "samples": table["samples"].astype("int64"),
-            "fee_bp": table["backtest_fee_bp"],
-        }
-    ).sort_values(["score", "dm_pvalue"], ascending=[False, True], ignore_index=True)
-    board.insert(0, "rank", np.arange(1, len(board) + 1))
     with mlflow_tracking.open_run(
         "leaderboard", {"dagster_run_id": context.run_id, "dagster_asset": "leaderboard"}
-    ) as t:
-        t.log_table(board, "leaderboard.parquet")
-        t.log_metrics({"partitions": float(len(evaluation)), "entries": float(len(board))})
+    ) as tracker:
+        board, headline, top = build_leaderboard(list(evaluation.values()), config.significance_level, tracker)
+    context.log.info(headline)
     return Output(
         board,
         metadata={
+            "verdict": headline,
+            "top": MetadataValue.md(top),
             "dagster/row_count": len(board),
             "partitions": len(evaluation),
-            "leaderboard": MetadataValue.md(board.to_markdown(index=False, floatfmt=".4g")),
-            "mlflow_run": mlflow_tracking.run_link(t.experiment_id, t.run_id),
+            "leaderboard": MetadataValue.md(f"**{headline}**\n\n" + board.to_markdown(index=False, floatfmt=".4g")),
+            "mlflow_run": mlflow_tracking.run_link(tracker.experiment_id, tracker.run_id),
         },
     )

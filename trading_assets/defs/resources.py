@@ -21,6 +21,7 @@ from pydantic import Field
 
 from trading_assets.alerts import CheckAlert, Outbox, RunFailureAlert
 from trading_assets.calendars import TradingCalendar, get_calendar
+from trading_assets.execution import Costs, Execution, market_costs
 from trading_assets.redaction import redact, redacted_errors, url_secrets
 from trading_assets.settings import data_dir, default_db_url, default_tracking_uri
 from trading_assets.sources import SOURCES, CandleSource, build_source, describe_sources
@@ -143,6 +144,14 @@ class CandleSourceResource(ConfigurableResource):
         default_factory=dict, description="Per-symbol calendar overriding `calendar`, e.g. {'USD-SPY': 'XNYS'}"
     )
     synthetic_seed: int = Field(default=7, description="Seed of the synthetic generator")
+    synthetic_edge: Literal["none", "persistent", "one_bar"] = Field(
+        default="none",
+        description="A planted edge in the synthetic candles (a known truth for the research loop): persistent "
+        "(a hidden, slowly changing drift) or one_bar (AR(1) mean reversion of bar returns)",
+    )
+    synthetic_edge_strength: float = Field(
+        default=0.0, ge=0, lt=1, description="Strength of the planted edge: its share of the bar-return sd, or -AR(1)"
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Settings of a source that has no fields of its own, by name"
     )
@@ -265,3 +274,48 @@ class AlertResource(ConfigurableResource):
     def raise_alert(self, alert: CheckAlert | RunFailureAlert) -> bool:
         """Queue ``alert`` once (by event id) and log it; False when it was queued before."""
         return self.outbox().add(alert, self.resolved_log_path(), self.resolved_webhook() is not None)
+
+
+class ExecutionResource(ConfigurableResource):
+    """The execution model (trading_assets.execution), declared once for the label the features store, the
+    models' training, predictions, evaluation, the backtest and the leaderboard."""
+
+    fill: Literal["open", "close"] = Field(
+        default=Execution.fill,
+        description="Price that fills a decision: the open or the close of the bar delay_bars later",
+    )
+    delay_bars: int = Field(
+        default=Execution.delay_bars,
+        ge=1,
+        le=1000,
+        description="Bars from the decision bar's close to the fill (1: next bar)",
+    )
+    horizon: int = Field(
+        default=Execution.horizon, ge=1, le=10_000, description="Bars a position is held: the label's length"
+    )
+    side: Literal["long_only", "long_short"] = Field(
+        default=Execution.side, description="long_only (spot markets cannot short) or long_short"
+    )
+    cost_aware: bool = Field(
+        default=Execution.cost_aware,
+        description="Enter or flip only when the forecast beats the round-trip cost, otherwise hold",
+    )
+    fee_bp: float | None = Field(
+        default=None, ge=0, le=1000, description="Per-side fee in bp; default the market's (KRW 5: Upbit's KRW fee)"
+    )
+    half_spread_bp: float | None = Field(
+        default=None, ge=0, le=1000, description=f"Per-side half-spread in bp; default {Costs.half_spread_bp}"
+    )
+    slippage_bp: float | None = Field(
+        default=None, ge=0, le=1000, description=f"Per-side slippage in bp; default {Costs.slippage_bp}"
+    )
+
+    def for_symbol(self, symbol: str) -> Execution:
+        """The execution of ``symbol``; unset costs from its market's defaults (execution.MARKET_COSTS)."""
+        base = market_costs(symbol)
+        costs = Costs(
+            fee_bp=base.fee_bp if self.fee_bp is None else self.fee_bp,
+            half_spread_bp=base.half_spread_bp if self.half_spread_bp is None else self.half_spread_bp,
+            slippage_bp=base.slippage_bp if self.slippage_bp is None else self.slippage_bp,
+        )
+        return Execution(self.fill, self.delay_bars, self.horizon, self.side, self.cost_aware, costs).validate()

@@ -23,7 +23,7 @@ from pydantic import Field
 from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, split_partition_key
-from trading_assets.defs.resources import MlflowResource
+from trading_assets.defs.resources import ExecutionResource, MlflowResource
 from trading_assets.defs.versions import CODE_VERSION
 from trading_assets.training.config import (
     MODELS,
@@ -37,7 +37,7 @@ from trading_assets.training.config import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from trading_assets.execution import Execution
 
 GPU_POOL = "gpu"
 _MODEL, _TRAIN, _SEQ, _SPLIT = ModelConfig(), TrainConfig(), SequenceConfig(), SplitConfig()
@@ -53,47 +53,70 @@ def dagster_run_alive(instance: DagsterInstance) -> Callable[[str], bool]:
     return alive
 
 
-class TrainedModelConfig(Config):
-    """Model, sequence, split and training settings; defaults from trading_assets.training.config.
+class ModelSettings(Config):
+    """Network, sequence, split and training settings; defaults from trading_assets.training.config.
 
     ``preset: research`` is the research team's BiLSTM; it fills only the fields not set explicitly.
+    The label's horizon and entry lag are the execution model's (the ``execution`` resource).
     """
 
     preset: str | None = Field(default=None, description=f"one of {sorted(PRESETS)}; explicit fields win")
-    model: Literal[tuple(MODELS)] = Field(  # type: ignore[valid-type]
-        default=_MODEL.kind, description="; ".join(f"{k}: {v.description}" for k, v in MODELS.items())
-    )
     hidden_size: int = Field(default=_MODEL.hidden_size, gt=0)
     num_layers: int = Field(default=_MODEL.num_layers, gt=0)
     dropout: float = Field(default=_MODEL.dropout, ge=0, lt=1)
     num_heads: int = Field(default=_MODEL.num_heads, gt=0, description="Transformer attention heads")
     seq_len: int = Field(default=_SEQ.seq_len, gt=0, description="Candles per input window")
-    horizon: int = Field(default=_SEQ.horizon, gt=0, description="Predict the log return over this many candles")
-    epochs: int = Field(default=_TRAIN.epochs, gt=0)
+    epochs: int = Field(default=_TRAIN.epochs, gt=0, description="Cap: training runs until early stopping stops it")
     batch_size: int = Field(default=_TRAIN.batch_size, gt=0)
     learning_rate: float = Field(default=_TRAIN.learning_rate, gt=0)
     weight_decay: float = Field(default=_TRAIN.weight_decay, ge=0)
     patience: int = Field(default=_TRAIN.patience, gt=0, description="Early stopping: epochs without improvement")
+    min_delta: float = Field(
+        default=_TRAIN.min_delta, ge=0, lt=1, description="Relative validation improvement that resets patience"
+    )
     grad_clip: float = Field(default=_TRAIN.grad_clip, gt=0)
     seed: int = _TRAIN.seed
     device: str = Field(default=_TRAIN.device, description="auto (GPU with most free memory, else CPU), cpu, cuda:N")
     amp: bool = Field(default=_TRAIN.amp, description="bf16 autocast on CUDA")
     train_fraction: float = Field(default=_SPLIT.train_fraction, gt=0, lt=1, description="Chronological train share")
     validation_fraction: float = Field(default=_SPLIT.validation_fraction, gt=0, lt=1, description="Validation share")
-    split_gap: int | None = Field(default=_SPLIT.gap, description="Rows between spans; default seq_len + horizon - 1")
-    fee_bp: float = Field(default=5.0, ge=0, description="Per-side trading fee in basis points (Upbit taker: 5)")
-    delay_bars: int = Field(default=1, ge=0, description="Bars between a forecast's close and its fill")
+    split_gap: int | None = Field(
+        default=_SPLIT.gap, ge=0, description="Rows between spans; default seq_len + delay_bars + horizon - 1"
+    )
 
-    def spec(self) -> ModelSpec:
+    def spec(self, execution: "Execution") -> ModelSpec:
+        """The model spec; the label's horizon and entry lag come from the execution model."""
         names = {f.name for cls in (ModelConfig, TrainConfig, SequenceConfig) for f in fields(cls)}
         names |= {"model", "train_fraction", "validation_fraction", "split_gap"}
         values = {k: v for k, v in self.model_dump().items() if k in names}
+        values.update(horizon=execution.horizon, entry_lag=execution.entry_lag)
         return build_spec(values, explicit=set(self.model_fields_set), preset=self.preset)
 
-    def costs(self):
-        from trading_assets.training.pipeline import TradingCosts
 
-        return TradingCosts(self.fee_bp, self.delay_bars)
+class TrainedModelConfig(ModelSettings):
+    """The production model's architecture and settings."""
+
+    model: Literal[tuple(MODELS)] = Field(  # type: ignore[valid-type]
+        default=_MODEL.kind, description="; ".join(f"{k}: {v.description}" for k, v in MODELS.items())
+    )
+
+
+def label_execution(
+    execution: ExecutionResource, frame: pd.DataFrame, symbol: str, timeframe: str, horizon: bool = False
+) -> "Execution":
+    """The run's execution for ``symbol``, refused (before any work) when ``frame``'s label was built for another
+    fill (and, with ``horizon``, another holding period)."""
+    from trading_assets.errors import CandleDataError
+    from trading_assets.execution import ExecutionError
+    from trading_assets.provenance import Provenance
+
+    try:
+        trade = execution.for_symbol(symbol)
+        names = ("fill", "delay_bars", "horizon") if horizon else ("fill", "delay_bars")
+        trade.check_label(Provenance.of(frame).execution, names)
+    except ExecutionError as exc:
+        raise CandleDataError(symbol, timeframe, str(exc)) from exc
+    return trade
 
 
 def partition_tags(context: AssetExecutionContext, asset_name: str) -> dict[str, str]:
@@ -126,7 +149,11 @@ def partition_tags(context: AssetExecutionContext, asset_name: str) -> dict[str,
     "feature columns, trained on `features`, tracked in MLflow and registered as trading_assets-<symbol>-<timeframe>.",
 )
 def trained_model(
-    context: AssetExecutionContext, config: TrainedModelConfig, features: pd.DataFrame, mlflow_tracking: MlflowResource
+    context: AssetExecutionContext,
+    config: TrainedModelConfig,
+    features: pd.DataFrame,
+    mlflow_tracking: MlflowResource,
+    execution: ExecutionResource,
 ) -> MaterializeResult:
     # torch and mlflow load here, not with the code location: data steps and the UI stay light
     from trading_assets.calendars import get_calendar
@@ -136,7 +163,8 @@ def trained_model(
     from trading_assets.training.tracking import content_hash, registered_model_name
 
     symbol, timeframe = split_partition_key(context.partition_key)
-    spec = config.spec()
+    trade = label_execution(execution, features, symbol, timeframe)
+    spec = config.spec(trade)
     with mlflow_tracking.open_run(
         f"{symbol}|{timeframe}",
         partition_tags(context, "trained_model"),
@@ -149,7 +177,7 @@ def trained_model(
             symbol,
             timeframe,
             get_calendar(Provenance.of(features).calendar).bars_per_year(timeframe),
-            config.costs(),
+            trade,
             registered_model_name(symbol, timeframe),
             on_epoch=lambda e, m: context.log.info(f"epoch {e}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items())),
         )
@@ -173,6 +201,8 @@ def trained_model(
             "test_loss": report.test_loss,
             "best_epoch": report.best_epoch,
             "epochs_run": report.epochs_run,
+            "stop_reason": report.stop_reason,
+            "execution": MetadataValue.json(trade.as_dict()),
             "wall_seconds": report.wall_seconds,
             "samples_per_second": report.samples_per_second,
             "peak_gpu_memory_mb": report.peak_gpu_memory_mb if report.peak_gpu_memory_mb is not None else 0.0,
@@ -193,7 +223,8 @@ def trained_model(
                     "best_baseline": best,
                     "best_baseline_test_mse": mse[best],
                     "test_samples": int(test["samples"]),
-                    "dm_pvalue_vs_zero": test["dm_pvalue"],
+                    "dm_benchmark": test["dm_benchmark"],
+                    "dm_pvalue_vs_best_naive": test["dm_pvalue"],
                 },
                 AssetCheckSeverity.WARN,
                 "beats_baseline",

@@ -45,6 +45,8 @@ class SourceSettings(Protocol):
     ccxt_api_url: str | None
     ccxt_options: dict[str, Any]
     synthetic_seed: int
+    synthetic_edge: str
+    synthetic_edge_strength: float
     options: dict[str, Any]
 
 
@@ -57,7 +59,12 @@ class SourceSpec:
 
 
 SOURCES: dict[str, SourceSpec] = {
-    "synthetic": SourceSpec("offline, seeded", lambda s: SyntheticSource(seed=s.synthetic_seed)),
+    "synthetic": SourceSpec(
+        "offline, seeded, optionally with a planted edge",
+        lambda s: SyntheticSource(
+            seed=s.synthetic_seed, edge=s.synthetic_edge, edge_strength=s.synthetic_edge_strength
+        ),
+    ),
     "upbit": SourceSpec(
         "Upbit REST API",
         lambda s: UpbitSource(s.upbit_base_url, s.upbit_requests_per_second, s.upbit_max_retries),

@@ -8,16 +8,25 @@ collection and the look-ahead checks rely on. The generator has
   turbulent) per symbol, shared by all timeframes so they agree at day boundaries;
 * intraday paths as Brownian bridges between the daily levels, with high/low wicks;
 * volume that rises with absolute returns and with the regime, turnover = volume x price;
-* occasional missing bars (no trades) and flat bars (high == low), more often at 1m.
+* occasional missing bars (no trades) and flat bars (high == low), more often at 1m;
+* optionally a planted edge (the known truth the research loop must find), still a pure function of
+  the seed: ``persistent``, a hidden drift z (AR(1) with a memory of min(50, bars a day / 8) bars, unit
+  variance) in the bar returns, ``r = vol x (strength x z + sqrt(1 - strength^2) x noise)``, visible in
+  past returns; or ``one_bar``, bar returns that are AR(1) with coefficient ``-strength`` (mean
+  reversion, one bar deep). Intraday only (the daily walk stays plain; the Brownian bridge to the next
+  day's level removes a drift's daily mean, hence the memory well under a day). Without an edge the
+  candles are exactly those of the plain generator.
 """
 
 from __future__ import annotations
 
 import zlib
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 
 from trading_assets.candles import CANDLE_COLUMNS, empty_candles, normalize_candles
 from trading_assets.timeframes import get_timeframe, to_utc, validate_symbol
@@ -26,9 +35,10 @@ ANCHOR = pd.Timestamp("2015-01-01", tz="UTC")
 _N_DAYS = 40_000  # daily walk length from ANCHOR (to the 2120s)
 _REGIME_VOL = np.array([0.012, 0.03, 0.07])  # daily log-return volatility per regime
 _REGIME_STAY = 0.97
-_DAILY_TURNOVER = (
-    5e10  # quote currency traded per day in the normal regime  # daily probability of staying in the current regime
-)
+_DAILY_TURNOVER = 5e10  # quote currency traded per day in the normal regime
+_DRIFT_MEMORY_BARS = 50.0  # the planted persistent drift's memory (AR(1) coefficient exp(-1 / memory))
+Edge = Literal["none", "persistent", "one_bar"]
+EDGES: tuple[str, ...] = ("none", "persistent", "one_bar")
 
 
 def _symbol_key(symbol: str) -> int:
@@ -57,11 +67,25 @@ def _daily_walk(seed: int, symbol: str) -> tuple[np.ndarray, np.ndarray]:
 class SyntheticSource:
     """Deterministic synthetic candles for any well-formed symbol."""
 
-    def __init__(self, seed: int = 7, missing_rate: float = 0.01, flat_rate: float = 0.03) -> None:
-        self.name = f"synthetic(seed={seed})"
+    def __init__(
+        self,
+        seed: int = 7,
+        missing_rate: float = 0.01,
+        flat_rate: float = 0.03,
+        edge: Edge = "none",
+        edge_strength: float = 0.0,
+    ) -> None:
+        if edge not in EDGES:
+            raise ValueError(f"unknown planted edge {edge!r}; expected one of {', '.join(EDGES)}")
+        if not 0 <= edge_strength < 1:
+            raise ValueError(f"edge_strength {edge_strength}: allowed 0 <= edge_strength < 1")
+        planted = edge != "none" and edge_strength > 0
+        self.name = f"synthetic(seed={seed}" + (f", edge={edge}:{edge_strength:g})" if planted else ")")
         self.seed = seed
         self.missing_rate = missing_rate
         self.flat_rate = flat_rate
+        self.edge: Edge = edge if planted else "none"
+        self.edge_strength = edge_strength if planted else 0.0
 
     def fetch(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         validate_symbol(symbol)
@@ -84,6 +108,8 @@ class SyntheticSource:
         rng = np.random.default_rng([self.seed, _symbol_key(symbol), minutes, day])
         bar_vol = vol[day] / np.sqrt(n)
         steps = rng.standard_normal(n) * bar_vol
+        if self.edge != "none" and n > 1:
+            steps = self._plant(steps, bar_vol, symbol, minutes, day)
         path = np.cumsum(steps)
         drift = log_price[day + 1] - log_price[day]
         path += (drift - path[-1]) * np.arange(1, n + 1) / n  # Brownian bridge to the next day's level
@@ -108,3 +134,19 @@ class SyntheticSource:
         value = volume * (open_ + high + low + close) / 4
         data = dict(zip(CANDLE_COLUMNS, (open_, high, low, close, volume, value)))
         return pd.DataFrame(data, index=index)[keep]
+
+    def _plant(self, steps: np.ndarray, bar_vol: float, symbol: str, minutes: int, day: int) -> np.ndarray:
+        """The day's bar returns with the planted edge (its own random stream: the plain draws are unchanged)."""
+        rng = np.random.default_rng([self.seed, _symbol_key(symbol), minutes, day, 1])
+        s = self.edge_strength
+        noise = steps / max(bar_vol, 1e-300)
+        if self.edge == "persistent":
+            rho = float(np.exp(-1 / max(2.0, min(_DRIFT_MEMORY_BARS, len(steps) / 8))))
+            shocks = rng.standard_normal(len(steps)) * np.sqrt(1 - rho**2)
+            shocks[0] = rng.standard_normal()  # a stationary start
+            drift = lfilter([1.0], [1.0, -rho], shocks)
+            return bar_vol * (s * drift + np.sqrt(1 - s**2) * noise)
+        # one_bar: AR(1) with coefficient -s and unit variance, started in its stationary distribution
+        innovations = noise * np.sqrt(1 - s**2)
+        innovations[0] = noise[0]
+        return bar_vol * lfilter([1.0], [1.0, s], innovations)

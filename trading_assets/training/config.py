@@ -24,7 +24,7 @@ MODELS: dict[str, ModelEntry] = {
     "gru": ModelEntry("GRU", "trading_assets.training.models:gru"),
     "transformer": ModelEntry("causal Transformer encoder", "trading_assets.training.models:transformer"),
     "linear": ModelEntry(
-        "linear regression on the window's last row (the floor)", "trading_assets.training.models:linear"
+        "closed-form ridge regression on the window's last row (the floor)", "trading_assets.training.models:linear"
     ),
 }
 
@@ -40,11 +40,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 100  # a cap: training runs until early stopping stops it
     batch_size: int = 256
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
-    patience: int = 3
+    patience: int = 3  # epochs without a validation improvement of min_delta before stopping
+    min_delta: float = 1e-3  # relative improvement of the validation loss that counts
     grad_clip: float = 1.0
     seed: int = 42
     device: str = "auto"
@@ -53,7 +54,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Chronological train | validation | test shares; the purge gap defaults to seq_len + horizon - 1."""
+    """Chronological train | validation | test shares; the purge gap defaults to seq_len + entry_lag + horizon - 1."""
 
     train_fraction: float = 0.7
     validation_fraction: float = 0.15
@@ -63,12 +64,13 @@ class SplitConfig:
 @dataclass(frozen=True)
 class SequenceConfig:
     seq_len: int = 32  # candles per input window
-    horizon: int = 1  # predict the log return over this many candles
+    horizon: int = 1  # the trade's holding period in bars (the execution model's; see trading_assets.execution)
+    entry_lag: int = 1  # bars from the decision to the fill (the execution model's delay_bars)
 
     @property
     def min_gap(self) -> int:
         """Rows between spans so that no window or label of one span reaches into the next."""
-        return self.seq_len + self.horizon - 1
+        return self.seq_len + self.entry_lag + self.horizon - 1
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,12 @@ class TransformerRegressor(nn.Module):
 
 
 class LinearRegressor(nn.Module):
-    """Linear regression on the last row of the window: the floor any deep model must beat."""
+    """Ridge regression on the last row of the window: the floor any deep model must beat.
+
+    ``closed_form``: the trainer solves it exactly (:func:`trading_assets.training.trainer.fit_ridge`).
+    """
+
+    closed_form = True
 
     def __init__(self, n_features: int, config: ModelConfig) -> None:
         super().__init__()

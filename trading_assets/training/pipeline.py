@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -19,13 +19,14 @@ import torch
 from trading_assets import charts
 from trading_assets.errors import CandleDataError
 from trading_assets.evaluation import evaluate_predictions
+from trading_assets.execution import Execution, ExecutionError
 from trading_assets.labels import TARGET
 from trading_assets.provenance import Provenance
-from trading_assets.splits import Split, walk_forward_folds
+from trading_assets.splits import FoldGrid, Split, time_folds
 from trading_assets.training.bundle import ModelBundle
 from trading_assets.training.config import ModelSpec, with_kind
 from trading_assets.training.models import build_model
-from trading_assets.training.sequences import SequenceData, build_sequences, required_rows
+from trading_assets.training.sequences import SequenceData, break_counts, build_sequences, required_rows
 from trading_assets.training.trainer import TrainReport, naive_forecasts, train
 
 EpochCallback = Callable[[int, dict[str, float]], Any]
@@ -43,6 +44,7 @@ class Tracker(Protocol):
     def log_table(self, frame: pd.DataFrame, path: str) -> None: ...
     def log_dataset(self, features: pd.DataFrame, name: str) -> None: ...
     def log_bundle(self, bundle: ModelBundle, features: pd.DataFrame, registered_name: str) -> dict[str, str]: ...
+    def set_tags(self, tags: dict[str, str]) -> None: ...
     def child(self, name: str, tags: dict[str, str]) -> AbstractContextManager[Tracker]: ...
 
 
@@ -58,16 +60,8 @@ class NullTracker(Tracker):
 
 @dataclass(frozen=True)
 class WalkForwardConfig:
-    folds: int = 4
-    scheme: Literal["expanding", "rolling"] = "expanding"
-    min_train_fraction: float = 0.5  # share of the rows before the first test fold
+    grid: FoldGrid
     models: tuple[str, ...] = ("bilstm", "linear")
-
-
-@dataclass(frozen=True)
-class TradingCosts:
-    fee_bp: float = 5.0  # per side; Upbit's KRW-market taker fee is 0.05 %
-    delay: int = 1  # bars between the signal's close and the fill
 
 
 @dataclass
@@ -75,6 +69,7 @@ class FitResult:
     bundle: ModelBundle
     report: TrainReport
     data: SequenceData
+    data_entry_lag: int = 1
 
 
 @dataclass
@@ -95,6 +90,7 @@ def require_rows(features: pd.DataFrame, spec: ModelSpec, symbol: str, timeframe
         spec.split.train_fraction,
         spec.split.validation_fraction,
         spec.gap,
+        spec.sequence.entry_lag,
     )
     if len(features) < needed:
         raise CandleDataError(
@@ -124,6 +120,7 @@ def fit_model(
         spec.gap,
         split=split,
         test_windows_from_history=test_windows_from_history,
+        entry_lag=seq.entry_lag,
     )
     torch.manual_seed(spec.train.seed)  # before the weights are drawn: the same seed gives the same model
     network = build_model(len(data.feature_columns), spec.model)
@@ -139,20 +136,36 @@ def fit_model(
         report.target_std,
         {"feature_set": Provenance.of(features).feature_set or "default"},
     )
-    return FitResult(bundle, report, data)
+    return FitResult(bundle, report, data, seq.entry_lag)
+
+
+def trade_return_columns(features: pd.DataFrame, entry_lag: int) -> pd.DataFrame:
+    """Per features row: the trade's one-bar return (NaN where it spans a break), the same one bar later
+    (the stress case: filled a bar late), and the segment (breaks before the row; no position crosses one)."""
+    target = features[TARGET].to_numpy("float64")
+    breaks = break_counts(features)
+    n = len(target)
+    ahead = np.minimum(np.arange(n) + entry_lag + 1, n - 1)  # the last price row target[t] reads
+    trade = np.where(breaks[ahead] == breaks, target, np.nan)
+    stress = np.full(n, np.nan)
+    stress[:-1] = np.where(breaks[1:] == breaks[:-1], trade[1:], np.nan)
+    return pd.DataFrame({"trade_return": trade, "stress_return": stress, "segment": breaks}, index=features.index)
 
 
 def out_of_sample(fit: FitResult, features: pd.DataFrame, ends: torch.Tensor) -> pd.DataFrame:
-    """One row per sample end: the bundle's forecast, the label, the next return, the naive forecasts."""
+    """One row per sample end: the bundle's forecast, the label, the trade's per-bar returns, the naive forecasts."""
     ends_np = ends.cpu().numpy()
     first = int(ends_np[0]) - fit.bundle.seq_len + 1
     forecast = fit.bundle.predict(features.iloc[first : int(ends_np[-1]) + 1]).to_numpy()[ends_np - first]
     naive = naive_forecasts(fit.data, ends.cpu())
+    trades = trade_return_columns(features, fit.data_entry_lag).iloc[ends_np]
     return pd.DataFrame(
         {
             "prediction": forecast,
             "label": fit.data.labels[ends_np].double().numpy(),
-            "next_return": features[TARGET].to_numpy("float64")[ends_np],
+            "trade_return": trades["trade_return"].to_numpy(),
+            "stress_return": trades["stress_return"].to_numpy(),
+            "segment": trades["segment"].to_numpy(),
             "baseline_train_mean": naive["train_mean"].numpy(),
             "baseline_ar1": naive["ar1"].numpy(),
         },
@@ -167,7 +180,7 @@ def train_and_track(
     symbol: str,
     timeframe: str,
     bars_per_year: float,
-    costs: TradingCosts = TradingCosts(),
+    execution: Execution = Execution(),
     registered_name: str | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> TrainOutcome:
@@ -190,12 +203,11 @@ def train_and_track(
             "test_samples": len(data.test_ends),
             "n_features": len(data.feature_columns),
             "parameters": sum(p.numel() for p in fit.bundle.network.parameters()),
-            "fee_bp": costs.fee_bp,
-            "delay_bars": costs.delay,
+            **{f"execution.{k}": v for k, v in execution.as_dict().items()},
         }
     )
     test = out_of_sample(fit, features, data.test_ends)
-    metrics = evaluate_predictions(test, bars_per_year, costs.fee_bp, costs.delay, spec.sequence.horizon)
+    metrics = evaluate_predictions(test, bars_per_year, execution, timeframe)
     tracker.log_metrics({f"final_{k}": v for k, v in fit.report.metrics().items()})
     tracker.log_metrics({f"test_{k}": v for k, v in metrics.items()})
     tracker.log_dict(
@@ -219,41 +231,52 @@ def walk_forward(
     tracker: Tracker,
     symbol: str,
     timeframe: str,
+    execution: Execution,
     on_fold: Callable[[str, int, TrainReport], Any] | None = None,
 ) -> pd.DataFrame:
-    """Out-of-sample forecasts of every model in ``config.models`` over walk-forward folds.
+    """Out-of-sample forecasts of every model in ``config.models`` over walk-forward folds on a calendar grid.
 
-    Each fold trains a fresh model (:func:`fit_model`, the same seed and trainer as
-    ``trained_model``) on rows strictly before its test block, a purge gap earlier, in a nested
-    tracking run, and forecasts every bar of the block.
+    Each fold trains a fresh model (:func:`fit_model`, the same seed and trainer as ``trained_model``)
+    on rows strictly before its test block, a purge gap earlier, in a nested tracking run, and
+    forecasts every bar of the block. The last fold is the hold-out (``holdout`` True): forecast like
+    the others, never used for ranking. Bad settings are refused before any training.
     """
     try:
-        folds = walk_forward_folds(
-            len(features),
-            config.folds,
-            spec.gap,
-            config.min_train_fraction,
-            spec.split.validation_fraction,  # of each fold's history, held out for early stopping
-            config.scheme,
-        )
+        folds = time_folds(features.index, config.grid, spec.gap)
     except ValueError as exc:
-        raise CandleDataError(symbol, timeframe, f"{exc}; request a longer span or fewer folds") from exc
+        raise CandleDataError(symbol, timeframe, f"{exc}; request a longer span or fewer periods") from exc
+    try:
+        execution.check_fits(min(len(f.test) for f in folds), "the shortest test fold")
+    except ExecutionError as exc:
+        raise CandleDataError(symbol, timeframe, str(exc)) from exc
     index = features.index
     frames = []
     for kind in config.models:
         model_spec = with_kind(spec, kind)
         for fold in folds:
-            name = f"{symbol}|{timeframe} {kind} fold {fold.number}"
-            tags = {"symbol": symbol, "timeframe": timeframe, "model": kind, "fold": str(fold.number)}
+            name = f"{symbol}|{timeframe} {kind} fold {fold.number}" + (" (hold-out)" if fold.holdout else "")
+            tags = {
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "model": kind,
+                "fold": str(fold.number),
+                "holdout": str(fold.holdout).lower(),
+            }
+            spans = {
+                "train_start": index[fold.train.start],
+                "train_end": index[fold.train.stop - 1],
+                "validation_start": index[fold.validation.start],
+                "validation_end": index[fold.validation.stop - 1],
+                "test_start": index[fold.test.start],
+                "test_end": index[fold.test.stop - 1],
+            }
             with tracker.child(name, tags) as child:
                 child.log_params(
                     {
                         **model_spec.params(),
                         "fold": fold.number,
-                        "train_start": index[fold.train.start].isoformat(),
-                        "train_end": index[fold.train.stop - 1].isoformat(),
-                        "test_start": index[fold.test.start].isoformat(),
-                        "test_end": index[fold.test.stop - 1].isoformat(),
+                        "holdout": fold.holdout,
+                        **{k: v.isoformat() for k, v in spans.items()},
                     }
                 )
                 fit = fit_model(
@@ -266,10 +289,15 @@ def walk_forward(
                 frame = out_of_sample(fit, features, fit.data.test_ends)
                 mse = float(np.mean((frame["prediction"] - frame["label"]) ** 2))
                 child.log_metrics({"oos_mse": mse, "oos_samples": float(len(frame)), **fit.report.metrics()})
+                child.set_tags({"stop_reason": fit.report.stop_reason})
                 frame.insert(0, "model", kind)
                 frame.insert(1, "fold", fold.number)
-                frame["train_start"] = index[fold.train.start]
-                frame["train_end"] = index[fold.train.stop - 1]
+                frame.insert(2, "holdout", fold.holdout)
+                for column in ("train_start", "train_end", "validation_start", "validation_end"):
+                    frame[column] = spans[column]
+                frame["epochs_run"] = fit.report.epochs_run
+                frame["best_epoch"] = fit.report.best_epoch
+                frame["stop_reason"] = fit.report.stop_reason
                 frame["mlflow_run_id"] = child.run_id
                 frames.append(frame)
             if on_fold:

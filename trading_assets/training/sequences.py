@@ -1,10 +1,12 @@
 """Sliding windows over a features frame, without copying per sample, split chronologically.
 
-A sample ending at row t sees feature rows ``t - seq_len + 1 .. t`` and predicts the log return
-over the next ``horizon`` candles, ``sum(target[t .. t + horizon - 1])`` (``target[t]`` is the
-return from t to t + 1). A training or validation sample belongs to a span when its window *and*
-its label lie inside the span; with a gap of at least ``seq_len + horizon - 1`` rows between spans
-no sample of one span touches rows of another. No sample's window or label spans a break (a gap in
+A sample ending at row t sees feature rows ``t - seq_len + 1 .. t`` and predicts the log return of
+the trade decided at t's close, ``sum(target[t .. t + horizon - 1])`` (``target[t]`` is the one-bar
+return of the fill price series from the entry, ``entry_lag`` bars later; see
+:mod:`trading_assets.execution`). The label reads prices up to row ``t + entry_lag + horizon``. A
+training or validation sample belongs to a span when its window *and* the prices its label reads lie
+inside the span; with a gap of at least ``seq_len + entry_lag + horizon - 1`` rows between spans no
+sample of one span touches rows of another. No sample's window or label spans a break (a gap in
 the candles left open; the frame's provenance in ``frame.attrs`` lists them). Features are scaled
 with a :class:`Scaler` fit on the train span's rows only.
 """
@@ -29,7 +31,7 @@ class SequenceData:
 
     features: torch.Tensor  # (rows, n_features) float32, scaled
     labels: torch.Tensor  # (rows,) float32: label of the sample ending at each row (NaN if none)
-    last_return: torch.Tensor  # (rows,) float32: return over the ``horizon`` candles up to the row
+    last_return: torch.Tensor  # (rows,) float32: the latest label already realised at the row (AR(1) input)
     seq_len: int
     horizon: int
     split: Split
@@ -68,16 +70,32 @@ class SequenceData:
 
 
 def _ends(
-    span: range, seq_len: int, horizon: int, window_from_history: bool = False, breaks: np.ndarray | None = None
+    span: range,
+    seq_len: int,
+    horizon: int,
+    window_from_history: bool = False,
+    breaks: np.ndarray | None = None,
+    entry_lag: int = 1,
+    rows: int | None = None,
 ) -> torch.Tensor:
     """Sample ends in ``span``; with ``breaks`` (per row: 1 where a break lies just before the row, cumulated),
-    only samples whose rows ``end - seq_len + 1 .. end + horizon`` hold no break."""
-    first = max(span.start, seq_len - 1) if window_from_history else span.start + seq_len - 1
-    ends = torch.arange(first, max(first, span.stop - horizon + 1), dtype=torch.long)
+    only samples whose rows ``end - seq_len + 1 .. end + entry_lag + horizon`` hold no break.
+
+    A training span keeps the prices its labels read inside it; a test span (``window_from_history``)
+    forecasts every row of the span whose label exists in the frame of ``rows`` rows, its window reaching
+    back into the history before the span.
+    """
+    reach = entry_lag + horizon
+    if window_from_history:
+        first = max(span.start, seq_len - 1)
+        stop = min(span.stop, (rows if rows is not None else span.stop) - horizon + 1)
+    else:
+        first, stop = span.start + seq_len - 1, span.stop - reach + 1
+    ends = torch.arange(first, max(first, stop), dtype=torch.long)
     if breaks is None or not len(ends) or breaks[-1] == 0:
         return ends
     e = ends.numpy()
-    last = np.minimum(e + horizon, len(breaks) - 1)
+    last = np.minimum(e + reach, len(breaks) - 1)
     return ends[torch.from_numpy(breaks[last] == breaks[e - seq_len + 1])]
 
 
@@ -98,6 +116,7 @@ def build_sequences(
     gap: int | None = None,
     split: Split | None = None,
     test_windows_from_history: bool = False,
+    entry_lag: int = 1,
 ) -> SequenceData:
     """Scaled windows over ``frame`` (features + ``target``) and the chronological split of their samples.
 
@@ -107,19 +126,20 @@ def build_sequences(
     """
     if seq_len < 1 or horizon < 1:
         raise ValueError(f"seq_len ({seq_len}) and horizon ({horizon}) must be positive")
-    gap = seq_len + horizon - 1 if gap is None else gap
-    if gap < seq_len + horizon - 1:
-        raise ValueError(f"split gap {gap} < seq_len + horizon - 1 = {seq_len + horizon - 1}: spans would share rows")
+    min_gap = seq_len + entry_lag + horizon - 1
+    gap = min_gap if gap is None else gap
+    if gap < min_gap:
+        raise ValueError(f"split gap {gap} < seq_len + entry_lag + horizon - 1 = {min_gap}: spans would share rows")
     columns = [c for c in frame.columns if c != TARGET]
     raw = frame[columns].to_numpy(dtype=np.float64)
-    labels, last = forward_labels(frame[TARGET].to_numpy(dtype=np.float64), horizon)
+    labels, last = forward_labels(frame[TARGET].to_numpy(dtype=np.float64), horizon, entry_lag)
     n = len(frame)
     split = split or chronological_split(n, train_fraction, validation_fraction, gap)
     breaks = break_counts(frame)
     ends = [
-        _ends(split.train, seq_len, horizon, breaks=breaks),
-        _ends(split.validation, seq_len, horizon, breaks=breaks),
-        _ends(split.test, seq_len, horizon, test_windows_from_history, breaks),
+        _ends(split.train, seq_len, horizon, breaks=breaks, entry_lag=entry_lag),
+        _ends(split.validation, seq_len, horizon, breaks=breaks, entry_lag=entry_lag),
+        _ends(split.test, seq_len, horizon, test_windows_from_history, breaks, entry_lag, n),
     ]
     if min(len(e) for e in ends) == 0:
         raise ValueError(
@@ -144,7 +164,9 @@ def build_sequences(
     )
 
 
-def required_rows(seq_len: int, horizon: int, train_fraction: float, validation_fraction: float, gap: int) -> int:
+def required_rows(
+    seq_len: int, horizon: int, train_fraction: float, validation_fraction: float, gap: int, entry_lag: int = 1
+) -> int:
     """The fewest feature rows for which the chronological split leaves a sample in every span."""
     n = 2 * gap + 3
     while True:
@@ -153,6 +175,8 @@ def required_rows(seq_len: int, horizon: int, train_fraction: float, validation_
         except ValueError:
             n += 1
             continue
-        if all(len(_ends(s, seq_len, horizon)) for s in (split.train, split.validation, split.test)):
+        if all(
+            len(_ends(s, seq_len, horizon, entry_lag=entry_lag)) for s in (split.train, split.validation, split.test)
+        ):
             return n
         n += 1

@@ -158,10 +158,18 @@ class MlflowTracker:
         """One request for all parameters (a tracking store round trip per value is slow)."""
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """One request for all finite metrics, at ``step``."""
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None and np.isfinite(v)]
+        batch = [
+            Metric(k, float(v), now, step or 0)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float, np.number)) and np.isfinite(v)
+        ]
         self.client.log_batch(self.run_id, metrics=batch)
 
     def log_dict(self, data: dict[str, Any], path: str) -> None:
