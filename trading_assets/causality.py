@@ -17,6 +17,7 @@ import pandas as pd
 
 from trading_assets.execution import Execution
 from trading_assets.features import FeatureConfig, build_features, feature_memory_bars
+from trading_assets.labels import TARGET
 from trading_assets.indicators import compute_indicators, prepare_candles
 
 # Running sums (TA-Lib's SMA keeps one) carry rounding from where they started: their last bits never
@@ -109,12 +110,23 @@ def features_look_ahead(
     cuts: list[pd.Timestamp],
     execution: Execution = Execution(),
 ) -> list[ColumnDiff]:
-    """Rebuild features (the label under ``execution``) from indicators up to each cut; report differing columns."""
+    """Rebuild features from indicators up to each cut; report differing columns.
+
+    Every row up to the cut is compared, also those whose label (``target``, forward-looking by definition
+    and left out of the comparison) has not ended by the cut.
+    """
     diffs: list[ColumnDiff] = []
+    stored = stored.drop(columns=[TARGET], errors="ignore")
     for cut in cuts:
         recomputed = build_features(
-            indicators.loc[:cut], symbol, timeframe, config, span_start=stored.index[0], execution=execution
-        ).frame
+            indicators.loc[:cut],
+            symbol,
+            timeframe,
+            config,
+            span_start=stored.index[0],
+            execution=execution,
+            keep_unlabelled=True,
+        ).frame.drop(columns=[TARGET])
         diffs.extend(compare_prefix(stored, recomputed, cut))
     return _first_per_column(diffs)
 

@@ -301,14 +301,18 @@ def materialize(
     with progress([*keys, *(["leaderboard"] if which == "all" else [])], log_path, ctx.obj["verbose"]) as reporter:
         for key in keys:
             materialize_partition(job, instance, reporter, key, run_config, force)
+        board = None
         if which == "all":
-            execute_with_progress(defs.resolve_job_def("leaderboard_job"), instance, reporter, "leaderboard", {})
+            board = execute_with_progress(defs.resolve_job_def("leaderboard_job"), instance, reporter, "leaderboard", {})
     failed = reporter.failed
     base = data_dir() / "assets"
     click.echo(f"Parquet outputs: {base}/<asset>/<symbol>/<timeframe>.parquet")
     click.echo(f"Dagster instance: {instance.root_directory}")
     if which == "all":
         click.echo(f"MLflow store: {redact(default_tracking_uri())} (models trading_assets-<symbol>-<timeframe>)")
+    if board is not None and board.success:
+        meta = board.asset_materializations_for_node("leaderboard")[0].metadata
+        click.echo(f"\nLeaderboard: {meta['verdict'].value}\n{meta['top'].value}")
     if failed:
         click.echo(f"failed partitions: {', '.join(failed)}", err=True)
         sys.exit(1)

@@ -316,9 +316,13 @@ def build_features(
     config: FeatureConfig = FeatureConfig(),
     span_start: pd.Timestamp | None = None,
     execution: Execution = Execution(),
+    keep_unlabelled: bool = False,
 ) -> FeatureResult:
     """The features frame (unscaled float32 features of ``config.feature_set`` + ``target``, the trade's
     one-bar return under ``execution``) for one partition.
+
+    The last rows have no target (their trade has not ended in the data) and are dropped, unless
+    ``keep_unlabelled`` (the look-ahead check compares the features of every row up to a cut).
 
     Rows before ``span_start`` (the lead-in, see :func:`lead_in_bars`) only feed the clipping
     statistics and are dropped from the result.
@@ -335,9 +339,12 @@ def build_features(
     report.filled = {c: int(n) for c, n in zip(names, _forward_fill(values, config.ffill_limit)) if n}
 
     target = trade_returns(ind["open"].to_numpy(dtype="float64"), ind["close"].to_numpy(dtype="float64"), execution)
-    complete = ~np.isnan(values).any(axis=1) & ~np.isnan(target)
-    first = int(np.argmax(complete))
     no_target = execution.entry_lag + 1  # the last rows: their trade has not ended in the data
+    complete = ~np.isnan(values).any(axis=1) & ~np.isnan(target)
+    if keep_unlabelled:
+        complete[len(complete) - no_target :] = ~np.isnan(values[len(complete) - no_target :]).any(axis=1)
+        no_target = 0
+    first = int(np.argmax(complete))
     if complete[first:].sum() == len(complete) - first - no_target:  # usual case: a leading run of incomplete rows
         rows = slice(first, len(complete) - no_target)
     else:

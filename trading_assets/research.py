@@ -16,6 +16,7 @@ from trading_assets import charts
 from trading_assets.evaluation import Verdict, judge, rank_board
 from trading_assets.execution import Execution
 from trading_assets.provenance import Provenance
+from trading_assets.sources.base import CandleSource
 from trading_assets.splits import FoldGrid
 from trading_assets.training.config import ModelSpec
 from trading_assets.training.pipeline import Tracker, WalkForwardConfig, walk_forward
@@ -51,6 +52,32 @@ TOP_SHOWN = [
     "net_sharpe",
     "survives",
 ]
+
+
+def features_from_source(
+    source: CandleSource,
+    symbol: str,
+    timeframe: str,
+    span_start: pd.Timestamp,
+    end: pd.Timestamp,
+    execution: Execution = Execution(),
+) -> pd.DataFrame:
+    """The features frame of ``[span_start, end)`` straight from a candle source (no store, no Dagster), with
+    the warm-up and lead-in loaded before it: what benchmarks and notebooks start from."""
+    from trading_assets.candles import fill_candle_grid
+    from trading_assets.features import FeatureConfig, build_features, feature_breaks, lead_in_bars
+    from trading_assets.indicators import compute_indicators, warmup_bars
+    from trading_assets.timeframes import get_timeframe
+
+    tf = get_timeframe(timeframe)
+    lead = lead_in_bars(FeatureConfig())
+    start = span_start - (warmup_bars() + lead) * tf.delta
+    filled = fill_candle_grid(source.fetch(symbol, timeframe, start, end), timeframe, start, end)
+    indicators = compute_indicators(filled.frame, span_start - lead * tf.delta).frame
+    frame = build_features(indicators, symbol, timeframe, span_start=span_start, execution=execution).frame
+    resumes = pd.DatetimeIndex([b.resume for b in filled.breaks], tz="UTC")
+    breaks = feature_breaks(indicators.index, frame.index, resumes)
+    return Provenance(symbol=symbol, timeframe=timeframe, breaks=breaks, execution=execution.as_dict()).attach(frame)
 
 
 def run_walk_forward(

@@ -11,7 +11,9 @@ TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "30m", "60m", "240m", "1d")
 
 # Default requested span per timeframe: long enough for features, the model's chronological split
 # and four walk-forward folds (a test checks it); the warm-up is loaded on top.
-DEFAULT_SPAN_DAYS: dict[str, float] = {"1m": 7, "5m": 7, "15m": 7, "30m": 7, "60m": 21, "240m": 90, "1d": 400}
+# Enough whole periods of the walk-forward fold grid (trading_assets.splits.FOLD_PERIODS: days up to 5m,
+# weeks up to 60m, months at 240m, quarters at 1d) for 3 training periods, 4 test folds and the hold-out.
+DEFAULT_SPAN_DAYS: dict[str, float] = {"1m": 8, "5m": 8, "15m": 56, "30m": 56, "60m": 56, "240m": 245, "1d": 740}
 
 # Exchange market codes: QUOTE-BASE, upper-case letters and digits (e.g. KRW-BTC, USDT-ETH).
 _SYMBOL_RE = re.compile(r"[A-Z0-9]{2,10}-[A-Z0-9]{1,15}")  # always fullmatch: "$" accepts a trailing newline

@@ -4,6 +4,7 @@ import pytest
 
 from trading_assets.candles import fill_candle_grid
 from trading_assets.errors import CandleDataError
+from trading_assets.execution import Execution
 from trading_assets.features import (
     FEATURE_SETS,
     TARGET,
@@ -38,10 +39,16 @@ def test_model_ready_float32_with_target(indicators):
     frame = result.frame
     assert (frame.dtypes == "float32").all() and TARGET in frame.columns
     assert np.isfinite(frame.to_numpy()).all()
-    close = indicators["close"]
-    expected_target = np.log(close.shift(-1) / close).reindex(frame.index)
+    # the label is the trade: bought at the next bar's open, sold at the open after (the default execution)
+    open_ = indicators["open"]
+    expected_target = np.log(open_.shift(-2) / open_.shift(-1)).reindex(frame.index)
     np.testing.assert_allclose(frame[TARGET], expected_target, rtol=1e-5)
-    assert frame.index[-1] < indicators.index[-1]  # the last bar has no next candle
+    assert frame.index[-1] == indicators.index[-3]  # the last two bars' trades have not ended
+    by_close = build_features(indicators, "KRW-ETH", "5m", execution=Execution(fill="close", delay_bars=2)).frame
+    close = indicators["close"]
+    np.testing.assert_allclose(
+        by_close[TARGET], np.log(close.shift(-3) / close.shift(-2)).reindex(by_close.index), rtol=1e-5
+    )
     assert frame.index[0] == indicators.index[20]  # 20-bar feature lookback
     assert result.report.rows_dropped == 20
 

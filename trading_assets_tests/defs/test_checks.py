@@ -20,7 +20,13 @@ from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.checks import data_checks
 from trading_assets.defs.io_manager import ParquetIOManager, _ParquetUPathIOManager
 from trading_assets.defs.partitions import partition_key
-from trading_assets.defs.resources import AlertResource, CandleSourceResource, CandleStoreResource, Locations
+from trading_assets.defs.resources import (
+    AlertResource,
+    CandleSourceResource,
+    CandleStoreResource,
+    ExecutionResource,
+    Locations,
+)
 from trading_assets.defs.sensors import build_alert_sensor
 from trading_assets_tests.conftest import END
 from trading_assets_tests.servers import WebhookReceiver
@@ -102,6 +108,7 @@ def run(instance, corrupt=None, config=None, symbol="KRW-BTC", with_checks=True)
             "parquet_io_manager": CorruptingIOManager(locations=Locations(), corrupt=corrupt),
             "candle_source": CandleSourceResource(locations=Locations()),
             "candle_store": CandleStoreResource(locations=Locations()),
+            "execution": ExecutionResource(),
         },
         run_config=config or {"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}}}},
         raise_on_error=False,

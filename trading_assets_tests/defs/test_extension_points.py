@@ -20,6 +20,7 @@ from trading_assets.defs.resources import (
     AlertResource,
     CandleSourceResource,
     CandleStoreResource,
+    ExecutionResource,
     Locations,
     SourceKind,
 )
@@ -36,6 +37,7 @@ RESOURCES = {
     "parquet_io_manager": ParquetIOManager(locations=Locations()),
     "candle_source": CandleSourceResource(locations=Locations()),
     "candle_store": CandleStoreResource(locations=Locations()),
+    "execution": ExecutionResource(),
 }
 
 

@@ -26,6 +26,8 @@ TUNABLE = {
         "upbit_requests_per_second",
         "upbit_max_retries",
         "synthetic_seed",
+        "synthetic_edge",
+        "synthetic_edge_strength",
         "options",
         "files_timezone",
         "files_adjusted",
@@ -43,6 +45,7 @@ TUNABLE = {
         *("expire_after_seconds", "dead_run_grace_seconds"),
     },
     "mlflow_tracking": {"experiment"},
+    "execution": {"fill", "delay_bars", "horizon", "side", "cost_aware", "fee_bp", "half_spread_bp", "slippage_bp"},
 }
 
 

@@ -19,12 +19,15 @@ from trading_assets.training.sequences import required_rows
 from trading_assets_tests.conftest import END
 
 MODEL = {"epochs": 3, "seq_len": 24, "hidden_size": 16}
+RESEARCH = {"fold_period": "D", "max_folds": 3}
 RUN_CONFIG = {
     "ops": {
         "raw_candles": {"config": {"days": 20.0, "end": END.isoformat()}},
         "trained_model": {"config": {**MODEL, "model": "gru"}},
-        "predictions": {"config": {**MODEL, "folds": 3, "models": ["gru", "linear"]}},
-    }
+        "predictions": {"config": {**MODEL, **RESEARCH, "models": ["gru", "linear"]}},
+    },
+    # a planted edge: the research loop must find it through Dagster too
+    "resources": {"candle_source": {"config": {"synthetic_edge": "persistent", "synthetic_edge_strength": 0.8}}},
 }
 KEY = partition_key("KRW-ETH", "15m")
 
@@ -72,7 +75,8 @@ def test_trained_model_tracked_registered_and_servable(pipeline):
     assert run.info.status == "FINISHED"
     assert run.data.tags["partition_key"] == "KRW-ETH|15m" and run.data.tags["dagster_run_id"] == result.run_id
     assert run.data.params["model.kind"] == "gru" and run.data.params["seq_len"] == "24"
-    assert run.data.params["split.gap"] == "24" and run.data.params["fee_bp"] == "5.0"
+    assert run.data.params["split.gap"] == "25" and run.data.params["execution.fee_bp"] == "5.0"  # 24 + 1 + 1 - 1
+    assert run.data.params["execution.fill"] == "open" and run.data.params["execution.side"] == "long_only"
     history = client.get_metric_history(run.info.run_id, "val_loss")
     assert [m.step for m in history] == list(range(1, meta["epochs_run"] + 1))
     for key in ("final_val_loss", "final_baseline_ar1_test_loss", "test_dm_pvalue", "test_backtest_net_log_return"):
@@ -119,14 +123,22 @@ def test_walk_forward_predictions_are_out_of_sample(pipeline):
     data_dir, result, _ = pipeline
     preds = pd.read_parquet(data_dir / "assets" / "predictions" / "KRW-ETH" / "15m.parquet")
     feats = pd.read_parquet(data_dir / "assets" / "features" / "KRW-ETH" / "15m.parquet")
-    assert set(preds["model"]) == {"gru", "linear"} and set(preds["fold"]) == {1, 2, 3}
+    assert set(preds["model"]) == {"gru", "linear"} and set(preds["fold"]) == {1, 2, 3, 4}
+    assert set(preds[preds["holdout"]]["fold"]) == {4}  # the last day: the hold-out
     for (model, fold), rows in preds.groupby(["model", "fold"]):
-        assert (rows["train_end"] < rows.index.min()).all()  # fit strictly before the fold
+        assert (rows["train_end"] < rows["validation_start"]).all() and (
+            rows["validation_end"] < rows.index.min()
+        ).all()
+        assert rows.index.min().floor("D") == rows.index.min()  # a fold starts on the calendar grid
+        assert rows["stop_reason"].iloc[0] == ("closed_form" if model == "linear" else "epoch_cap")  # 3 epochs here
         gap = feats.index.get_loc(rows.index.min()) - feats.index.get_loc(rows["train_end"].iloc[0])
         assert gap > 24  # purge gap + validation span in between
         assert rows["mlflow_run_id"].nunique() == 1
     labels = feats[TARGET].reindex(preds.index)
-    np.testing.assert_allclose(preds["label"], labels, rtol=1e-6)  # horizon 1: the next return
+    np.testing.assert_allclose(preds["label"], labels, rtol=1e-6)  # horizon 1: the trade's one-bar return
+    research = preds.attrs["research"]
+    assert research["seq_len"] == 24 and research["fold_grid"]["period"] == "D" and research["holdout_start"]
+    assert preds.attrs["execution"]["fee_bp"] == 5.0 and preds.attrs["execution"]["fill"] == "open"
     uri = f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
     client = MlflowClient(uri)
     parent = _meta(result, "predictions")["mlflow_parent_run_id"]
@@ -139,20 +151,28 @@ def test_evaluation_checks_and_leaderboard(pipeline):
     table = pd.read_parquet(data_dir / "assets" / "evaluation" / "KRW-ETH" / "15m.parquet")
     overall = table[table["scope"] == "overall"].set_index("model")
     assert set(overall.index) == {"gru", "linear"}
-    assert (overall["backtest_delay_bars"] == 1).all() and (overall["backtest_fee_bp"] == 5).all()
-    for column in ("oos_r2_zero", "oos_r2_train_mean", "oos_r2_ar1", "rank_ic_mean", "rank_icir", "dm_pvalue"):
+    assert (overall["delay_bars"] == 1).all() and (overall["fee_bp"] == 5).all() and (overall["fill"] == "open").all()
+    for column in ("oos_r2_zero", "oos_r2_ar1", "rank_ic", "rank_ic_t", "period_rank_icir", "dm_pvalue_adj"):
         assert column in overall.columns
+    assert (overall["backtest_sharpe_se"] > 0).all() and (overall["backtest_days"] > 2).all()
+    holdout = table[table["scope"] == "holdout"]
+    assert len(holdout) == 1 and holdout["chosen"].all()  # the chosen model, evaluated once on the hold-out
     meta = _meta(result, "evaluation")
     assert meta["equity_curves"].startswith("![equity curves](data:image/png;base64,")
+    assert meta["chosen_model"] == holdout["model"].iloc[0] and meta["execution"]["fee_bp"] == 5.0
+    assert "fee 5 + half-spread 1 + slippage 1 bp per side" in meta["overall"]
     checks = _checks(result, "evaluation")
     assert set(checks) == {"edge_significant", "survives_costs"}
-    significant = (overall["dm_pvalue"] <= 0.05).any()
-    assert checks["edge_significant"].passed == significant
+    assert checks["edge_significant"].passed == (overall["dm_pvalue_adj"] <= 0.05).any()
+    assert checks["survives_costs"].passed  # the planted edge survives the default costs
     assert all(c.severity.value == "WARN" for c in checks.values())
     assert board.success
     lb = pd.read_parquet(data_dir / "assets" / "leaderboard.parquet")
-    assert list(lb["rank"]) == [1, 2] and lb["score"].is_monotonic_decreasing
-    header = _meta(board, "leaderboard")["leaderboard"].splitlines()[0]
+    assert list(lb["rank"]) == [1, 2] and lb["survives"].iloc[0]
+    board_meta = _meta(board, "leaderboard")
+    assert board_meta["verdict"].startswith(("1 of 2 entries", "2 of 2 entries"))
+    assert board_meta["leaderboard"].splitlines()[0] == f"**{board_meta['verdict']}**"
+    header = board_meta["leaderboard"].splitlines()[2]
     assert [c.strip() for c in header.strip("|").split("|")][:4] == ["rank", "symbol", "timeframe", "model"]
 
 
@@ -182,19 +202,25 @@ def test_too_short_span_names_partition_rows_and_need(instance):
     errors = {e.step_key: e.event_specific_data.error.to_string() for e in result.get_step_failure_events()}
     assert "KRW-ETH 15m" in errors["trained_model"] and "feature rows are too few to train" in errors["trained_model"]
     assert "needs at least" in errors["trained_model"]
-    assert "KRW-ETH 15m" in errors["predictions"] and "too few for 3 walk-forward folds" in errors["predictions"]
+    assert "KRW-ETH 15m" in errors["predictions"] and "too few for a test fold" in errors["predictions"]
 
 
 @pytest.mark.parametrize("timeframe", TIMEFRAMES)
 def test_readme_span_advice_is_enough_for_every_timeframe(timeframe):
-    """The default span per timeframe (README) fits the split and 4 folds; features lose 21 rows."""
-    days = DEFAULT_SPAN_DAYS[timeframe]
-    rows = int(days * 1440 / get_timeframe(timeframe).minutes) - 21
-    spec = build_spec({})
-    assert rows >= required_rows(32, 1, spec.split.train_fraction, spec.split.validation_fraction, spec.gap)
-    from trading_assets.splits import walk_forward_folds
+    """The default span per timeframe (README) fits the split, 4 folds on the calendar grid and the hold-out,
+    wherever in the period it ends."""
+    from trading_assets.execution import Execution
+    from trading_assets.splits import FOLD_PERIODS, FoldGrid, time_folds
 
-    assert len(walk_forward_folds(rows, 4, spec.gap)) == 4
+    spec = build_spec({"horizon": 1, "entry_lag": Execution().entry_lag})
+    tf = get_timeframe(timeframe)
+    for end in (pd.Timestamp("2026-10-01 00:00", tz="UTC"), pd.Timestamp("2026-10-17 13:00", tz="UTC")):
+        index = pd.date_range(
+            end=end, periods=int(DEFAULT_SPAN_DAYS[timeframe] * 1440 / tf.minutes) - 21, freq=tf.delta
+        )
+        assert len(index) >= required_rows(32, 1, spec.split.train_fraction, spec.split.validation_fraction, spec.gap)
+        folds = time_folds(index, FoldGrid(FOLD_PERIODS[timeframe]), spec.gap)
+        assert len(folds) >= 4 and folds[-1].holdout, (timeframe, end, len(folds))
 
 
 def test_unreachable_mlflow_fails_before_training(instance, monkeypatch):
@@ -270,11 +296,11 @@ def test_a_registered_toy_model_is_walk_forward_evaluated(instance, data_dir, mo
 
     monkeypatch.setitem(MODELS, "toy", ModelEntry("toy", "trading_assets_tests.defs.test_training:toy_model"))
     assert _run(instance, {"ops": {"raw_candles": RUN_CONFIG["ops"]["raw_candles"]}}, job="market_data_job").success
-    config = {"ops": {"predictions": {"config": {**MODEL, "epochs": 1, "folds": 2, "models": ["toy"]}}}}
+    config = {"ops": {"predictions": {"config": {**MODEL, **RESEARCH, "epochs": 1, "max_folds": 2, "models": ["toy"]}}}}
     result = _run(instance, config, job="research_job")
     assert result.success
     table = pd.read_parquet(data_dir / "assets" / "evaluation" / "KRW-ETH" / "15m.parquet")
-    assert set(table["model"]) == {"toy"} and list(table["scope"]) == ["fold 1", "fold 2", "overall"]
+    assert set(table["model"]) == {"toy"} and list(table["scope"]) == ["fold 1", "fold 2", "overall", "holdout"]
     bad = _run(instance, {"ops": {"predictions": {"config": {"models": ["nope"]}}}}, job="research_job")
     error = bad.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "KRW-ETH 15m: unknown models ['nope']" in error and "linear" in error

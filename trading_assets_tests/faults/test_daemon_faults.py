@@ -19,7 +19,7 @@ from trading_assets.cli import get_instance
 from trading_assets.defs.assets import raw_candles
 from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.partitions import add_symbols, partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, Locations
+from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, ExecutionResource, Locations
 from trading_assets.sources import SyntheticSource
 from trading_assets.store import CandleStore
 from trading_assets_tests.conftest import END
@@ -108,6 +108,7 @@ def _upbit_raw_candles(instance, exchange, data_dir):
                 locations=Locations(upbit_base_url=exchange.url), kind="upbit", upbit_requests_per_second=1000
             ),
             "candle_store": CandleStoreResource(locations=Locations(db_url=f"sqlite:///{data_dir / 'upbit.sqlite'}")),
+            "execution": ExecutionResource(),
         },
         run_config={"ops": {"raw_candles": {"config": {"days": 1.0, "end": END.isoformat()}}}},
         raise_on_error=False,

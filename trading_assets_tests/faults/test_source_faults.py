@@ -8,7 +8,7 @@ from dagster import DagsterEventType, materialize
 from trading_assets.defs.assets import raw_candles
 from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.partitions import partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, Locations
+from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, ExecutionResource, Locations
 from trading_assets.errors import CandleDataError, SourceUnavailableError
 from trading_assets.sources import SyntheticSource, UpbitSource
 from trading_assets.store import CandleStore
@@ -38,6 +38,7 @@ def _materialize(instance, exchange, symbol="KRW-BTC", **source):
                 locations=Locations(upbit_base_url=exchange.url), kind="upbit", upbit_requests_per_second=1000, **source
             ),
             "candle_store": CandleStoreResource(locations=Locations()),
+            "execution": ExecutionResource(),
         },
         run_config={"ops": {"raw_candles": {"config": {"days": DAYS, "end": END.isoformat()}}}},
         raise_on_error=False,

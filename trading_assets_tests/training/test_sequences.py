@@ -26,29 +26,29 @@ def test_windows_are_views_not_copies():
     assert x.shape == (8, 16, 5) and y.shape == (8,)
 
 
-@pytest.mark.parametrize("horizon", [1, 3])
-def test_labels_are_forward_returns(horizon):
+@pytest.mark.parametrize("horizon,lag", [(1, 1), (3, 1), (2, 3)])
+def test_labels_are_the_trades_returns(horizon, lag):
     frame = _frame()
-    data = build_sequences(frame, seq_len=8, horizon=horizon)
+    data = build_sequences(frame, seq_len=8, horizon=horizon, entry_lag=lag)
+    target = frame[TARGET].to_numpy(dtype="float64")
     t = int(data.train_ends[5])
-    expected = frame[TARGET].to_numpy(dtype="float64")[t : t + horizon].sum()
-    assert float(data.labels[t]) == pytest.approx(expected, rel=1e-5)
-    assert float(data.last_return[t]) == pytest.approx(
-        frame[TARGET].to_numpy(dtype="float64")[t - horizon : t].sum(), rel=1e-5
-    )
+    assert float(data.labels[t]) == pytest.approx(target[t : t + horizon].sum(), rel=1e-5)
+    # the AR(1) input: the latest label already realised at t's close (its prices end at row t)
+    known = t - lag - horizon
+    assert float(data.last_return[t]) == pytest.approx(target[known : known + horizon].sum(), rel=1e-5)
 
 
-@pytest.mark.parametrize("seq_len,horizon", [(16, 1), (30, 5)])
-def test_chronological_split_without_overlap(seq_len, horizon):
-    data = build_sequences(_frame(), seq_len=seq_len, horizon=horizon)
+@pytest.mark.parametrize("seq_len,horizon,lag", [(16, 1, 1), (30, 5, 1), (16, 2, 4)])
+def test_chronological_split_without_overlap(seq_len, horizon, lag):
+    data = build_sequences(_frame(), seq_len=seq_len, horizon=horizon, entry_lag=lag)
 
-    def rows(ends):  # every row a sample reads: its window and its label
-        return int(ends.min()) - seq_len + 1, int(ends.max()) + horizon - 1
+    def rows(ends):  # every row a sample reads: its window and the prices its label reads
+        return int(ends.min()) - seq_len + 1, int(ends.max()) + lag + horizon
 
     train, val, test = rows(data.train_ends), rows(data.validation_ends), rows(data.test_ends)
     assert train[1] < val[0] and val[1] < test[0]
-    assert train[0] >= 0 and test[1] <= 599
-    assert train[1] < data.split.train.stop <= data.split.validation.start
+    assert train[0] >= 0 and test[1] <= 600
+    assert train[1] <= data.split.train.stop <= data.split.validation.start  # a label reads up to the stop row
     assert len(data.train_ends) > len(data.validation_ends) > 0 and len(data.test_ends) > 0
 
 

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -28,7 +29,7 @@ def test_early_stopping_restores_the_best_checkpoint():
         config=TrainConfig(epochs=30, batch_size=64, patience=2, device="cpu", learning_rate=3e-2)
     )
     vals = [h["val_loss"] for h in report.history]
-    assert report.epochs_run == len(vals) < 30  # stopped early on noise
+    assert report.epochs_run == len(vals) < 30 and report.stop_reason == "early_stopping"  # stopped early on noise
     assert report.best_epoch == 1 + vals.index(min(vals)) and report.val_loss == min(vals)
     assert report.epochs_run - report.best_epoch == 2
     restored = evaluate(
@@ -37,6 +38,30 @@ def test_early_stopping_restores_the_best_checkpoint():
     assert restored == pytest.approx(report.val_loss, rel=1e-6)
     assert next(model.parameters()).device.type == "cpu"
     assert report.samples_per_second > 0 and report.peak_gpu_memory_mb is None and report.device == "cpu"
+
+
+def test_epoch_cap_is_reported_as_the_reason():
+    (_, report), _ = _fit(config=TrainConfig(epochs=1, batch_size=64, patience=5, device="cpu"))
+    assert report.epochs_run == 1 and report.stop_reason == "epoch_cap"
+
+
+def test_linear_floor_is_closed_form_ridge_chosen_on_validation():
+    """No SGD: the exact ridge solution, its penalty picked on validation, never worse there than the
+    train-mean forecast (the heaviest penalty is that forecast)."""
+    (model, report), data = _fit("linear")
+    assert report.stop_reason == "closed_form" and report.epochs_run == 0 and report.history == []
+    assert report.val_loss <= report.baselines["train_mean"]["val_loss"] * (1 + 1e-6)
+    # the normal equations hold for the chosen penalty: refit each alpha by hand and find the same weights
+    x = data.features[data.train_ends].double().numpy()
+    y = ((data.labels[data.train_ends].double() - report.target_mean) / report.target_std).numpy()
+    w = model.linear.weight.detach().double().numpy().ravel()
+    xc, yc = x - x.mean(axis=0), y - y.mean()
+    from trading_assets.training.trainer import RIDGE_ALPHAS
+
+    solutions = [np.linalg.solve(xc.T @ xc + a * len(x) / 1e3 * np.eye(x.shape[1]), xc.T @ yc) for a in RIDGE_ALPHAS]
+    assert min(np.abs(s - w).max() for s in solutions) < 1e-5
+    (_, again), _ = _fit("linear")
+    assert again.val_loss == report.val_loss  # deterministic
 
 
 def test_baselines_reported():
