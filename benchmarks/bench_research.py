@@ -68,7 +68,8 @@ def main() -> None:
         f"{args.symbol} {args.timeframe}, {args.days:g} days to {args.end}, models {args.models}, default execution "
         f"({Execution().costs.per_side * 1e4:g} bp per side, long-only, cost-aware), level {args.level:g}\n"
     )
-    print(f"| planted edge ({args.edge}) | seeds | edge_significant | survives_costs | fold fits at the epoch cap | s/seed |")
+    header = f"planted edge ({args.edge}) | seeds | edge_significant | survives_costs | fits at the epoch cap | s/seed"
+    print(f"| {header} |")
     print("|---|---|---|---|---|---|")
     for strength in (float(s) for s in args.strengths.split(",")):
         seeds = args.seeds if strength == 0 else args.power_seeds

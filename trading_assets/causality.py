@@ -17,8 +17,8 @@ import pandas as pd
 
 from trading_assets.execution import Execution
 from trading_assets.features import FeatureConfig, build_features, feature_memory_bars
-from trading_assets.labels import TARGET
 from trading_assets.indicators import compute_indicators, prepare_candles
+from trading_assets.labels import TARGET
 
 # Running sums (TA-Lib's SMA keeps one) carry rounding from where they started: their last bits never
 # agree between two starts. Differences below this share of a column's std are that noise.

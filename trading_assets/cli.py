@@ -303,7 +303,8 @@ def materialize(
             materialize_partition(job, instance, reporter, key, run_config, force)
         board = None
         if which == "all":
-            board = execute_with_progress(defs.resolve_job_def("leaderboard_job"), instance, reporter, "leaderboard", {})
+            leaderboard_job = defs.resolve_job_def("leaderboard_job")
+            board = execute_with_progress(leaderboard_job, instance, reporter, "leaderboard", {})
     failed = reporter.failed
     base = data_dir() / "assets"
     click.echo(f"Parquet outputs: {base}/<asset>/<symbol>/<timeframe>.parquet")
