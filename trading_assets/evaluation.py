@@ -314,16 +314,19 @@ def holm(pvalues: pd.Series) -> pd.Series:
     return pd.Series(adjusted, index=pvalues.index)
 
 
-def deflated_sharpe_pvalue(sharpe: np.ndarray, bars: np.ndarray, skew: np.ndarray, kurt: np.ndarray) -> np.ndarray:
-    """1 - the deflated Sharpe ratio of each entry, for as many trials as entries (per-bar Sharpe ratios).
+def deflated_sharpe_pvalue(
+    sharpe: np.ndarray, bars: np.ndarray, skew: np.ndarray, kurt: np.ndarray, n_trials: int | None = None
+) -> np.ndarray:
+    """1 - the deflated Sharpe ratio of each entry (per-bar Sharpe ratios), for ``n_trials`` trials (default:
+    as many as entries).
 
     The benchmark is the expected maximum Sharpe ratio of that many unskilled trials with the entries'
     observed spread (Bailey and Lopez de Prado, 2014); with one trial it is zero (the probabilistic SR).
     """
-    n_trials = len(sharpe)
-    if n_trials == 0:
+    n_trials = max(n_trials or len(sharpe), 1)
+    if len(sharpe) == 0:
         return np.array([])
-    spread = float(np.var(sharpe, ddof=1)) if n_trials > 1 else 0.0
+    spread = float(np.var(sharpe, ddof=1)) if len(sharpe) > 1 else 0.0
     gamma = 0.5772156649
     sr0 = (
         math.sqrt(spread)
@@ -485,7 +488,8 @@ def rank_board(
     pvalues = np.concatenate([board["edge_pvalue"].to_numpy("float64"), np.ones(extra_trials)])
     board["edge_pvalue_adj"] = holm(pd.Series(pvalues)).to_numpy()[: len(board)] if len(board) else []
     board["deflated_sharpe_pvalue"] = deflated_sharpe_pvalue(
-        *(overall[f"backtest_{c}"].to_numpy("float64") for c in ("sharpe_per_bar", "bars", "skew", "kurtosis"))
+        *(overall[f"backtest_{c}"].to_numpy("float64") for c in ("sharpe_per_bar", "bars", "skew", "kurtosis")),
+        n_trials=tried,
     )
     board["survives"] = (board["edge_pvalue_adj"] <= level) & (board["net_log_return"] > 0)
     for column in EXECUTION_COLUMNS:

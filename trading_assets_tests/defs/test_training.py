@@ -304,3 +304,25 @@ def test_a_registered_toy_model_is_walk_forward_evaluated(instance, data_dir, mo
     bad = _run(instance, {"ops": {"predictions": {"config": {"models": ["nope"]}}}}, job="research_job")
     error = bad.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "KRW-ETH 15m: unknown models ['nope']" in error and "linear" in error
+
+
+def test_an_execution_that_cannot_hold_is_refused_before_any_training(instance):
+    from dagster import DagsterResourceFunctionError
+
+    negative = {**RUN_CONFIG, "resources": {"execution": {"config": {"fee_bp": -1.0}}}}
+    with pytest.raises(DagsterResourceFunctionError) as refused:  # at resource setup: before any step
+        defs.resolve_job_def("full_pipeline_job").execute_in_process(
+            partition_key=KEY, instance=instance, run_config=negative
+        )
+    assert "fee_bp" in str(refused.value.__cause__) and "greater than or equal to 0" in str(refused.value.__cause__)
+    assert _run(instance, {"ops": {"raw_candles": RUN_CONFIG["ops"]["raw_candles"]}}, job="market_data_job").success
+    too_long = {"ops": {"predictions": RUN_CONFIG["ops"]["predictions"]}, "resources": {"execution": {"config": {}}}}
+    too_long["resources"]["execution"]["config"]["horizon"] = 500  # a daily fold of 15m has at most 96 bars
+    result = _run(instance, too_long, job="research_job")
+    errors = [e.event_specific_data.error.to_string() for e in result.get_step_failure_events()]
+    # the label of the stored features is the default fill's, so only the horizon is wrong: refused by name
+    assert any("execution.horizon = 500" in e and "allowed horizon <= 92" in e for e in errors), errors
+    assert not any("fold 1" in (e.message or "") for e in result.all_events)  # nothing was trained
+    refill = {**too_long, "resources": {"execution": {"config": {"fill": "close"}}}}
+    error = _run(instance, refill, job="research_job").get_step_failure_events()[0].event_specific_data.error
+    assert "KRW-ETH 15m: the label upstream was built for the execution {'fill': 'open'" in error.to_string()
