@@ -33,7 +33,14 @@ log = logging.getLogger("trading_assets.cli")
 # The embedded instance: SQLite storage (Dagster's default), run monitoring and retries as in
 # ./dagster.yaml, no telemetry, no pop-ups. Log messages below INFO (the IO managers' "Loading
 # partition ..." lines) are not stored: each stored event costs a SQLite commit (~6 ms here).
-EMBEDDED_INSTANCE_YAML = """\
+_GUARDED_COORDINATOR = """\
+run_coordinator:
+  module: trading_assets.defs.run_guard
+  class: GuardedRunCoordinator
+"""
+EMBEDDED_INSTANCE_YAML = (
+    _GUARDED_COORDINATOR
+    + """\
 python_logs:
   python_log_level: INFO
 run_monitoring:
@@ -52,18 +59,26 @@ telemetry:
 nux:
   enabled: false
 """
+)
+
+
+# What earlier versions wrote (replaced on first use): telemetry and nux only; then all but the run coordinator.
+_EARLIER_EMBEDDED_YAML = (
+    "telemetry:\n  enabled: false\nnux:\n  enabled: false\n",
+    EMBEDDED_INSTANCE_YAML.replace(_GUARDED_COORDINATOR, ""),
+)
 
 
 def get_instance() -> DagsterInstance:
     """The instance of ``$DAGSTER_HOME``, or the local embedded one (created on first use).
 
-    The embedded config of older versions (telemetry and nux only, no run monitoring) is replaced.
+    The embedded config of older versions (no run monitoring, no guarded run coordinator) is replaced.
     """
     if not os.environ.get("DAGSTER_HOME"):
         home = data_dir() / "dagster_home"
         home.mkdir(parents=True, exist_ok=True)
         config = home / "dagster.yaml"
-        if not config.exists() or config.read_text() == "telemetry:\n  enabled: false\nnux:\n  enabled: false\n":
+        if not config.exists() or config.read_text() in _EARLIER_EMBEDDED_YAML:
             config.write_text(EMBEDDED_INSTANCE_YAML)
         os.environ["DAGSTER_HOME"] = str(home)
         sqlite_normal_sync(home)

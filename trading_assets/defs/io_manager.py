@@ -32,6 +32,7 @@ from pydantic import Field
 from upath import UPath
 
 from trading_assets.defs.resources import Locations
+from trading_assets.defs.run_guard import refuse_environment_in_run_config
 from trading_assets.processes import process_gone
 from trading_assets.timeframes import validate_symbol, validate_timeframe
 
@@ -165,4 +166,5 @@ class ParquetIOManager(ConfigurableIOManagerFactory):
     )
 
     def create_io_manager(self, context) -> _ParquetUPathIOManager:
+        refuse_environment_in_run_config(context.dagster_run)
         return _ParquetUPathIOManager(UPath(self.locations.resolved_assets_path()), self.cache_entries)

@@ -16,11 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from dagster import ConfigurableResource, EnvVar, MetadataValue
+from dagster import ConfigurableResource, EnvVar, InitResourceContext, MetadataValue
 from pydantic import Field
 
 from trading_assets.alerts import CheckAlert, Outbox, RunFailureAlert
 from trading_assets.calendars import TradingCalendar, get_calendar
+from trading_assets.defs.run_guard import refuse_environment_in_run_config
 from trading_assets.execution import Costs, Execution, market_costs
 from trading_assets.redaction import redact, redacted_errors, url_secrets
 from trading_assets.settings import data_dir, default_db_url, default_tracking_uri
@@ -45,6 +46,13 @@ ENV_VARS: dict[str, str] = {
     "alert_outbox_path": "TRADING_ALERT_OUTBOX",
     "webui_url": "DAGSTER_WEBUI_URL",
 }
+
+
+class GuardedResource(ConfigurableResource):
+    """A resource that refuses, when a step sets it up, a run whose config reads the environment."""
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        refuse_environment_in_run_config(context.dagster_run)
 
 
 class Locations(ConfigurableResource):
@@ -110,7 +118,7 @@ class Locations(ConfigurableResource):
 SourceKind = Literal[tuple(SOURCES)]  # the registered sources' names
 
 
-class CandleSourceResource(ConfigurableResource):
+class CandleSourceResource(GuardedResource):
     """Selects and configures the candle source (see trading_assets.sources.SOURCES)."""
 
     locations: Locations
@@ -180,7 +188,7 @@ class CandleSourceResource(ConfigurableResource):
         return get_calendar(self.symbol_calendars.get(symbol, self.calendar))
 
 
-class CandleStoreResource(ConfigurableResource):
+class CandleStoreResource(GuardedResource):
     """The SQL candle store at ``locations.db_url`` ($TRADING_DB_URL, else SQLite in the data folder)."""
 
     locations: Locations
@@ -200,7 +208,7 @@ class CandleStoreResource(ConfigurableResource):
         return CandleStore(self.locations.resolved_db_url())
 
 
-class MlflowResource(ConfigurableResource):
+class MlflowResource(GuardedResource):
     """Where training runs are tracked: one MLflow run per materialized partition."""
 
     locations: Locations  # the tracking URI: $MLFLOW_TRACKING_URI, else SQLite in the data dir
@@ -236,7 +244,7 @@ class MlflowResource(ConfigurableResource):
                 yield tracker
 
 
-class AlertResource(ConfigurableResource):
+class AlertResource(GuardedResource):
     """How alert delivery behaves; where alerts go is ``locations`` (webhook, log file, outbox, UI links)."""
 
     locations: Locations
@@ -276,7 +284,7 @@ class AlertResource(ConfigurableResource):
         return self.outbox().add(alert, self.resolved_log_path(), self.resolved_webhook() is not None)
 
 
-class ExecutionResource(ConfigurableResource):
+class ExecutionResource(GuardedResource):
     """The execution model (trading_assets.execution), declared once for the label the features store, the
     models' training, predictions, evaluation, the backtest and the leaderboard."""
 

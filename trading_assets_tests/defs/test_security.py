@@ -94,6 +94,27 @@ def test_span_over_the_bound_fails_before_any_fetch(instance, data_dir):
     assert not (data_dir / "candles.sqlite").exists()  # the store was never opened
 
 
+ENV_ATTACKS = [  # each field once read a planted secret back into an error (resources and op config alike)
+    {"resources": {"candle_source": {"config": {"calendar": {"env": "PLANTED_SECRET"}}}}},
+    {"resources": {"candle_source": {"config": {"ccxt_exchange": {"env": "PLANTED_SECRET"}}}}},
+    {"resources": {"mlflow_tracking": {"config": {"experiment": {"env": "PLANTED_SECRET"}}}}},
+    {"ops": {"raw_candles": {"config": {"days": 3.0, "end": {"env": "PLANTED_SECRET"}}}}},
+]
+
+
+@pytest.mark.parametrize("attack", ENV_ATTACKS, ids=["calendar", "ccxt_exchange", "experiment", "end"])
+def test_run_config_that_reads_the_environment_is_refused_without_the_value(instance, monkeypatch, attack):
+    monkeypatch.setenv("PLANTED_SECRET", "PlantedAwsKey0123")
+    config = {**WINDOW, **attack, "ops": {**WINDOW["ops"], **attack.get("ops", {})}}
+    result = defs.resolve_job_def("full_pipeline_job").execute_in_process(
+        partition_key=partition_key("KRW-BTC", "5m"), instance=instance, run_config=config, raise_on_error=False
+    )
+    assert not result.success
+    events = "\n".join(serialize_value(e) for e in instance.all_logs(result.run_id))
+    assert "run config may not read environment variables" in events and "PlantedAwsKey0123" not in events
+    assert not any(e.is_step_success for e in result.all_events)  # refused as the first step set up its resources
+
+
 def _leaks(planted, text):
     return [p for p in planted if p in text]
 

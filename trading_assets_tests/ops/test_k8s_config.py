@@ -57,14 +57,18 @@ def test_helm_values_point_at_the_code_location():
     assert values["runLauncher"]["type"] == "CustomRunLauncher"
     custom = values["runLauncher"]["config"]["customRunLauncher"]
     assert {k: custom[k] for k in ("module", "class", "config")} == instance["run_launcher"]
-    limits = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
-    assert limits == instance["concurrency"]["runs"]["tag_concurrency_limits"]
+    coordinator = values["dagsterDaemon"]["runCoordinator"]["config"]["customRunCoordinator"]
+    assert (coordinator["module"], coordinator["class"]) == ("trading_assets.defs.run_guard", "GuardedRunCoordinator")
+    assert {k: instance["run_coordinator"][k] for k in ("module", "class")} == {
+        k: coordinator[k] for k in ("module", "class")
+    }
+    assert coordinator["config"]["tag_concurrency_limits"] == instance["concurrency"]["runs"]["tag_concurrency_limits"]
 
 
 def test_production_instance_limits_gpu_work():
     """The top-level dagster.yaml: one training step (pool gpu) and one GPU-tagged run at a time, retries on."""
     config = yaml.safe_load((DEPLOY.parents[1] / "dagster.yaml").read_text())
-    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert config["run_coordinator"]["class"] == "GuardedRunCoordinator"  # queued, refusing {env: ...} configs
     assert config["concurrency"]["pools"]["default_limit"] == 1
     assert {"key": "trading_assets/gpu", "limit": 1} in config["concurrency"]["runs"]["tag_concurrency_limits"]
     assert config["run_retries"]["enabled"] and config["storage"]["postgres"]["postgres_db"]["password"] == {

@@ -57,6 +57,7 @@ def platform(postgres, tmp_path_factory):
         "DAGSTER_PG_DB": "dagster_ops",
         "TRADING_ALERT_SENSOR_INTERVAL": "3",
         "PYTHONWARNINGS": "ignore",
+        "PLANTED_SECRET": "PlantedAwsKey0123",  # a secret in the servers' environment that no run may read
     }
     for var in ("TRADING_DB_URL", "MLFLOW_TRACKING_URI"):
         env.pop(var, None)
@@ -347,3 +348,54 @@ def test_traversal_symbol_added_through_graphql_writes_nothing_outside(platform,
     assert {p for p in home.parent.rglob("*") if "outside" in p.name} == before == set()
     written = [p for p in (home / "data").rglob("*.parquet")]
     assert all("outside" not in str(p) for p in written)
+
+
+LAUNCH_RUN = """
+mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_a_run_config_reading_the_environment_is_refused_at_launch(platform, monkeypatch):
+    """The reported attack: launchRun over GraphQL with `calendar: {env: ...}`. The guarded run coordinator
+    fails the run before it is queued; the secret shows nowhere: not in the run, its events or the alerts."""
+    port = free_port()
+    web = _webserver(platform, port)
+    try:
+        config = {
+            "ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}}},
+            "resources": {"candle_source": {"config": {"calendar": {"env": "PLANTED_SECRET"}}}},
+        }
+        selector = {
+            "repositoryLocationName": "trading_assets",
+            "repositoryName": "__repository__",
+            "jobName": "market_data_job",
+        }
+        tags = [{"key": "dagster/partition", "value": "KRW-BTC|5m"}]
+        params = {"selector": selector, "runConfigData": config, "executionMetadata": {"tags": tags}}
+        response = requests.post(
+            f"http://127.0.0.1:{port}/graphql", json={"query": LAUNCH_RUN, "variables": {"params": params}}, timeout=60
+        ).json()
+        assert response["data"]["launchRun"]["__typename"] == "LaunchRunSuccess", response
+        run_id = response["data"]["launchRun"]["run"]["runId"]
+    finally:
+        web.stop()
+    for key, value in platform["env"].items():
+        if key.startswith(("DAGSTER_", "TRADING_")):
+            monkeypatch.setenv(key, value)
+    with DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+        assert run.status.value == "FAILURE"
+        text = "\n".join(str(e.message) + str(e.dagster_event) for e in instance.all_logs(run_id))
+        assert "run config may not read environment variables" in text and "calendar" in text
+        assert not any(
+            e.dagster_event and e.dagster_event.event_type_value == "STEP_START" for e in instance.all_logs(run_id)
+        )
+    for path in platform["home"].rglob("*"):
+        if path.is_file() and path.suffix in (".log", ".jsonl", ".txt", ".parquet"):
+            assert b"PlantedAwsKey0123" not in path.read_bytes(), path
