@@ -22,10 +22,11 @@ from trading_assets.defs.partitions import (
     add_symbols,
     partition_key,
 )
+from trading_assets.processes import exclusive
 from trading_assets.redaction import redact
 from trading_assets.settings import data_dir, default_tracking_uri
 from trading_assets.sources import SOURCES
-from trading_assets.timeframes import TIMEFRAMES, to_utc, validate_symbol
+from trading_assets.timeframes import TIMEFRAMES, span_error, to_utc, validate_symbol
 
 log = logging.getLogger("trading_assets.cli")
 
@@ -69,20 +70,27 @@ _EARLIER_EMBEDDED_YAML = (
 )
 
 
-def get_instance() -> DagsterInstance:
-    """The instance of ``$DAGSTER_HOME``, or the local embedded one (created on first use).
+def get_instance(symbols: list[str] | None = None) -> DagsterInstance:
+    """The instance of ``$DAGSTER_HOME``, or the local embedded one (created on first use), with ``symbols``
+    registered as partitions.
 
-    The embedded config of older versions (no run monitoring, no guarded run coordinator) is replaced.
+    Creating the embedded instance's databases and registering symbols happen under one lock in the data
+    folder: commands started together on a fresh folder create them once, one after the other. The
+    embedded config of older versions (no run monitoring, no guarded run coordinator) is replaced.
     """
-    if not os.environ.get("DAGSTER_HOME"):
-        home = data_dir() / "dagster_home"
-        home.mkdir(parents=True, exist_ok=True)
-        config = home / "dagster.yaml"
-        if not config.exists() or config.read_text() in _EARLIER_EMBEDDED_YAML:
-            config.write_text(EMBEDDED_INSTANCE_YAML)
-        os.environ["DAGSTER_HOME"] = str(home)
-        sqlite_normal_sync(home)
-    return DagsterInstance.get()
+    with exclusive(data_dir() / ".first_use.lock"):
+        if not os.environ.get("DAGSTER_HOME"):
+            home = data_dir() / "dagster_home"
+            home.mkdir(parents=True, exist_ok=True)
+            config = home / "dagster.yaml"
+            if not config.exists() or config.read_text() in _EARLIER_EMBEDDED_YAML:
+                config.write_text(EMBEDDED_INSTANCE_YAML)
+            os.environ["DAGSTER_HOME"] = str(home)
+            sqlite_normal_sync(home)
+        instance = DagsterInstance.get()  # the SQLite storages create their tables here
+        if symbols:
+            add_symbols(instance, symbols)
+    return instance
 
 
 _NORMAL_SYNC_DIRECTORIES: set[str] = set()
@@ -298,6 +306,7 @@ def materialize(
     """
     usage_error(window_error(days, end, bars) or source_error(source, upbit_url, requests_per_second))
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
+    usage_error(next(filter(None, (span_error(tf, days, bars) for tf in tf_list)), None))
     if files_dir:
         os.environ["TRADING_FILES_DIR"] = str(Path(files_dir).resolve())
     if upbit_url:
@@ -307,8 +316,7 @@ def materialize(
 
     source = source or ("upbit" if upbit_url else None)
     run_config = market_run_config(days, end, source, bars, refresh, requests_per_second)
-    instance = get_instance()
-    add_symbols(instance, symbol_list)
+    instance = get_instance(symbol_list)
     job = defs.resolve_job_def("full_pipeline_job" if which == "all" else "market_data_job")
     keys = [str(partition_key(symbol, timeframe)) for symbol in symbol_list for timeframe in tf_list]
     log_path = _log_path("materialize")
@@ -368,13 +376,13 @@ def backfill(
     """Launch a real asset backfill (run by the daemon) over symbols x timeframes."""
     usage_error(window_error(days, end, bars))
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
+    usage_error(next(filter(None, (span_error(tf, days, bars) for tf in tf_list)), None))
     from dagster import AssetSelection
 
     from trading_assets.defs import defs
     from trading_assets.defs.backfill import backfill_params, launch_backfill, wait_for_backfill
 
-    instance = get_instance()
-    add_symbols(instance, symbol_list)
+    instance = get_instance(symbol_list)
     try:
         keys = AssetSelection.from_string(selection_string(selection)).resolve(defs.resolve_asset_graph())
     except Exception as exc:  # noqa: BLE001 - show the selection error as a usage error
@@ -446,7 +454,9 @@ def symbols_list() -> None:
 def symbols_add(names: tuple[str, ...]) -> None:
     """Register symbols (e.g. KRW-SOL)."""
     try:
-        new = add_symbols(get_instance(), names)
+        instance = get_instance()
+        with exclusive(data_dir() / ".first_use.lock"):
+            new = add_symbols(instance, names)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     click.echo(f"added: {', '.join(new) or 'none (all registered already)'}")

@@ -86,3 +86,17 @@ def to_utc(ts: object) -> pd.Timestamp:
     """A timezone-aware UTC timestamp; naive input is taken as UTC."""
     out = pd.Timestamp(ts)
     return out.tz_localize("UTC") if out.tzinfo is None else out.tz_convert("UTC")
+
+
+MAX_SPAN_BARS = 2 * 525_600  # two years of 1m bars; the full grid plus warm-up is ~0.1 GiB per copy
+
+
+def span_error(timeframe: str, days: float | None, bars: int | None, max_span_bars: int = MAX_SPAN_BARS) -> str | None:
+    """Why a span of ``days`` or ``bars`` (else the timeframe's default) is too long for ``timeframe``, or None."""
+    n = bars if bars is not None else (days or DEFAULT_SPAN_DAYS[timeframe]) * 1440 / get_timeframe(timeframe).minutes
+    if n > max_span_bars:
+        return (
+            f"{timeframe}: the span is {n:,.0f} bars, more than max_span_bars={max_span_bars:,}; "
+            "shorten the span or raise max_span_bars in the raw_candles config"
+        )
+    return None

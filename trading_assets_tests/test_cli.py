@@ -81,6 +81,9 @@ SPAN_ERRORS = [
     (["--days", "1", "--bars", "300"], "give the span with --days or --bars, not both"),
     (["--end", "yesterday-ish"], "--end 'yesterday-ish' is not an ISO 8601 time"),
     (["--timeframes", "2h"], "unknown timeframe(s) ['2h']"),
+    # span limits are checked before anything is launched (the default 1m partitions)
+    (["--bars", "2000000"], "1m: the span is 2,000,000 bars, more than max_span_bars=1,051,200"),
+    (["--days", "1000"], "1m: the span is 1,440,000 bars, more than max_span_bars=1,051,200"),
 ]
 SOURCE_ERRORS = [  # materialize only: a backfill takes no source options
     (["--source", "files", "--upbit-url", "http://127.0.0.1:1"], "need --source upbit"),

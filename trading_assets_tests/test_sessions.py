@@ -182,10 +182,11 @@ def test_fx_hourly_file_sessions_outage_and_one_bad_cell(instance, data_dir, tmp
 
     # no sequence window or horizon label spans the break
     seq_len, horizon = 24, 3
-    data = build_sequences(feats, seq_len, horizon, gap=seq_len + horizon - 1)
+    data = build_sequences(feats, seq_len, horizon, gap=seq_len + 1 + horizon - 1)  # entry lag 1: the next open
     resume = int(feats.index.get_loc(pd.Timestamp(provenance.breaks[0])))
     ends = np.concatenate([data.train_ends.numpy(), data.validation_ends.numpy(), data.test_ends.numpy()])
-    assert len(ends) and not ((ends - seq_len + 1 < resume) & (ends + horizon >= resume)).any()
+    # the label reads prices up to row end + 1 + horizon: none of them past the break
+    assert len(ends) and not ((ends - seq_len + 1 < resume) & (ends + 1 + horizon >= resume)).any()
     unbroken = build_sequences(Provenance.of(feats).but(breaks=()).attach(feats.copy()), seq_len, horizon)
     assert len(unbroken.train_ends) + len(unbroken.validation_ends) + len(unbroken.test_ends) > len(ends)
 

@@ -36,9 +36,7 @@ from trading_assets.provenance import Provenance
 from trading_assets.redaction import redact
 from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
 from trading_assets.sources.base import source_identity
-from trading_assets.timeframes import DEFAULT_SPAN_DAYS, get_timeframe, to_utc
-
-MAX_SPAN_BARS = 2 * 525_600  # two years of 1m bars; the full grid plus warm-up is ~0.1 GiB per copy
+from trading_assets.timeframes import DEFAULT_SPAN_DAYS, MAX_SPAN_BARS, get_timeframe, span_error, to_utc
 
 # Every data asset: one partitioning, one Parquet file per partition, one group.
 DATA_ASSET = {
@@ -56,7 +54,7 @@ class CandleWindowConfig(Config):
         default=None,
         gt=0,
         description="Length of the requested span in days; default per timeframe "
-        "(trading_assets.timeframes.DEFAULT_SPAN_DAYS: 7 up to 30m, 21 for 60m, 90 for 240m, 400 for 1d)",
+        "(trading_assets.timeframes.DEFAULT_SPAN_DAYS: 8 up to 5m, 56 up to 60m, 245 for 240m, 740 for 1d)",
     )
     bars: int | None = Field(
         default=None,
@@ -158,12 +156,9 @@ def requested_span(
         raise ValueError("give the span in days or in bars, not both")
     tf = get_timeframe(timeframe)
     days = config.days or DEFAULT_SPAN_DAYS[timeframe]
-    bars = config.bars if config.bars is not None else days * 1440 / tf.minutes
-    if bars > config.max_span_bars:
-        raise ValueError(
-            f"{timeframe}: the span is {bars:,.0f} bars, more than max_span_bars={config.max_span_bars:,}; "
-            "shorten the span or raise max_span_bars in the raw_candles config"
-        )
+    too_long = span_error(timeframe, config.days, config.bars, config.max_span_bars)
+    if too_long:
+        raise ValueError(too_long)
     now_bar = tf.floor(pd.Timestamp.now(tz="UTC"))
     end = min(tf.floor(to_utc(config.end)), now_bar) if config.end else now_bar
     if config.bars is not None:

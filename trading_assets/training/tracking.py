@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from mlflow.tracking import MlflowClient
 
 import trading_assets
 from trading_assets.labels import TARGET
+from trading_assets.processes import exclusive
 from trading_assets.redaction import redact
 from trading_assets.training.bundle import ModelBundle
 
@@ -85,7 +87,51 @@ def connect(tracking_uri: str, experiment: str, timeout: float = 5.0) -> tuple[M
                 f"MLflow tracking server {redact(tracking_uri)} is unreachable: {redact(exc)}"
             ) from exc
     elif tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # first use creates the tables: one process at a time, or parallel first runs break the store
+        path = Path(tracking_uri.removeprefix("sqlite:///"))
+        with exclusive(path.with_name(path.name + ".lock")):
+            repair_half_created(path)
+            return _experiment(tracking_uri, experiment)
+    return _experiment(tracking_uri, experiment)
+
+
+def repair_half_created(path: Path) -> None:
+    """Repair a SQLite MLflow store whose creation or migration was cut short (a full disk, a kill).
+
+    A store without its schema version and without runs holds nothing: it is removed and created again.
+    A leftover ``_alembic_tmp_<table>`` beside its table (an interrupted batch migration, which makes every
+    later migration fail) is dropped. Anything else is reported with the exact repair step.
+    """
+    if not path.exists():
+        return
+    try:
+        with closing(sqlite3.connect(path)) as db:
+            tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
+            empty = "runs" not in tables or db.execute("select count(*) from runs").fetchone()[0] == 0
+            if "alembic_version" not in tables and empty:
+                db.close()
+                path.unlink()
+                log.warning("MLflow store %s was never fully created and held no runs: created again", path)
+                return
+            for leftover in sorted(t for t in tables if t.startswith("_alembic_tmp_")):
+                table = leftover.removeprefix("_alembic_tmp_")
+                if table not in tables:
+                    raise MlflowUnavailableError(
+                        f"MLflow store {path} was left half-migrated: table {table!r} is missing and {leftover!r} "
+                        f"holds its rows. Back the file up, then run: sqlite3 {path} "
+                        f'\'ALTER TABLE "{leftover}" RENAME TO "{table}"\''
+                    )
+                db.execute(f'DROP TABLE "{leftover}"')
+                db.commit()
+                log.warning("MLflow store %s: dropped %s, left by an interrupted migration", path, leftover)
+    except sqlite3.DatabaseError as exc:
+        raise MlflowUnavailableError(
+            f"MLflow store {path} is not a readable SQLite database ({exc}); move it aside and run again to create "
+            "a new one (its runs are lost unless restored from a backup)"
+        ) from exc
+
+
+def _experiment(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         found = client.get_experiment_by_name(experiment)

@@ -107,7 +107,52 @@ def test_run_tags_cannot_widen_a_pod(monkeypatch):
     assert env_vars == []  # and were env allowed as a field, no variable would pass
 
 
-def test_run_pods_have_a_read_only_account_and_the_code_server_a_network_policy():
+def _admitted(policy, labels, namespace=None):
+    """Whether a pod with ``labels`` (in this namespace, or in ``namespace``) may reach the policy's pods."""
+
+    def matches(selector, values):
+        if any(values.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+            return False
+        return all(values.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", []))
+
+    for rule in policy["spec"].get("ingress", []):
+        for peer in rule["from"]:
+            if namespace is None and "namespaceSelector" not in peer and matches(peer["podSelector"], labels):
+                return True
+            if namespace is not None and "namespaceSelector" in peer:
+                if matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace}):
+                    return True
+    return False
+
+
+def test_network_policies_admit_only_the_proxy_to_the_webservers_and_them_to_the_code_server():
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in _docs("security.yaml")}
+    deny = docs[("NetworkPolicy", "trading-assets-default-deny-ingress")]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}  # everything else: no ingress at all
+    web = docs[("NetworkPolicy", "trading-assets-webservers")]
+    code = docs[("NetworkPolicy", "trading-assets-code-server")]
+    webservers = [{"component": "dagster-webserver"}, {"component": "dagster-webserver-read-only"}]
+    for pod in webservers:
+        assert all(e["values"] for e in web["spec"]["podSelector"]["matchExpressions"])
+        assert pod["component"] in web["spec"]["podSelector"]["matchExpressions"][0]["values"]
+        assert _admitted(code, pod)  # both webservers reach the code server
+    assert _admitted(web, {"trading-assets/role": "ui-proxy"}) and _admitted(web, {}, namespace="ingress-nginx")
+    assert _admitted(code, {"component": "dagster-daemon"})
+    for intruder in ({"component": "run_worker"}, {"app": "anything"}, {"component": "user-deployments"}):
+        assert not _admitted(web, intruder) and not _admitted(code, intruder)  # a run pod or any other pod
+    assert not _admitted(web, {"component": "dagster-daemon"})
+    assert not _admitted(web, {}, namespace="default") and not _admitted(code, {}, namespace="ingress-nginx")
+    assert [r["ports"] for r in web["spec"]["ingress"]] == [[{"protocol": "TCP", "port": 80}]]
+    assert [r["ports"] for r in code["spec"]["ingress"]] == [[{"protocol": "TCP", "port": 3030}]]
+
+
+def test_run_pods_have_a_read_only_account_no_token_and_a_restricted_security_context(monkeypatch):
+    """The pod spec dagster-k8s builds for a training run (the GPU tag applied): no token, restricted."""
+    import kubernetes
+    from dagster import DagsterRun
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import construct_dagster_k8s_job
+
     docs = {(d["kind"], d["metadata"]["name"]): d for d in _docs("security.yaml")}
     instance = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     account = instance["run_launcher"]["config"]["service_account_name"]
@@ -116,14 +161,44 @@ def test_run_pods_have_a_read_only_account_and_the_code_server_a_network_policy(
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account}]
     role = docs[("Role", binding["roleRef"]["name"])]
     assert {v for rule in role["rules"] for v in rule["verbs"]} <= {"get", "list", "watch"}
-    policy = docs[("NetworkPolicy", "trading-assets-code-server")]["spec"]
-    assert policy["podSelector"]["matchLabels"]["deployment"] == "trading-assets"
-    [rule] = policy["ingress"]
-    assert [p["podSelector"]["matchLabels"]["component"] for p in rule["from"]] == [
-        "dagster-webserver",
-        "dagster-daemon",
-    ]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 3030}]
+
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda: None)  # no cluster here
+    config, _ = dagster_instance_config(str(DEPLOY))
+    launcher = K8sRunLauncher(**process_config(K8sRunLauncher.config_type(), config["run_launcher"]["config"]).value)
+    run = DagsterRun(job_name="training_job", run_id="0" * 8, tags=defs.resolve_job_def("training_job").tags)
+    context = K8sContainerContext.create_for_run(run, launcher, include_run_tags=True)
+    job = construct_dagster_k8s_job(
+        context.get_k8s_job_config("registry.example.internal/trading-assets:0.1.0", launcher),
+        ["dagster", "api", "execute_run"],
+        "dagster-run-00000000",
+        context.run_k8s_config,
+        component="run_worker",
+    )
+    manifest = kubernetes.client.ApiClient().sanitize_for_serialization(job)
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == account
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    [container] = pod["containers"]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"} and security["runAsNonRoot"] is True
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"  # the training tag still applies
+    values = yaml.safe_load((DEPLOY / "values.yaml").read_text())["runLauncher"]["config"]["customRunLauncher"]
+    assert values["config"]["run_k8s_config"] == config["run_launcher"]["config"]["run_k8s_config"]
+    _validate(manifest)
+
+
+def _validate(manifest):
+    import kubernetes_validate
+
+    kubernetes_validate.validate(manifest, "1.30.0", strict=True)
+
+
+def test_every_manifest_validates_against_the_kubernetes_schema():
+    for doc in _docs("security.yaml"):
+        _validate(doc)
 
 
 def test_secrets_live_in_a_secret_not_a_config_map():
