@@ -72,8 +72,8 @@ def test_both_instances_monitor_runs_and_retry_only_dead_workers(data_dir, monke
 
 @pytest.mark.slow
 def test_readme_single_partition_commands_run_as_written(data_dir, tmp_path):
-    """The README's `dagster asset materialize` recipe, verbatim, on a fresh data folder."""
-    readme = (ROOT / "README.md").read_text()
+    """The operator guide's `dagster asset materialize` recipe, verbatim, on a fresh data folder."""
+    readme = (ROOT / "docs" / "operator.md").read_text()
     block = readme.split("export DAGSTER_HOME=$PWD/data/dagster_home\n", 1)[1].split("```", 1)[0]
     script = "set -e\nexport DAGSTER_HOME=$PWD/data/dagster_home\nmkdir -p $DAGSTER_HOME\n" + block
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "TRADING_DATA_DIR": "data"}

@@ -239,5 +239,5 @@ def test_the_ui_is_never_exposed_without_authentication():
         assert "auth_basic_user_file" in server or "auth_request" in server
         assert re.findall(r"proxy_pass (\S+);", server)[0].startswith("http://127.0.0.1:")
     assert "--read-only" in nginx and "-h 127.0.0.1 -p 3001 --read-only" in nginx
-    readme = (DEPLOY.parents[1] / "README.md").read_text()
+    readme = (DEPLOY.parents[1] / "docs" / "security.md").read_text()
     assert "0.0.0.0" not in readme and "--read-only" in readme and "deploy/proxy/nginx.conf" in readme
