@@ -90,6 +90,7 @@ class PartitionProgress:
     requests: tuple[int, int] | None = None
     requests_started: float | None = None
     up_to_date: tuple[str, ...] = ()  # assets not run again: nothing they are computed from changed
+    blocking_failure: str = ""  # the explanation of the last failed ERROR check, for the failure line
 
     def count_check(self, passed: bool, severity: AssetCheckSeverity) -> None:
         self.checks["passed" if passed else "warned" if severity == AssetCheckSeverity.WARN else "failed"] += 1
@@ -150,10 +151,17 @@ class RunProgress:
             if "mlflow_run_id" in metadata:
                 state.mlflow_run = str(metadata["mlflow_run_id"].value)
         elif kind == "ASSET_CHECK_EVALUATION":
-            state.count_check(event.event_specific_data.passed, event.event_specific_data.severity)
+            check = event.event_specific_data
+            state.count_check(check.passed, check.severity)
+            if not check.passed and check.severity == AssetCheckSeverity.ERROR:
+                reason = first_line(check.description, "no explanation")
+                state.blocking_failure = f"{check.asset_key.to_user_string()} check {check.check_name} failed: {reason}"
         elif kind == "STEP_FAILURE" and not state.error:
             error = event.step_failure_data.error
-            state.error = f"{entry.step_key}: {first_line(root_error(error) if error else None)}"
+            text = first_line(root_error(error) if error else None)
+            if "DagsterAssetCheckFailedError" in text and state.blocking_failure:
+                text = state.blocking_failure  # the check's own explanation, not Dagster's wrapper
+            state.error = f"{entry.step_key}: {text}"
         elif kind in ("RUN_SUCCESS", "RUN_FAILURE", "RUN_CANCELED"):
             if kind == "RUN_FAILURE" and not state.error:  # failed outside any step (e.g. a dead worker)
                 state.error = f"run: {first_line(entry.user_message or (event.message if event else None))}"

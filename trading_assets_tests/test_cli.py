@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -237,3 +238,21 @@ def test_the_embedded_instance_commits_without_syncing_every_event(tmp_path):
         with engine.connect() as conn:
             assert conn.execute(sa.text("PRAGMA synchronous")).scalar() == expected
         engine.dispose()
+
+
+def test_a_failed_check_says_why_on_its_line(data_dir, tmp_path):
+    """Too little history for the warm-up: the line names the check and gives its own explanation, not
+    Dagster's 'blocking asset check failed' wrapper."""
+    from trading_assets.sources import SyntheticSource
+
+    files = tmp_path / "files"
+    files.mkdir()
+    SyntheticSource(seed=3).fetch("KRW-BTC", "60m", END - pd.Timedelta(days=3), END).to_parquet(
+        files / "KRW-BTC_60m.parquet"
+    )
+    args = ["materialize", "--source", "files", "--files-dir", str(files), "--days", "2", "--end", END.isoformat()]
+    result = CliRunner().invoke(main, [*args, "--symbols", "KRW-BTC", "--timeframes", "60m", "--assets", "data"])
+    assert result.exit_code == 1, result.output
+    [line] = [x for x in result.output.splitlines() if "failed at" in x]
+    assert line.startswith("KRW-BTC|60m failed at indicators_nan_rate: indicators check nan_rate failed: "), line
+    assert "Dagster" not in line and "blocking asset check" not in line
