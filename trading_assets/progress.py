@@ -27,12 +27,12 @@ from dagster import (
     ExecuteInProcessResult,
     JobDefinition,
 )
-from dagster._utils.error import SerializableErrorInfo
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from trading_assets.defs.dagster_private import SerializableErrorInfo
 from trading_assets.redaction import redact
 
 # The log line raw_candles writes while collecting from the exchange; parsed back for the ETA.
@@ -301,7 +301,7 @@ def execute_with_progress(
 ) -> ExecuteInProcessResult:
     """Run ``job`` (or its ``asset_selection`` and their checks) in-process (Dagster's console logger silenced),
     its events feeding ``reporter`` as ``label``."""
-    from dagster._core.utils import make_new_run_id
+    from trading_assets.defs.dagster_private import make_new_run_id
 
     run_id = make_new_run_id()
     instance.add_event_listener(run_id, lambda entry: reporter.handle(label, entry))

@@ -20,10 +20,10 @@ from dagster import (
     RetryRequested,
     asset,
 )
-from dagster._core.definitions.data_version import CODE_VERSION_TAG
 from pydantic import Field
 
 from trading_assets.calendars import TradingCalendar, get_calendar
+from trading_assets.defs.dagster_private import CODE_VERSION_TAG
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, ExecutionResource

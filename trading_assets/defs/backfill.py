@@ -48,9 +48,9 @@ def backfill_params(
 
 
 def _graphql_in_process(instance: DagsterInstance, workspace: Path, variables: dict[str, Any]) -> dict[str, Any]:
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import WorkspaceFileTarget
     from dagster_graphql.schema import create_schema
+
+    from trading_assets.defs.dagster_private import WorkspaceFileTarget, WorkspaceProcessContext
 
     with WorkspaceProcessContext(instance, WorkspaceFileTarget([str(workspace)])) as process_context:
         context = process_context.create_request_context()
@@ -97,7 +97,8 @@ def wait_for_backfill(
     ``on_poll`` sees the backfill's runs at every poll (and once more at the end), e.g. to show progress.
     """
     from dagster import DagsterRunStatus, RunsFilter
-    from dagster._core.execution.backfill import BulkActionStatus
+
+    from trading_assets.defs.dagster_private import BulkActionStatus
 
     deadline = time.monotonic() + timeout
     while True:

@@ -32,12 +32,9 @@ from dagster import (
     run_failure_sensor,
     sensor,
 )
-from dagster._core.storage.asset_check_execution_record import (
-    AssetCheckExecutionRecord,
-    AssetCheckExecutionRecordStatus,
-)
 
 from trading_assets.alerts import CheckAlert, RunFailureAlert
+from trading_assets.defs.dagster_private import AssetCheckExecutionRecord, AssetCheckExecutionRecordStatus
 from trading_assets.defs.resources import AlertResource
 from trading_assets.processes import process_gone
 from trading_assets.progress import root_error

@@ -33,10 +33,15 @@ from dagster import (
     DagsterRunStatus,
     DataVersion,
 )
-from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
-from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-from dagster._time import get_current_datetime
+
+from trading_assets.defs.dagster_private import (
+    AssetGraphView,
+    BaseAssetGraph,
+    CachingStaleStatusResolver,
+    StaleStatus,
+    TemporalContext,
+    get_current_datetime,
+)
 
 # Output(data_version=...) is beta in Dagster 1.13; the warning would reach the terminal on every run.
 warnings.filterwarnings("ignore", message="Parameter `data_version`", category=BetaWarning)
