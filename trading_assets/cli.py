@@ -87,10 +87,31 @@ def get_instance(symbols: list[str] | None = None) -> DagsterInstance:
                 config.write_text(EMBEDDED_INSTANCE_YAML)
             os.environ["DAGSTER_HOME"] = str(home)
             sqlite_normal_sync(home)
+        embedded = os.environ["DAGSTER_HOME"] == str(data_dir() / "dagster_home")
         instance = DagsterInstance.get()  # the SQLite storages create their tables here
+        if embedded:  # no daemon may be watching: end what killed commands left running
+            fail_dead_runs_and_their_tracking(instance)
         if symbols:
             add_symbols(instance, symbols)
     return instance
+
+
+def fail_dead_runs_and_their_tracking(instance: DagsterInstance) -> list[str]:
+    """Mark failed the embedded instance's runs whose worker process (a command on this host) is gone, and
+    end their MLflow runs left RUNNING as FAILED; returns the Dagster run ids."""
+    from trading_assets.defs.sensors import fail_dead_runs
+
+    dead = fail_dead_runs(instance, grace_seconds=0.0)
+    if dead:
+        from trading_assets.training.tracking import connect, end_stale_runs
+
+        try:
+            client, experiment_id = connect(default_tracking_uri(), "trading_assets")
+            end_stale_runs(client, experiment_id, {}, lambda run_id: run_id not in dead)
+        except Exception as exc:  # noqa: BLE001 - the next training of the partition ends them too
+            log.warning("could not end the MLflow runs of dead runs %s: %s", dead, redact(str(exc)))
+        log.warning("marked failed %d run(s) whose process was gone: %s", len(dead), ", ".join(dead))
+    return dead
 
 
 _NORMAL_SYNC_DIRECTORIES: set[str] = set()

@@ -148,11 +148,14 @@ def _experiment(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
 def end_stale_runs(
     client: MlflowClient, experiment_id: str, tags: dict[str, str], dagster_run_alive: Callable[[str], bool]
 ) -> list[str]:
-    """End as FAILED the MLflow runs still RUNNING with the same partition and asset ``tags`` whose
-    Dagster run is no longer alive (its worker was killed), and their nested runs (walk-forward folds)
-    still RUNNING; returns their ids."""
-    query = " and ".join(f"tags.{k} = '{tags[k]}'" for k in ("partition_key", "dagster_asset") if k in tags)
-    running = client.search_runs([experiment_id], filter_string=f"{query} and attributes.status = 'RUNNING'")
+    """End as FAILED the MLflow runs still RUNNING with the same partition and asset ``tags`` (all of them
+    without tags) whose Dagster run is no longer alive (its worker was killed), and their nested runs
+    (walk-forward folds) still RUNNING; returns their ids."""
+    query = " and ".join(
+        [f"tags.{k} = '{tags[k]}'" for k in ("partition_key", "dagster_asset") if k in tags]
+        + ["attributes.status = 'RUNNING'"]
+    )
+    running = client.search_runs([experiment_id], filter_string=query)
     stale = [r.info.run_id for r in running if not dagster_run_alive(r.data.tags.get("dagster_run_id", ""))]
     for parent in list(stale):
         children = client.search_runs(

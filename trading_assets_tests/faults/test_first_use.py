@@ -88,3 +88,38 @@ def test_a_leftover_migration_table_is_dropped_or_named_with_its_repair(tmp_path
         db.execute("alter table tags rename to _alembic_tmp_tags")
     with pytest.raises(MlflowUnavailableError, match=r"table 'tags' is missing.*ALTER TABLE \"_alembic_tmp_tags\""):
         connect(f"sqlite:///{path}", "trading_assets")
+
+
+@pytest.mark.slow
+def test_a_killed_command_is_cleaned_up_by_the_next_one_without_a_daemon(tmp_path):
+    """kill -9 during training: the next command (any) marks the run failed and ends its MLflow runs FAILED."""
+    import signal
+    import time
+
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    data_dir = tmp_path / "data"
+    args = ["-m", "trading_assets.cli", "materialize", "--symbols", "KRW-BTC", "--timeframes", "5m"]
+    worker = _start([*args, "--days", "8", "--end", END.isoformat()], data_dir)
+    database = data_dir / "mlflow" / "mlflow.db"
+    deadline = time.monotonic() + 240
+    running = 0
+    while time.monotonic() < deadline and worker.poll() is None and not running:
+        time.sleep(0.5)
+        if database.exists():
+            with sqlite3.connect(database) as db:
+                try:
+                    running = db.execute("select count(*) from runs where status = 'RUNNING'").fetchone()[0]
+                except sqlite3.OperationalError:  # tables still being created
+                    running = 0
+    assert running, worker.communicate()[0][-3000:]
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    code, out = _finish([_start(["-m", "trading_assets.cli", "symbols", "list"], data_dir)])[0]
+    assert code == 0, out
+    with DagsterInstance.from_config(str(data_dir / "dagster_home")) as instance:
+        statuses = {r.status for r in instance.get_runs()}
+    assert statuses == {DagsterRunStatus.FAILURE}
+    with sqlite3.connect(database) as db:
+        assert db.execute("select count(*) from runs where status = 'RUNNING'").fetchone()[0] == 0
+        assert db.execute("select count(*) from runs where status = 'FAILED'").fetchone()[0] >= 1
