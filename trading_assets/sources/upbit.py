@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 import pandas as pd
 import requests
 
-from trading_assets.candles import empty_candles, normalize_candles
+from trading_assets.candles import drop_invalid_bars, empty_candles
 from trading_assets.errors import CandleDataError, SourceUnavailableError, UnknownSymbolError
 from trading_assets.redaction import redact
 from trading_assets.sources.base import CandleBatch
@@ -103,15 +103,20 @@ class UpbitSource:
                 return
             frame = pd.DataFrame(page).rename(columns=_FIELDS)
             frame["open_time"] = pd.to_datetime(frame["candle_date_time_utc"], utc=True)
-            try:
-                candles = normalize_candles(frame[["open_time", *_FIELDS.values()]], symbol, timeframe)
-            except CandleDataError as exc:  # bad data, not a bad transfer: never retried
+            try:  # a bad cell makes its bar missing (counted and named), as for every source
+                candles, invalid = drop_invalid_bars(frame[["open_time", *_FIELDS.values()]], symbol, timeframe)
+            except CandleDataError as exc:  # unusable timestamps: bad data, not a bad transfer, never retried
                 where = redact(f"{exc.problem} from {self.base_url}{path}?{urlencode(params)}, window [{start}, {end})")
                 raise CandleDataError(symbol, timeframe, where, exc.column, exc.examples) from exc
-            oldest = candles.index[0]
+            if invalid:
+                log.warning("%s %s: %d invalid bar(s) from Upbit treated as missing: %s", symbol, timeframe,
+                            len(invalid), invalid[:5])  # fmt: skip
+            oldest = frame["open_time"].min()  # of the page as sent: a dropped bar is not asked for again
             last = len(page) < PAGE_SIZE or oldest <= start or oldest >= to
             lo = start if last else oldest
-            yield CandleBatch(candles.loc[(candles.index >= lo) & (candles.index < min(to, end))], lo, to)
+            batch = candles.loc[(candles.index >= lo) & (candles.index < min(to, end))]
+            batch.attrs["invalid_bars"] = [bar for bar in invalid if lo <= pd.Timestamp(bar.split(": ")[0]) < to]
+            yield CandleBatch(batch, lo, to)
             if last:
                 return
             to = oldest

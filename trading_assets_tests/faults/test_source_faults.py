@@ -72,15 +72,38 @@ def test_broken_answers_past_the_retries_name_market_url_and_window(exchange):
     assert "after 2 attempts: malformed JSON" in message and caught.value.transient
 
 
-def test_polluted_page_stops_with_a_clear_error_and_is_not_retried(instance, exchange):
+def test_a_polluted_cell_from_upbit_is_a_missing_bar_counted_and_named(instance, exchange):
+    """One invalid policy for every source: a string price makes its bar missing (counted, named); the
+    partition stops only above max_invalid_fraction, with an error naming the market and the bar."""
     exchange.faults.append("polluted")
     result = _materialize(instance, exchange)
-    assert not result.success
-    error = _error(result)
-    assert "KRW-BTC 5m column 'close': 1 non-numeric value(s)" in error and "'KRW-BTC'" in error
-    assert f"{exchange.url}/v1/candles/minutes/5?market=KRW-BTC" in error
+    assert result.success, _error(result)
+    metadata = result.asset_materializations_for_node("raw_candles")[0].metadata
+    assert metadata["invalid_bars"].value == 1
+    [example] = metadata["invalid_bar_examples"].value
+    assert example.endswith("close = 'KRW-BTC'")
     assert not _events(result, DagsterEventType.STEP_RESTARTED)
-    assert len(result.get_step_failure_events()) == 1
+    exchange.faults.append("polluted")
+    strict = materialize(
+        [raw_candles],
+        partition_key=partition_key("KRW-BTC", "5m"),
+        instance=instance,
+        resources={
+            "parquet_io_manager": ParquetIOManager(locations=Locations()),
+            "candle_source": CandleSourceResource(
+                locations=Locations(upbit_base_url=exchange.url), kind="upbit", upbit_requests_per_second=1000
+            ),
+            "candle_store": CandleStoreResource(locations=Locations(), refresh=True),
+            "execution": ExecutionResource(),
+        },
+        run_config={
+            "ops": {"raw_candles": {"config": {"days": DAYS, "end": END.isoformat(), "max_invalid_fraction": 0.0}}}
+        },
+        raise_on_error=False,
+    )
+    assert not strict.success
+    error = _error(strict)
+    assert "KRW-BTC 5m: 1 of " in error and "more than max_invalid_fraction 0.00%" in error and "close = " in error
 
 
 def test_a_failure_keeps_committed_pages_and_the_rerun_resumes(instance, exchange, data_dir):
