@@ -12,6 +12,7 @@
 No `from __future__ import annotations` here: Dagster reads the resource annotations.
 """
 
+import datetime
 import json
 import os
 import time
@@ -20,8 +21,10 @@ from collections.abc import Sequence
 from dagster import (
     AssetCheckKey,
     AssetChecksDefinition,
+    DagsterEvent,
     DagsterEventType,
     DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -50,6 +53,9 @@ _FIGURE_KEYS = (
     "filled_fraction",
     "rows",
 )
+
+
+EARLIER_RUNS_SWEPT = "~earlier_run_failures_swept"  # cursor key: the first tick's sweep is done
 
 
 def fail_dead_runs(instance: DagsterInstance, grace_seconds: float) -> list[str]:
@@ -152,6 +158,9 @@ def build_alert_sensor(
             context.log.warning(f"run {run_id}: worker process gone, marked failed")
         cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
         queued = 0
+        if not cursor.get(EARLIER_RUNS_SWEPT):  # the first tick ever: failures from before any sensor ran
+            queued += alert_earlier_run_failures(context.instance, alerts)
+            cursor[EARLIER_RUNS_SWEPT] = 1
         for key in check_keys:
             name = key.to_user_string()
             waiting = False  # an earlier execution is not resolved yet: the cursor stays before it
@@ -229,23 +238,47 @@ def build_run_failure_sensor(interval_seconds: int | None = None) -> SensorDefin
     )
     def run_failure_alerts(context: RunFailureSensorContext, alerts: AlertResource):
         run = context.dagster_run
-        failures = context.get_step_failure_events()
-        if _blocked_by_check_only(failures):
-            return
-        first = failures[0] if failures else None
-        error = root_error(first.event_specific_data.error) if first and first.event_specific_data.error else None
-        source = run.run_config.get("resources", {}).get("candle_source", {}).get("config", {}).get("kind")
-        alert = RunFailureAlert(
-            run_id=run.run_id,
-            job=run.job_name,
-            partition=run.tags.get("dagster/partition"),
-            source=source or "as configured in code",
-            step=first.step_key if first else None,
-            error=error or context.failure_event.message or "run failed",
-            run_url=alerts.run_url(run.run_id),
-            timestamp=time.time(),
-        )
-        if alerts.raise_alert(alert):
+        alert = run_failure_alert(run, context.get_step_failure_events(), context.failure_event.message, alerts)
+        if alert is not None and alerts.raise_alert(alert):
             context.log.info(f"alert queued: run {run.run_id} failed ({alert.key})")
 
     return run_failure_alerts
+
+
+def run_failure_alert(
+    run: DagsterRun, failures: Sequence[DagsterEvent], failure_message: str | None, alerts: AlertResource
+) -> RunFailureAlert | None:
+    """The alert of a failed run: job, partition, source, failing step and error; None for a run stopped only
+    by a blocking check (alerted as that check)."""
+    if _blocked_by_check_only(failures):
+        return None
+    first = failures[0] if failures else None
+    error = root_error(first.event_specific_data.error) if first and first.event_specific_data.error else None
+    source = run.run_config.get("resources", {}).get("candle_source", {}).get("config", {}).get("kind")
+    return RunFailureAlert(
+        run_id=run.run_id,
+        job=run.job_name,
+        partition=run.tags.get("dagster/partition"),
+        source=source or "as configured in code",
+        step=first.step_key if first else None,
+        error=error or failure_message or "run failed",
+        run_url=alerts.run_url(run.run_id),
+        timestamp=time.time(),
+    )
+
+
+def alert_earlier_run_failures(instance: DagsterInstance, alerts: AlertResource) -> int:
+    """Queue the alerts of runs that failed before any sensor watched (the daemon's very first start): the
+    run-failure sensor starts at the present. Only runs within the alerts' expiry; the outbox's event ids
+    keep a run alerted once, whichever sensor sees it. Returns how many were queued."""
+    since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=alerts.expire_after_seconds)
+    queued = 0
+    for record in instance.get_run_records(
+        filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE], updated_after=since)
+    ):
+        run = record.dagster_run
+        failures = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)]
+        ended = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+        alert = run_failure_alert(run, failures, ended[-1].message if ended else None, alerts)
+        queued += bool(alert is not None and alerts.raise_alert(alert))
+    return queued

@@ -307,7 +307,7 @@ def test_webhook_down_is_logged_not_raised(instance, tmp_path):
         asset_check_alerts(ctx)  # backing off: not tried again yet
         assert alerts.outbox().state(line["event_id"])["attempts"] == 1
         cursor = json.loads(ctx.cursor)
-    assert len(cursor) == 11 and cursor["raw_candles:schema"] > 0
+    assert len(cursor) == 11 + 1 and cursor["raw_candles:schema"] > 0  # 11 checks and the first-tick sweep mark
 
 
 def _heavy_strings(df):
@@ -356,3 +356,25 @@ def test_schema_failures_report_a_row_check_beside_a_stray_text_column():
         ("dataframe", "high_covers_open_close"),  # high 2.0 no longer covers low 3.0
         ("RawCandlesModel", "column_in_schema"),
     }
+
+
+def test_a_run_failure_from_before_the_daemon_first_started_is_alerted_once(instance, tmp_path):
+    """The run-failure sensor starts at the present; the first tick of the alert sensor sweeps the failures
+    from before it (within the alerts' expiry), and the outbox keeps each run alerted once."""
+    alerts = AlertResource(
+        locations=Locations(
+            alert_log_path=str(tmp_path / "alerts.jsonl"), alert_outbox_path=str(tmp_path / "outbox.sqlite")
+        )
+    )
+    too_long = {"ops": {"raw_candles": {"config": {"days": 100_000.0, "end": END.isoformat()}}}}
+    failed = run(instance, config=too_long)  # failed while no daemon ran
+    assert not failed.success
+    with build_sensor_context(instance=instance, resources={"alerts": alerts}) as first_tick:
+        asset_check_alerts(first_tick)
+        asset_check_alerts(first_tick)  # later ticks do not sweep again
+    assert alerts.outbox().state(f"run:{failed.run_id}")["state"] == "logged"  # no webhook here: the log only
+    [line] = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert line["event_id"] == f"run:{failed.run_id}" and "max_span_bars" in json.dumps(line)
+    with build_sensor_context(instance=instance, resources={"alerts": alerts}) as lost_cursor:
+        asset_check_alerts(lost_cursor)  # a sweep again (a lost cursor) queues nothing twice
+    assert len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 1
