@@ -6,6 +6,7 @@ in ``<data dir>/dagster_home`` (the embedded default for demos).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
@@ -204,6 +205,16 @@ def fail_usage(message: str) -> NoReturn:
     """Exit 2 with one line on stderr (before anything is launched)."""
     click.echo(f"Error: {message}", err=True)
     sys.exit(2)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine's loopback interface (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def usage_error(message: str | None) -> None:
@@ -429,7 +440,13 @@ def backfill(
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0 exposes it)")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Loopback address to bind; anything else is refused: the UI has no authentication, put the proxy "
+    "(deploy/proxy/nginx.conf) in front to reach it from elsewhere",
+)
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workspace", default="workspace.yaml", show_default=True, type=click.Path(exists=True, dir_okay=False))
 @click.option(
@@ -441,12 +458,20 @@ def backfill(
 def ui(host: str, port: int, workspace: str, daemon: bool | None) -> None:
     """Start Dagster's web UI on the project's instance and workspace; Ctrl+C (or SIGTERM) stops it.
 
+    It binds to loopback only: the UI has no authentication, so other machines reach it through the
+    authenticating proxy (deploy/proxy/nginx.conf), which also refuses cross-site requests.
+
     The instance is $DAGSTER_HOME's (production: the directory of ./dagster.yaml), else the embedded
     SQLite one in <data dir>/dagster_home. This is the way in: a bare `dagster dev` in the repository root
     would read the production ./dagster.yaml and ask for the DAGSTER_PG_* variables.
     """
     from trading_assets.webui import serve
 
+    if not is_loopback(host):
+        fail_usage(
+            f"--host {host!r} is not a loopback address: the UI has no authentication; bind it to 127.0.0.1 and "
+            "reach it from elsewhere through the authenticating proxy (deploy/proxy/nginx.conf)"
+        )
     embedded = not os.environ.get("DAGSTER_HOME")
     instance = get_instance()
     with_daemon = embedded if daemon is None else daemon

@@ -256,3 +256,10 @@ def test_a_failed_check_says_why_on_its_line(data_dir, tmp_path):
     [line] = [x for x in result.output.splitlines() if "failed at" in x]
     assert line.startswith("KRW-BTC|60m failed at indicators_nan_rate: indicators check nan_rate failed: "), line
     assert "Dagster" not in line and "blocking asset check" not in line
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::", "dagster.example"])
+def test_ui_refuses_to_bind_anything_but_loopback(data_dir, host):
+    result = CliRunner().invoke(main, ["ui", "--host", host])
+    assert result.exit_code == 2 and "is not a loopback address" in result.output
+    assert not (data_dir / "dagster_home").exists()  # refused before anything started
