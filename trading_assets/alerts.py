@@ -93,6 +93,8 @@ def append_line(path: Path, record: dict[str, Any]) -> None:
     data = (redact(json.dumps(record, default=str, sort_keys=True)) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # owner only: alerts quote data and errors
     try:
+        if os.fstat(fd).st_mode & 0o077:  # a log made by an older version, or by hand: owner only again
+            os.fchmod(fd, 0o600)
         os.write(fd, data)
     finally:
         os.close(fd)

@@ -9,11 +9,14 @@ from pathlib import Path
 def data_dir() -> Path:
     """``$TRADING_DATA_DIR``, or ``./data`` relative to the working directory.
 
-    Created owner-only (mode 0700) when missing: it holds the candle store, the alert log and models.
+    Owner-only (mode 0700), created so or made so when found wider: it holds the candle store, the alert
+    log and models.
     """
     path = Path(os.environ.get("TRADING_DATA_DIR", "data")).resolve()
     if not path.exists():
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    elif path.stat().st_mode & 0o077 and path.stat().st_uid == os.getuid():
+        path.chmod(0o700)
     return path
 
 

@@ -18,3 +18,23 @@ def test_a_webhook_that_stays_down_gets_every_alert_in_turn(tmp_path):
         tried += list(report.failed)
     assert tried == ["run:a", "run:b", "run:c", "run:a"]
     assert all(outbox.state(f"run:{r}")["state"] == "pending" for r in "abc")
+
+
+def test_owner_only_modes_are_applied_again_to_what_exists(tmp_path, monkeypatch):
+    """A data folder or alert log left readable by others (an older version, a copy) is made owner-only."""
+    import os
+    import stat
+
+    from trading_assets.alerts import append_line
+    from trading_assets.settings import data_dir
+
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    monkeypatch.setenv("TRADING_DATA_DIR", str(folder))
+    assert stat.S_IMODE(data_dir().stat().st_mode) == 0o700
+    log = folder / "alerts.jsonl"
+    log.write_text("")
+    os.chmod(log, 0o644)
+    append_line(log, {"event_id": "x"})
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600 and log.read_text().count("\n") == 1
