@@ -24,7 +24,7 @@ from trading_assets.defs.partitions import (
     partition_key,
 )
 from trading_assets.processes import exclusive
-from trading_assets.redaction import redact
+from trading_assets.redaction import install_log_redaction, redact, register_secrets, url_secrets
 from trading_assets.settings import data_dir, default_tracking_uri
 from trading_assets.sources import SOURCES
 from trading_assets.timeframes import TIMEFRAMES, span_error, to_utc, validate_symbol
@@ -265,6 +265,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     logging.captureWarnings(not verbose)  # library warnings go to the log file, not the terminal
+    install_log_redaction()  # every handler hides credentials, whoever logs them
 
 
 def _log_path(command: str) -> Path:
@@ -409,6 +410,8 @@ def backfill(
     usage_error(window_error(days, end, bars))
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
     usage_error(next(filter(None, (span_error(tf, days, bars) for tf in tf_list)), None))
+    if url:
+        register_secrets(url_secrets(url))  # a proxy's password in --url never shows, also in errors
     from dagster import AssetSelection
 
     from trading_assets.defs import defs

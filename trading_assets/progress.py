@@ -33,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trading_assets.defs.dagster_private import SerializableErrorInfo
-from trading_assets.redaction import redact
+from trading_assets.redaction import install_log_redaction, redact
 
 # The log line raw_candles writes while collecting from the exchange; parsed back for the ETA.
 COLLECT_PROGRESS = "collecting {symbol} {timeframe} from {source}: {done}/{expected} requests"
@@ -136,6 +136,7 @@ class RunProgress:
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(entry.timestamp))} {logging.getLevelName(entry.level)}"
             f" {partition} {entry.step_key or '-'} {kind} {entry.user_message or (event.message if event else '')}"
         )
+        line = redact(line)  # Dagster's messages quote errors, configs and URLs
         self.log_file.write(line + "\n")
         self.log_file.flush()
         if self.verbose:
@@ -235,6 +236,7 @@ class RunProgress:
             f"{partition}: up to date, not run again: {', '.join(state.up_to_date)} "
             f"(computed by run {', '.join(sorted(runs))} from the same candles and code version)"
         )
+        line = redact(line)  # Dagster's messages quote errors, configs and URLs
         self.log_file.write(line + "\n")
         if self.verbose or not self.console.is_terminal:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -267,6 +269,7 @@ def progress(
         stack.callback(handler.close)
         root = logging.getLogger()
         root.addHandler(handler)
+        install_log_redaction(handler)
         stack.callback(root.removeHandler, handler)
         reporter = RunProgress(partitions, log_file, console, verbose)
         stack.callback(reporter.print_summary)

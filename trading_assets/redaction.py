@@ -1,5 +1,9 @@
 """Text that leaves the process: secrets hidden (logs, alerts, metadata, tags, errors), Slack markup escaped.
 
+Call sites redact what they write; on top of that, :func:`install_log_redaction` puts a
+:class:`RedactingFilter` on every handler of the root logger and of the libraries that log URLs and
+headers (dagster, urllib3, requests, ccxt, mlflow), so nothing logged, also with ``-v``, leaves unredacted.
+
 Secrets are (1) the credentials inside any URL (``user:password@``), secret query parameters
 (``token=``, ``key=``, ...) and the token path of known webhook services (Slack
 ``/services/T../B../XXX``, Discord ``/api/webhooks/<id>/<token>``, ...), found by pattern; and
@@ -10,6 +14,7 @@ where a library quotes them without the URL around them (``requests`` prints onl
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -23,13 +28,22 @@ SECRET_ENV_VARS: dict[str, bool] = {  # name -> the URL's path is itself the sec
     "TRADING_DB_URL": False,
     "MLFLOW_TRACKING_URI": False,
     "DAGSTER_PG_PASSWORD": False,
+    # every other location may carry credentials in its URL (a mirror or a bucket behind a password)
+    "TRADING_CCXT_API_URL": False,
+    "TRADING_UPBIT_BASE_URL": False,
+    "TRADING_ASSETS_PATH": False,
+    "DAGSTER_WEBUI_URL": False,
 }
+_RUNTIME_SECRETS: set[str] = set()  # secrets given on a command line (backfill --url), for this process
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'\"<>|`]+")
-_USERINFO = re.compile(r"(://)[^/@\s]+@")
+_USERINFO = re.compile(r"(://)[^/\s]*@")  # up to the last @: a password may hold one
 _SECRET_QUERY = re.compile(
     r"(?i)([?&;](?:access_token|token|api_key|apikey|key|secret|password|passwd|pwd|sig|signature|auth)=)[^&#\s'\"]+"
 )
 _WEBHOOK_PATH = re.compile(r"(?i)(/(?:services|api/webhooks|webhookb2|hooks|webhooks?))/[^\s'\"?#<>|`)]+")
+_TELEGRAM_PATH = re.compile(r"(/bot)\d+:[A-Za-z0-9_-]+")
+_TELEGRAM_TOKEN = re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b")  # a bot token anywhere
+_AUTH_HEADER = re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{8,}")
 _MIN_SECRET = 4  # shorter fragments would mask ordinary words
 
 
@@ -52,9 +66,14 @@ def url_secrets(url: str, path_is_secret: bool = False) -> list[str]:
     return [s for s in out if len(s) >= _MIN_SECRET]
 
 
+def register_secrets(secrets: Iterable[str]) -> None:
+    """Hide ``secrets`` too, for the rest of this process (credentials given on a command line)."""
+    _RUNTIME_SECRETS.update(s for s in secrets if len(s) >= _MIN_SECRET)
+
+
 def environment_secrets() -> list[str]:
-    """The secret parts of the secret-bearing environment variables that are set."""
-    out: list[str] = []
+    """The secret parts of the secret-bearing environment variables that are set (and the registered ones)."""
+    out: list[str] = list(_RUNTIME_SECRETS)
     for name, path_is_secret in SECRET_ENV_VARS.items():
         value = os.environ.get(name)
         if value:
@@ -68,6 +87,7 @@ def redact(text: object, secrets: Iterable[str] = ()) -> str:
     for secret in sorted({*environment_secrets(), *secrets}, key=len, reverse=True):
         if len(secret) >= _MIN_SECRET:
             out = out.replace(secret, MASK)
+    out = _AUTH_HEADER.sub(rf"\1\2{MASK}", _TELEGRAM_TOKEN.sub(MASK, out))
     return _URL.sub(lambda m: _redact_url_text(m.group(0)), out)
 
 
@@ -82,7 +102,36 @@ def redact_url(url: str, path_is_secret: bool = False) -> str:
 def _redact_url_text(url: str) -> str:
     url = _USERINFO.sub(rf"\1{MASK}@", url)
     url = _SECRET_QUERY.sub(rf"\1{MASK}", url)
+    url = _TELEGRAM_PATH.sub(rf"\1{MASK}", url)
     return _WEBHOOK_PATH.sub(rf"\1/{MASK}", url)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a record's message and traceback before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+REDACTED_LOGGERS = ("", "dagster", "urllib3", "requests", "ccxt", "mlflow")
+_FILTER = RedactingFilter()
+
+
+def install_log_redaction(*extra: logging.Handler) -> None:
+    """Put the redacting filter on every handler of the root logger and of :data:`REDACTED_LOGGERS` (and on
+    ``extra`` handlers): records propagating from any library pass one of them."""
+    handlers = [h for name in REDACTED_LOGGERS for h in logging.getLogger(name).handlers] + list(extra)
+    for handler in handlers:
+        if _FILTER not in handler.filters:
+            handler.addFilter(_FILTER)
 
 
 class RedactedError(RuntimeError):

@@ -92,3 +92,53 @@ def test_timeframes_are_matched_whole():
     for bad in ("1m\n", "../1m", "2m"):
         with pytest.raises(ValueError, match="unknown timeframe"):
             validate_timeframe(bad)
+
+
+def test_the_missed_forms_are_hidden():
+    """'@' inside a password, Telegram bot tokens, Authorization headers (the round-2 findings)."""
+    assert redact("http://user:p@ss@proxy.internal:8080/graphql") == "http://***@proxy.internal:8080/graphql"
+    token = "123456789:AAHfiqksKZ8WmR2zSjiQ7_v4TMAKdiHm9T0"
+    assert token not in redact(f"POST https://api.telegram.org/bot{token}/sendMessage failed")
+    assert token not in redact(f"the bot {token} was refused")
+    assert redact("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.abc.def") == "Authorization: Bearer ***"
+    assert redact("header Basic dXNlcjpQbGFudGVkUHcx sent") == "header Basic *** sent"
+
+
+@pytest.mark.parametrize(
+    "variable", ["TRADING_CCXT_API_URL", "TRADING_UPBIT_BASE_URL", "TRADING_ASSETS_PATH", "DAGSTER_WEBUI_URL"]
+)
+def test_every_location_is_a_secret_bearing_setting(monkeypatch, variable):
+    monkeypatch.setenv(variable, "https://user:PlantedLocationPw@mirror.internal/api")
+    assert "PlantedLocationPw" not in redact("403 Forbidden for user PlantedLocationPw at mirror.internal")
+
+
+def test_every_handler_redacts_what_libraries_log(monkeypatch):
+    """A filter at the edge: urllib3's debug line (the path only) and a traceback, through a handler."""
+    import io
+    import logging
+
+    from trading_assets.redaction import install_log_redaction, register_secrets
+
+    monkeypatch.setenv("TRADING_ALERT_WEBHOOK_URL", SLACK)
+    register_secrets(["PlantedCliProxyPw"])  # as `backfill --url https://u:PlantedCliProxyPw@proxy` does
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        install_log_redaction()
+        logging.getLogger("urllib3.connectionpool").debug(
+            'https://hooks.slack.com:443 "POST %s HTTP/1.1" 200 2', SLACK.split(".com", 1)[1]
+        )
+        try:
+            raise ConnectionError("proxy https://u:PlantedCliProxyPw@proxy refused")
+        except ConnectionError:
+            logging.getLogger("requests").exception("call failed")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    text = stream.getvalue()
+    assert "POST" in text and "call failed" in text
+    assert "PlantedWebhookToken123" not in text and "PlantedCliProxyPw" not in text
