@@ -26,7 +26,7 @@ def exchange():
     server.stop()
 
 
-def _materialize(instance, exchange, symbol="KRW-BTC", **source):
+def _materialize(instance, exchange, symbol="KRW-BTC", refresh=False, window=None, **source):
     source = {"upbit_max_retries": 2, "step_retries": 2, "step_retry_seconds": 0.0, **source}
     return materialize(
         [raw_candles],
@@ -37,10 +37,10 @@ def _materialize(instance, exchange, symbol="KRW-BTC", **source):
             "candle_source": CandleSourceResource(
                 locations=Locations(upbit_base_url=exchange.url), kind="upbit", upbit_requests_per_second=1000, **source
             ),
-            "candle_store": CandleStoreResource(locations=Locations()),
+            "candle_store": CandleStoreResource(locations=Locations(), refresh=refresh),
             "execution": ExecutionResource(),
         },
-        run_config={"ops": {"raw_candles": {"config": {"days": DAYS, "end": END.isoformat()}}}},
+        run_config={"ops": {"raw_candles": {"config": {"days": DAYS, "end": END.isoformat(), **(window or {})}}}},
         raise_on_error=False,
     )
 
@@ -84,23 +84,7 @@ def test_a_polluted_cell_from_upbit_is_a_missing_bar_counted_and_named(instance,
     assert example.endswith("close = 'KRW-BTC'")
     assert not _events(result, DagsterEventType.STEP_RESTARTED)
     exchange.faults.append("polluted")
-    strict = materialize(
-        [raw_candles],
-        partition_key=partition_key("KRW-BTC", "5m"),
-        instance=instance,
-        resources={
-            "parquet_io_manager": ParquetIOManager(locations=Locations()),
-            "candle_source": CandleSourceResource(
-                locations=Locations(upbit_base_url=exchange.url), kind="upbit", upbit_requests_per_second=1000
-            ),
-            "candle_store": CandleStoreResource(locations=Locations(), refresh=True),
-            "execution": ExecutionResource(),
-        },
-        run_config={
-            "ops": {"raw_candles": {"config": {"days": DAYS, "end": END.isoformat(), "max_invalid_fraction": 0.0}}}
-        },
-        raise_on_error=False,
-    )
+    strict = _materialize(instance, exchange, refresh=True, window={"max_invalid_fraction": 0.0})
     assert not strict.success
     error = _error(strict)
     assert "KRW-BTC 5m: 1 of " in error and "more than max_invalid_fraction 0.00%" in error and "close = " in error
