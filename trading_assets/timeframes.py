@@ -100,3 +100,13 @@ def span_error(timeframe: str, days: float | None, bars: int | None, max_span_ba
             "shorten the span or raise max_span_bars in the raw_candles config"
         )
     return None
+
+
+# Shapes of the free-text choices a run's config may set (validated before any use, so an error only ever
+# echoes a value of that shape): names, not paths, URLs or secrets.
+NAME_PATTERN = r"^[A-Za-z0-9_]{1,64}$"  # feature sets, ccxt exchange ids
+CALENDAR_PATTERN = r"^[A-Za-z0-9/_-]{2,32}$"  # 24/7, FX, XNYS, 24/5
+DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$"
+TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}(:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
+)

@@ -36,7 +36,15 @@ from trading_assets.provenance import Provenance
 from trading_assets.redaction import redact
 from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
 from trading_assets.sources.base import source_identity
-from trading_assets.timeframes import DEFAULT_SPAN_DAYS, MAX_SPAN_BARS, get_timeframe, span_error, to_utc
+from trading_assets.timeframes import (
+    DEFAULT_SPAN_DAYS,
+    MAX_SPAN_BARS,
+    NAME_PATTERN,
+    TIME_PATTERN,
+    get_timeframe,
+    span_error,
+    to_utc,
+)
 
 # Every data asset: one partitioning, one Parquet file per partition, one group.
 DATA_ASSET = {
@@ -62,6 +70,7 @@ class CandleWindowConfig(Config):
         description="Length of the requested span in bars of the partition's timeframe (instead of days)",
     )
     end: str | None = Field(
+        pattern=TIME_PATTERN,
         default=None,
         description="Exclusive end of the span (ISO 8601, UTC unless an offset is given); "
         "default: now. Clamped to the start of the bar in progress, which is not closed yet.",
@@ -344,6 +353,7 @@ class FeaturesConfig(Config):
         description="Most non-numeric cells per column before the step stops",
     )
     feature_set: str = Field(
+        pattern=NAME_PATTERN,
         default=FeatureConfig.feature_set,
         description="Named feature set of trading_assets.features.FEATURE_SETS (default: 'default')",
     )

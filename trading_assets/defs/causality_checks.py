@@ -39,6 +39,7 @@ from trading_assets.execution import Execution
 from trading_assets.features import FeatureConfig
 from trading_assets.indicators import INDICATORS, indicator_warmups
 from trading_assets.provenance import Provenance
+from trading_assets.timeframes import NAME_PATTERN
 
 
 class LookAheadConfig(Config):
@@ -57,7 +58,9 @@ class WarmupConfig(Config):
     history_factor: float = Field(default=2.0, gt=1, description="Recompute with this many times the warm-up")
     tolerance: float = Field(default=1e-4, gt=0, description="Allowed move, as a share of the column's std in the span")
     feature_set: str = Field(
-        default=FeatureConfig.feature_set, description="Feature set (FEATURE_SETS) whose start invariance is checked"
+        pattern=NAME_PATTERN,
+        default=FeatureConfig.feature_set,
+        description="Feature set (FEATURE_SETS) whose start invariance is checked",
     )
     short_history_severity: Literal["WARN", "ERROR"] = Field(
         default="WARN",

@@ -27,6 +27,7 @@ from trading_assets.redaction import redact, redacted_errors, url_secrets
 from trading_assets.settings import data_dir, default_db_url, default_tracking_uri
 from trading_assets.sources import SOURCES, CandleSource, build_source, describe_sources
 from trading_assets.store import CandleStore
+from trading_assets.timeframes import CALENDAR_PATTERN, NAME_PATTERN
 
 if TYPE_CHECKING:
     from trading_assets.training.tracking import MlflowTracker
@@ -133,7 +134,9 @@ class CandleSourceResource(GuardedResource):
         description="An 'Adj Close' column: 'ignore' it (raw prices, a warning says so) or 'use' it "
         "(open/high/low scaled by adj_close / close, close = adj_close)",
     )
-    ccxt_exchange: str = Field(default="binance", description="ccxt exchange id for kind 'ccxt' (e.g. binance, kraken)")
+    ccxt_exchange: str = Field(
+        pattern=NAME_PATTERN, default="binance", description="ccxt exchange id for kind 'ccxt' (e.g. binance, kraken)"
+    )
     ccxt_markets: dict[str, str] = Field(
         default_factory=dict,
         description="Symbol partition (QUOTE-BASE) -> ccxt market (BASE/QUOTE), e.g. {'USDT-BTC': 'BTC/USDT'}; "
@@ -144,6 +147,7 @@ class CandleSourceResource(GuardedResource):
         description="ccxt exchange options, e.g. {'fetchMarkets': {'types': ['spot']}} for Binance spot only",
     )
     calendar: str = Field(
+        pattern=CALENDAR_PATTERN,
         default="24/7",
         description="Trading calendar of the source's markets: '24/7' (crypto), 'FX' (Sunday 17:00 to Friday "
         "17:00 New York) or an exchange-calendars name such as XNYS (see trading_assets.calendars)",

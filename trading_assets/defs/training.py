@@ -25,6 +25,7 @@ from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.resources import ExecutionResource, MlflowResource
 from trading_assets.defs.versions import CODE_VERSION
+from trading_assets.timeframes import DEVICE_PATTERN
 from trading_assets.training.config import (
     MODELS,
     PRESETS,
@@ -76,7 +77,11 @@ class ModelSettings(Config):
     )
     grad_clip: float = Field(default=_TRAIN.grad_clip, gt=0)
     seed: int = _TRAIN.seed
-    device: str = Field(default=_TRAIN.device, description="auto (GPU with most free memory, else CPU), cpu, cuda:N")
+    device: str = Field(
+        pattern=DEVICE_PATTERN,
+        default=_TRAIN.device,
+        description="auto (GPU with most free memory, else CPU), cpu, cuda:N",
+    )
     amp: bool = Field(default=_TRAIN.amp, description="bf16 autocast on CUDA")
     train_fraction: float = Field(default=_SPLIT.train_fraction, gt=0, lt=1, description="Chronological train share")
     validation_fraction: float = Field(default=_SPLIT.validation_fraction, gt=0, lt=1, description="Validation share")

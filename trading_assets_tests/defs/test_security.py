@@ -178,3 +178,24 @@ def test_planted_secrets_never_leave(postgres, instance, data_dir, tmp_path, mon
                 assert not _leaks([p.encode() for p in planted], path.read_bytes()), path
     out, err = capfd.readouterr()
     assert not _leaks(planted, out + err + "\n".join(r.getMessage() for r in caplog.records))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"resources": {"candle_source": {"config": {"calendar": "Planted Secret Value"}}}},
+        {"resources": {"candle_source": {"config": {"ccxt_exchange": "https://user:pw@host"}}}},
+        {"ops": {"raw_candles": {"config": {"days": 3.0, "end": "not a time: PlantedSecret"}}}},
+        {"ops": {"features": {"config": {"feature_set": "../../etc/passwd"}}}},
+    ],
+    ids=["calendar", "ccxt_exchange", "end", "feature_set"],
+)
+def test_choice_fields_take_only_values_of_their_shape(instance, config):
+    """Names, calendars and times are validated by shape before any code uses them."""
+    run_config = {**WINDOW, **config, "ops": {**WINDOW["ops"], **config.get("ops", {})}}
+    result = defs.resolve_job_def("market_data_job").execute_in_process(
+        partition_key=partition_key("KRW-BTC", "5m"), instance=instance, run_config=run_config, raise_on_error=False
+    )
+    assert not result.success
+    failure = "\n".join(serialize_value(e) for e in instance.all_logs(result.run_id))
+    assert "String should match pattern" in failure
