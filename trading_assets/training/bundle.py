@@ -27,6 +27,32 @@ from trading_assets.training.scaling import Scaler
 WEIGHTS = "weights.pt"
 CONFIG = "bundle.json"
 FORMAT_VERSION = 1
+MAX_CONFIG_BYTES = 1 << 20  # the JSON of a real bundle is a few kB
+MAX_WEIGHTS_BYTES = 4 << 30
+_LIMITS = {"hidden_size": 16_384, "num_layers": 64, "num_heads": 256}  # ModelConfig fields
+MAX_FEATURES, MAX_SEQ_LEN = 4096, 100_000
+
+
+def check_bounds(config: dict[str, Any], model_config: ModelConfig, weights_bytes: int, where: Path) -> None:
+    """Refuse a bundle whose declared shape is out of range, or whose network would hold more parameters than
+    its weights file could fill, before any tensor is allocated (the network is sized on the meta device)."""
+    problems = [
+        f"{name} {getattr(model_config, name)!r} not in 1..{limit}"
+        for name, limit in _LIMITS.items()
+        if not (isinstance(getattr(model_config, name), int) and 1 <= getattr(model_config, name) <= limit)
+    ]
+    columns, seq_len = config.get("feature_columns"), config.get("seq_len")
+    if not (isinstance(columns, list) and 1 <= len(columns) <= MAX_FEATURES):
+        problems.append(f"feature_columns: 1..{MAX_FEATURES} names expected")
+    if not (isinstance(seq_len, int) and 1 <= seq_len <= MAX_SEQ_LEN):
+        problems.append(f"seq_len {seq_len!r} not in 1..{MAX_SEQ_LEN}")
+    if not problems:
+        with torch.device("meta"):
+            parameters = sum(p.numel() for p in build_model(len(columns), model_config).parameters())
+        if parameters * 2 > weights_bytes + (1 << 20):  # at least 2 bytes per parameter are stored
+            problems.append(f"{parameters:,} parameters cannot come from a {weights_bytes:,}-byte weights file")
+    if problems:
+        raise ValueError(f"{where}: not a bundle this code loads: {'; '.join(problems)}")
 
 
 @dataclass
@@ -76,11 +102,17 @@ class ModelBundle:
 
     @classmethod
     def load(cls, directory: str | Path) -> ModelBundle:
+        """Read a bundle; its sizes are checked before anything is allocated (see :func:`check_bounds`)."""
         directory = Path(directory)
+        for name, limit in ((CONFIG, MAX_CONFIG_BYTES), (WEIGHTS, MAX_WEIGHTS_BYTES)):
+            size = (directory / name).stat().st_size
+            if size > limit:
+                raise ValueError(f"{directory / name}: {size:,} bytes, more than the {limit:,} a bundle may hold")
         config = json.loads((directory / CONFIG).read_text())
         if config.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{directory}: bundle format {config.get('format_version')}, expected {FORMAT_VERSION}")
         model_config = ModelConfig(**config["model_config"])
+        check_bounds(config, model_config, (directory / WEIGHTS).stat().st_size, directory)
         network = build_model(len(config["feature_columns"]), model_config)
         network.load_state_dict(torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True))
         return cls(

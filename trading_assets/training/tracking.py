@@ -11,6 +11,7 @@ environment without unpickling anything:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import sqlite3
@@ -48,6 +49,9 @@ SERVING_MODULES = (
     "training/models.py",
     "training/scaling.py",
 )
+
+
+FILES_TAG = "trading_assets.files_sha256"  # model version tag: every stored file's SHA-256 at registration
 
 
 class MlflowUnavailableError(RuntimeError):
@@ -143,6 +147,44 @@ def _experiment(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
         return client, client.create_experiment(experiment, artifact_location=artifacts)
     except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
         raise MlflowUnavailableError(f"MLflow store {redact(tracking_uri)} is not usable: {redact(exc)}") from exc
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``directory``, by relative path."""
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+class TamperedModelError(RuntimeError):
+    """A registered model's stored files are not the ones registered."""
+
+
+def load_registered_bundle(name: str, version: str, tracking_uri: str, dst: Path) -> ModelBundle:
+    """The :class:`ModelBundle` of a registered model version, loaded with the installed package's code.
+
+    Nothing from the artifact store runs: the model's files are downloaded to ``dst``, every one is
+    checked against the SHA-256 recorded at registration (a changed, added or missing file is refused),
+    and only the bundle's JSON and weights are read (``ModelBundle.load``: bounded sizes, no pickle).
+    ``mlflow.pyfunc.load_model`` by contrast imports the stored ``serving.py`` and code folder.
+    """
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    model_version = client.get_model_version(name, version)
+    recorded = model_version.tags.get(FILES_TAG)
+    if not recorded:
+        raise TamperedModelError(f"model {name} version {version} has no recorded file digests; register it again")
+    mlflow.set_registry_uri(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(dst)))
+    expected, found = json.loads(recorded), file_digests(local)
+    changed = sorted(p for p in expected.keys() | found.keys() if expected.get(p) != found.get(p))
+    if changed:
+        raise TamperedModelError(
+            f"model {name} version {version}: stored files differ from what was registered: {changed[:10]}"
+        )
+    return ModelBundle.load(local / "artifacts" / "bundle")
 
 
 def end_stale_runs(
@@ -269,6 +311,11 @@ class MlflowTracker:
                 registered_model_name=registered_name,
             )
         version = info.registered_model_version
+        with tempfile.TemporaryDirectory() as tmp:  # what the artifact store holds now, as registered
+            stored = Path(mlflow.artifacts.download_artifacts(f"models:/{registered_name}/{version}", dst_path=tmp))
+            self.client.set_model_version_tag(
+                registered_name, str(version), FILES_TAG, json.dumps(file_digests(stored), sort_keys=True)
+            )
         return {
             "model_uri": info.model_uri,
             "registered_model": registered_name,

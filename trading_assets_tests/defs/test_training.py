@@ -326,3 +326,28 @@ def test_an_execution_that_cannot_hold_is_refused_before_any_training(instance):
     refill = {**too_long, "resources": {"execution": {"config": {"fill": "close"}}}}
     error = _run(instance, refill, job="research_job").get_step_failure_events()[0].event_specific_data.error
     assert "KRW-ETH 15m: the label upstream was built for the execution {'fill': 'open'" in error.to_string()
+
+
+def test_a_registered_model_loads_without_running_its_stored_code(pipeline, tmp_path):
+    """The trusted loader checks every stored file against the digests recorded at registration and runs
+    nothing from the artifact store; an edited serving.py (which mlflow.pyfunc would import) is refused."""
+    from trading_assets.training.tracking import TamperedModelError, load_registered_bundle
+
+    data_dir, result, _ = pipeline
+    uri = f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
+    meta = _meta(result, "trained_model")
+    name, version = meta["registered_model"], meta["registered_version"]
+    bundle = load_registered_bundle(name, version, uri, tmp_path / "a")
+    feats = pd.read_parquet(data_dir / "assets" / "features" / "KRW-ETH" / "15m.parquet")
+    served = mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(feats)["prediction"]
+    np.testing.assert_allclose(bundle.predict(feats).to_numpy(), served.to_numpy(), rtol=1e-6, equal_nan=True)
+    [stored] = [p for p in (data_dir / "mlflow" / "artifacts").rglob("serving.py") if "code" not in p.parts]
+    original = stored.read_bytes()
+    marker = tmp_path / "ran"
+    try:
+        stored.write_bytes(original + f"\nopen({str(marker)!r}, 'w').write('x')\n".encode())
+        with pytest.raises(TamperedModelError, match="serving.py"):
+            load_registered_bundle(name, version, uri, tmp_path / "b")
+        assert not marker.exists()  # nothing stored was imported
+    finally:
+        stored.write_bytes(original)

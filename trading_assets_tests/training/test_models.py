@@ -54,3 +54,35 @@ def test_every_registered_model_builds_and_the_linear_floor_reads_the_last_row()
     torch.testing.assert_close(linear(x), linear(changed))
     with pytest.raises(ValueError, match="unknown model kind"):
         build_model(3, ModelConfig("mlp"))  # type: ignore[arg-type]
+
+
+def test_a_bundle_is_sized_before_anything_is_allocated(tmp_path):
+    """A 600-byte bundle.json once made the loader allocate 512 MiB: its shape is checked first."""
+    import json
+    import time
+
+    from trading_assets.training.bundle import CONFIG, WEIGHTS, ModelBundle
+
+    (tmp_path / WEIGHTS).write_bytes(bytes(100))
+    config = {
+        "format_version": 1,
+        "model_config": {"kind": "bilstm", "hidden_size": 8192, "num_layers": 8, "dropout": 0.1, "num_heads": 4},
+        "feature_columns": [f"f{i}" for i in range(28)],
+        "scaler": {},
+        "seq_len": 32,
+        "horizon": 1,
+        "target_mean": 0.0,
+        "target_std": 1.0,
+    }
+    (tmp_path / CONFIG).write_text(json.dumps(config))
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="parameters cannot come from a 100-byte weights file"):
+        ModelBundle.load(tmp_path)
+    assert time.perf_counter() - started < 5  # sized on the meta device, nothing allocated
+    config["model_config"]["hidden_size"] = 10**7
+    (tmp_path / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="hidden_size 10000000 not in 1..16384"):
+        ModelBundle.load(tmp_path)
+    (tmp_path / CONFIG).write_text(" " * (2 << 20))
+    with pytest.raises(ValueError, match="more than the 1,048,576 a bundle may hold"):
+        ModelBundle.load(tmp_path)
