@@ -31,11 +31,14 @@ bars aligned to the epoch, days to 00:00 UTC).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from trading_assets.candles import CANDLE_COLUMNS, drop_invalid_bars
 from trading_assets.errors import CandleDataError, UnknownSymbolError
@@ -68,22 +71,44 @@ def _accepted() -> str:
     return "; ".join(f"{k}: {', '.join(v)}" for k, v in ALIASES.items())
 
 
-def _read_raw(path: Path, symbol: str, timeframe: str) -> pd.DataFrame:
+MAX_FILE_BYTES = 1 << 30  # a candle file larger than this is refused before it is opened
+MAX_FILE_ROWS = 10_000_000  # ~19 years of 1m bars; checked from Parquet's metadata, counted while streaming CSV
+BATCH_ROWS = 1 << 18  # rows read at a time: memory follows the requested window, not the file
+
+
+def _raw_batches(path: Path, symbol: str, timeframe: str) -> Iterator[pd.DataFrame]:
+    """The file's rows in batches (Parquet row groups, CSV chunks; a JSON file at once), within the bounds."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise CandleDataError(symbol, timeframe, f"candle file {path} is {size:,} bytes, more than {MAX_FILE_BYTES:,}")
     try:
         if path.suffix == ".parquet":
-            raw = pd.read_parquet(path)
-            if isinstance(raw.index, pd.DatetimeIndex):
-                raw = raw.reset_index()
-        elif path.suffix == ".json":
+            parquet = pq.ParquetFile(path)
+            if parquet.metadata.num_rows > MAX_FILE_ROWS:
+                raise CandleDataError(
+                    symbol, timeframe, f"candle file {path} holds {parquet.metadata.num_rows:,} rows, more than "
+                    f"{MAX_FILE_ROWS:,}; split it"
+                )  # fmt: skip
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+                raw = batch.to_pandas()
+                yield raw.reset_index() if isinstance(raw.index, pd.DatetimeIndex) else raw
+            return
+        if path.suffix == ".json":
             raw = pd.read_json(path, orient="values", precise_float=True)
             raw.columns = ["open_time", "open", "high", "low", "close", "volume"][: raw.shape[1]]
+            chunks: Iterator[pd.DataFrame] = iter([raw])
         else:
-            raw = pd.read_csv(path, float_precision="round_trip")
-    except (pd.errors.EmptyDataError, ValueError) as exc:
+            chunks = pd.read_csv(path, float_precision="round_trip", chunksize=BATCH_ROWS)
+        rows = 0
+        for raw in chunks:
+            rows += len(raw)
+            if rows > MAX_FILE_ROWS:
+                raise CandleDataError(symbol, timeframe, f"candle file {path} holds more than {MAX_FILE_ROWS:,} rows")
+            yield raw
+    except (pd.errors.EmptyDataError, ValueError, pa.ArrowException) as exc:
+        if isinstance(exc, CandleDataError):
+            raise
         raise CandleDataError(symbol, timeframe, f"cannot read candle file {path}: {exc}") from exc
-    if raw.empty and not len(raw.columns):
-        raise CandleDataError(symbol, timeframe, f"candle file {path} is empty")
-    return raw
 
 
 def read_candle_file(
@@ -100,7 +125,28 @@ def read_candle_file(
     Bars with invalid values are left out and listed in ``attrs["invalid_bars"]``; a bar outside
     ``[start, end)`` is never inspected, so it never blocks the span.
     """
-    raw = _read_raw(path, symbol, timeframe)
+    parts = [
+        _window(raw, path, symbol, timeframe, timezone, start, end) for raw in _raw_batches(path, symbol, timeframe)
+    ]
+    if not parts:
+        raise CandleDataError(symbol, timeframe, f"candle file {path} is empty")
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return _candles(frame, path, symbol, timeframe, adjusted)
+
+
+def _window(
+    raw: pd.DataFrame,
+    path: Path,
+    symbol: str,
+    timeframe: str,
+    timezone: str,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+) -> pd.DataFrame:
+    """One batch of the file: its columns mapped to the canonical names, times parsed, rows outside the window
+    dropped."""
+    if raw.empty and not len(raw.columns):
+        raise CandleDataError(symbol, timeframe, f"candle file {path} is empty")
     lower = {str(c).strip().lower(): c for c in raw.columns}
     columns: dict[str, str] = {}
     for canonical, names in ALIASES.items():
@@ -123,6 +169,11 @@ def read_candle_file(
     frame["open_time"] = _parse_times(frame["open_time"], path, symbol, timeframe, timezone)
     if start is not None and end is not None:
         frame = frame.loc[(frame["open_time"] >= to_utc(start)) & (frame["open_time"] < to_utc(end))]
+    return frame
+
+
+def _candles(frame: pd.DataFrame, path: Path, symbol: str, timeframe: str, adjusted: Adjusted) -> pd.DataFrame:
+    """The canonical candle frame of the file's rows in the window, invalid bars left out and listed."""
     if "adj_close" in frame.columns:
         adj = frame.pop("adj_close")
         if adjusted == "use":
@@ -225,12 +276,18 @@ class FileSource:
         return next((p for p in self._candidates(symbol, timeframe) if p.exists()), None)
 
     def path_for(self, symbol: str, timeframe: str) -> Path:
-        """The file of one series; symbol and timeframe are validated, and the file must lie inside the directory."""
+        """The file of one series: symbol and timeframe validated; the path, every link on it resolved, must
+        be a regular file inside the directory (not a directory read as a dataset, not a link out)."""
         path = self._find(symbol, timeframe)
         if path is None:
             looked = [str(p) for p in self._candidates(symbol, timeframe)]
             raise UnknownSymbolError(symbol, timeframe, f"no candle file found (looked for {looked})")
-        return path
+        resolved = path.resolve(strict=True)
+        if not resolved.is_relative_to(self.directory) or not resolved.is_file():
+            raise CandleDataError(
+                symbol, timeframe, f"{path} is not a regular file inside {self.directory}; refusing to read it"
+            )
+        return resolved
 
     def finer_source(self, symbol: str, timeframe: str) -> str | None:
         """The finest timeframe on disk that divides ``timeframe``, when its own file is missing."""

@@ -118,3 +118,38 @@ def test_higher_timeframes_aggregated_from_the_finest_file(tmp_path, candles_1m)
     assert first["value"] == pytest.approx(hour["value"].sum(), rel=1e-12)
     daily = FileSource(tmp_path).fetch("KRW-BTC", "1d", END - pd.Timedelta(days=1), END)
     assert list(daily.index) == [END - pd.Timedelta(days=1)]  # days start 00:00 UTC, as on the exchange
+
+
+def test_a_directory_named_like_a_candle_file_is_not_read_through_its_links(tmp_path, candles_1m):
+    """pyarrow reads a directory as a dataset and follows the links in it: only a regular file inside the
+    folder is read, its path resolved at every level."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    candles_1m.to_parquet(outside / "secret.parquet")
+    folder = tmp_path / "candles"
+    (folder / "KRW-BTC_1m.parquet").mkdir(parents=True)
+    (folder / "KRW-BTC_1m.parquet" / "part.parquet").symlink_to(outside / "secret.parquet")
+    with pytest.raises(CandleDataError, match="is not a regular file inside"):
+        FileSource(folder).fetch("KRW-BTC", "1m", candles_1m.index[0], candles_1m.index[-1])
+    (folder / "KRW-ETH_1m.parquet").symlink_to(outside / "secret.parquet")  # a link out, named like a file
+    with pytest.raises(ValueError, match="leaves the directory|is not a regular file inside"):
+        FileSource(folder).fetch("KRW-ETH", "1m", candles_1m.index[0], candles_1m.index[-1])
+
+
+def test_files_are_bounded_before_reading_and_read_in_batches(tmp_path, candles_1m, monkeypatch):
+    from trading_assets.sources import files
+
+    candles_1m.to_parquet(tmp_path / "KRW-BTC_1m.parquet", row_group_size=100)
+    candles_1m.to_csv(tmp_path / "KRW-ETH_1m.csv")
+    window = (candles_1m.index[200], candles_1m.index[900])
+    whole = {s: FileSource(tmp_path).fetch(s, "1m", *window) for s in ("KRW-BTC", "KRW-ETH")}
+    monkeypatch.setattr(files, "BATCH_ROWS", 64)  # many batches: the same candles
+    for symbol, expected in whole.items():
+        pd.testing.assert_frame_equal(FileSource(tmp_path).fetch(symbol, "1m", *window), expected)
+    monkeypatch.setattr(files, "MAX_FILE_ROWS", 1000)  # rows: from Parquet's metadata, counted in a CSV
+    for symbol in whole:
+        with pytest.raises(CandleDataError, match=f"{symbol} 1m: candle file .* more than 1,000"):
+            FileSource(tmp_path).fetch(symbol, "1m", *window)
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 1024)  # bytes: before the file is opened
+    with pytest.raises(CandleDataError, match=r"bytes, more than 1,024"):
+        FileSource(tmp_path).fetch("KRW-BTC", "1m", *window)
