@@ -28,12 +28,9 @@ SECRET_ENV_VARS: dict[str, bool] = {  # name -> the URL's path is itself the sec
     "TRADING_DB_URL": False,
     "MLFLOW_TRACKING_URI": False,
     "DAGSTER_PG_PASSWORD": False,
-    # every other location may carry credentials in its URL (a mirror or a bucket behind a password)
-    "TRADING_CCXT_API_URL": False,
-    "TRADING_UPBIT_BASE_URL": False,
-    "TRADING_ASSETS_PATH": False,
-    "DAGSTER_WEBUI_URL": False,
 }
+# Every other location may carry credentials in its URL (a mirror or a bucket behind a password).
+LOCATION_ENV_VARS = ("TRADING_CCXT_API_URL", "TRADING_UPBIT_BASE_URL", "TRADING_ASSETS_PATH", "DAGSTER_WEBUI_URL")
 _RUNTIME_SECRETS: set[str] = set()  # secrets given on a command line (backfill --url), for this process
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'\"<>|`]+")
 _USERINFO = re.compile(r"(://)[^/\s]*@")  # up to the last @: a password may hold one
@@ -74,7 +71,7 @@ def register_secrets(secrets: Iterable[str]) -> None:
 def environment_secrets() -> list[str]:
     """The secret parts of the secret-bearing environment variables that are set (and the registered ones)."""
     out: list[str] = list(_RUNTIME_SECRETS)
-    for name, path_is_secret in SECRET_ENV_VARS.items():
+    for name, path_is_secret in [*SECRET_ENV_VARS.items(), *((v, False) for v in LOCATION_ENV_VARS)]:
         value = os.environ.get(name)
         if value:
             out += url_secrets(value, path_is_secret)

@@ -127,6 +127,9 @@ def test_every_handler_redacts_what_libraries_log(monkeypatch):
     root.addHandler(handler)
     old_level = root.level
     root.setLevel(logging.DEBUG)
+    pool = logging.getLogger("urllib3.connectionpool")
+    pool_level = pool.level
+    pool.setLevel(logging.DEBUG)  # as -v does
     try:
         install_log_redaction()
         logging.getLogger("urllib3.connectionpool").debug(
@@ -139,6 +142,7 @@ def test_every_handler_redacts_what_libraries_log(monkeypatch):
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+        pool.setLevel(pool_level)
     text = stream.getvalue()
     assert "POST" in text and "call failed" in text
     assert "PlantedWebhookToken123" not in text and "PlantedCliProxyPw" not in text

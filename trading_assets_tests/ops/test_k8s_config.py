@@ -218,12 +218,22 @@ def test_image_runs_unprivileged_from_a_pinned_base_with_locked_dependencies():
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), base
     users = [x.split()[1] for x in lines if x.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    installs = [x for x in lines if "pip install" in x]
-    assert installs and all(x.count("pip install") == x.count("--constraint constraints.txt") for x in installs)
+    installs = " ".join(x for x in lines if "pip install" in x or x.startswith("&&"))
+    # dependencies only from the hashed lock; the project itself without dependencies
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in installs
+    assert [x.strip() for x in re.findall(r"pip install ([^&\\]+)", installs)] == [
+        "--require-hashes --no-deps -r requirements.lock",
+        "--no-deps .",
+    ]
     pins = [x for x in (DEPLOY / "constraints.txt").read_text().splitlines() if x and not x.startswith("#")]
     assert all(re.fullmatch(r"[a-z0-9-]+==[\w.]+", p) for p in pins)
     names = {p.split("==")[0] for p in pins}
     assert {"dagster", "dagster-k8s", "torch", "mlflow", "pandas", "ta-lib"} <= names
+    hashed = re.findall(
+        r"^([a-z0-9-]+==[\w.]+) \\\n    --hash=sha256:[0-9a-f]{64}", (DEPLOY / "requirements.lock").read_text(), re.M
+    )
+    assert hashed == pins  # every pin of constraints.txt, each with its wheel's hash
+    assert "torch>=2.6" in (DEPLOY.parents[1] / "pyproject.toml").read_text()  # CVE-2025-32434 fixed
     values = yaml.safe_load((DEPLOY / "values.yaml").read_text())
     [deployment] = values["dagster-user-deployments"]["deployments"]
     assert deployment["podSecurityContext"]["runAsNonRoot"] is True
@@ -233,8 +243,10 @@ def test_the_ui_is_never_exposed_without_authentication():
     values = yaml.safe_load((DEPLOY / "values.yaml").read_text())
     assert values["dagsterWebserver"]["service"]["type"] == "ClusterIP" and values["dagsterWebserver"]["enableReadOnly"]
     nginx = (DEPLOY.parent / "proxy" / "nginx.conf").read_text()
-    servers = [s for s in re.split(r"\n    server \{", nginx)[1:]]
-    assert len(servers) == 2
+    blocks = re.split(r"\n    server \{", nginx)[1:]
+    servers = [s for s in blocks if "proxy_pass" in s]
+    [default] = [s for s in blocks if "proxy_pass" not in s]  # any other Host: nothing behind it
+    assert len(servers) == 2 and "default_server" in default and "return 421;" in default
     for server in servers:
         assert "auth_basic_user_file" in server or "auth_request" in server
         assert re.findall(r"proxy_pass (\S+);", server)[0].startswith("http://127.0.0.1:")
