@@ -46,3 +46,14 @@ class SourceUnavailableError(RuntimeError):
     def __init__(self, message: str, transient: bool = True) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class StoreError(RuntimeError):
+    """The candle store failed: names the store (redacted URL), the operation and the cause.
+
+    ``transient``: a lost connection, worth retrying the step; not a full disk or a broken schema.
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+import adbc_driver_manager
 import adbc_driver_postgresql.dbapi
 import adbc_driver_sqlite.dbapi
 import pandas as pd
@@ -33,7 +34,7 @@ from sqlalchemy.engine import make_url
 
 from trading_assets.calendars import TradingCalendar
 from trading_assets.candles import CANDLE_COLUMNS, FilledCandles, empty_candles, fill_candle_grid, normalize_candles
-from trading_assets.errors import CandleDataError
+from trading_assets.errors import CandleDataError, StoreError
 from trading_assets.redaction import redact, redacted_errors, url_secrets
 from trading_assets.sources.base import CandleSource, iter_batches, source_identity
 from trading_assets.timeframes import get_timeframe, to_utc, validate_symbol, validate_timeframe
@@ -87,6 +88,33 @@ class CollectResult:
     invalid_bars: list[str] = field(default_factory=list)  # bars the source had with invalid values (not stored)
 
 
+_DISK_FULL = ("database or disk is full", "no space left on device", "disk full", "could not extend file")
+_CONNECTION_LOST = (
+    "no connection to the server",
+    "server closed the connection",
+    "terminating connection",
+    "connection refused",
+    "could not connect",
+    "connection reset",
+    "broken pipe",
+    "the database system is shutting down",
+    "the database system is starting up",
+)
+
+
+def store_error(display_url: str, operation: str, exc: BaseException) -> StoreError:
+    """A :class:`StoreError` for ``exc``: the store, the operation and the cause (disk full, connection lost)."""
+    text = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = str(exc).lower()
+    if any(marker in lowered for marker in _DISK_FULL) or getattr(exc, "errno", None) == 28:
+        cause, transient = "disk full", False
+    elif any(marker in lowered for marker in _CONNECTION_LOST):
+        cause, transient = "connection to the database lost", True
+    else:
+        cause, transient = type(exc).__name__, False
+    return StoreError(f"candle store {display_url}: {operation} failed: {cause}: {text}", transient=transient)
+
+
 class CandleStore:
     """Candles in SQL, moved as Arrow through ADBC.
 
@@ -119,7 +147,7 @@ class CandleStore:
                 self._conn = adbc_driver_postgresql.dbapi.connect(self._uri, autocommit=True)
         else:
             raise ValueError(f"unsupported candle store URL {self.display_url}: use sqlite:/// or postgresql://")
-        with self._transaction() as cur:
+        with self._transaction(operation="schema creation") as cur:
             if self.dialect == "postgresql":  # concurrent CREATE TABLE IF NOT EXISTS can race on the catalog
                 cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK_SPACE})")
             for ddl in _SCHEMA:
@@ -145,24 +173,32 @@ class CandleStore:
             cur.execute(statement)
 
     @contextmanager
-    def _transaction(self, series: tuple[str, str] | None = None) -> Iterator[Cursor]:
+    def _transaction(self, series: tuple[str, str] | None = None, operation: str = "write") -> Iterator[Cursor]:
         """One explicit transaction, rolled back on error.
 
         SQLite holds the database's write lock from the start. PostgreSQL takes a transaction-scoped
         advisory lock on ``series`` (symbol, timeframe): writers of one series queue, others run in parallel.
+        A database error leaves as :class:`StoreError` naming the store, ``operation`` and the cause (a
+        failed rollback after it, e.g. on a lost connection, never hides it).
         """
-        self._control("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
         try:
-            with self._conn.cursor() as cur:
-                if series is not None and self.dialect == "postgresql":
-                    lock = f"SELECT 1 FROM pg_advisory_xact_lock({_LOCK_SPACE}, hashtext($1))"
-                    cur.execute(lock, ("/".join(series),))
-                    cur.fetchall()
-                yield cur
-        except BaseException:
-            self._control("ROLLBACK")
-            raise
-        self._control("COMMIT")
+            self._control("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+            try:
+                with self._conn.cursor() as cur:
+                    if series is not None and self.dialect == "postgresql":
+                        lock = f"SELECT 1 FROM pg_advisory_xact_lock({_LOCK_SPACE}, hashtext($1))"
+                        cur.execute(lock, ("/".join(series),))
+                        cur.fetchall()
+                    yield cur
+            except BaseException:
+                try:
+                    self._control("ROLLBACK")
+                except (adbc_driver_manager.Error, OSError) as rollback:  # the first error says what broke
+                    log.debug("rollback after a failed %s on %s: %s", operation, self.display_url, rollback)
+                raise
+            self._control("COMMIT")
+        except (adbc_driver_manager.Error, OSError) as exc:
+            raise store_error(self.display_url, operation, exc) from exc
 
     def upsert(
         self,
@@ -181,7 +217,7 @@ class CandleStore:
         batch = pa.table(
             {"open_time": candles.index.as_unit("ms").asi8, **{c: candles[c].to_numpy() for c in CANDLE_COLUMNS}}
         )
-        with self._transaction(series=(symbol, timeframe)) as cur:
+        with self._transaction(series=(symbol, timeframe), operation=f"upsert of {symbol} {timeframe}") as cur:
             if batch.num_rows:
                 self._merge(cur, symbol, timeframe, batch)
             if covered is not None:

@@ -244,3 +244,45 @@ def test_a_long_postgres_read_comes_in_two_halves_of_one_snapshot(postgres, tmp_
         # both halves ended their transactions: a write on either connection goes through
         store.upsert("KRW-BTC", "1m", candles.iloc[:10].assign(volume=candles["volume"].iloc[:10] + 1))
         assert sql(store, "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'") == [(0,)]
+
+
+def test_a_full_disk_is_named_as_such_with_the_store_and_the_operation(tmp_path, candles_1m):
+    """SQLite with a page cap standing in for a full disk: the error names store, operation and cause, not
+    the failed rollback, and nothing of the batch is left behind."""
+    from trading_assets.errors import StoreError
+
+    store = CandleStore(f"sqlite:///{tmp_path / 'candles.sqlite'}")
+    store.upsert("KRW-BTC", "1m", candles_1m.iloc[:10])
+    with closing(sqlite3.connect(tmp_path / "candles.sqlite")) as db:
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+    store._control(f"PRAGMA max_page_count = {pages + 2}")
+    with pytest.raises(StoreError) as failed:
+        store.upsert("KRW-BTC", "1m", candles_1m)
+    message = str(failed.value)
+    assert message.startswith(
+        f"candle store sqlite:///{tmp_path / 'candles.sqlite'}: upsert of KRW-BTC 1m failed: disk full"
+    )
+    assert "rollback" not in message.lower() and not failed.value.transient
+    assert len(store.load("KRW-BTC", "1m", candles_1m.index[0], END)) == 10
+    store.dispose()
+
+
+@pytest.mark.postgres
+def test_a_lost_database_connection_is_named_and_transient(postgres, candles_1m):
+    from trading_assets.errors import StoreError
+
+    url = postgres.create_database("lost")
+    store = CandleStore(url)
+    store.upsert("KRW-BTC", "1m", candles_1m.iloc[:10])
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:  # the server drops the store's connection (a restart does the same)
+        conn.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity where pid <> pg_backend_pid() "
+                             "and datname = 'lost'"))  # fmt: skip
+    engine.dispose()
+    with pytest.raises(StoreError) as failed:
+        store.upsert("KRW-BTC", "1m", candles_1m.iloc[10:20])
+    assert "upsert of KRW-BTC 1m failed: connection to the database lost" in str(failed.value)
+    assert failed.value.transient  # raw_candles turns it into a step retry
+    with CandleStore(url) as again:  # the step's retry opens a new connection: it works
+        again.upsert("KRW-BTC", "1m", candles_1m.iloc[10:20])
+        assert len(again.load("KRW-BTC", "1m", candles_1m.index[0], END)) == 20

@@ -28,7 +28,7 @@ from trading_assets.defs.metadata import counts_metadata, frame_metadata
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, ExecutionResource
 from trading_assets.defs.versions import CODE_VERSION, candles_data_version
-from trading_assets.errors import CandleDataError, EmptySourceError, SourceUnavailableError
+from trading_assets.errors import CandleDataError, EmptySourceError, SourceUnavailableError, StoreError
 from trading_assets.features import FeatureConfig, build_features, feature_breaks, lead_in_bars
 from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles, warmup_bars
 from trading_assets.progress import collect_progress
@@ -211,11 +211,12 @@ def raw_candles(
                 candle_store.refresh,
                 candle_store.refetch_bars,
             )
-    except SourceUnavailableError as exc:
-        if not exc.transient:  # a ban, an unknown market or bad data: retrying unchanged input cannot help
+    except (SourceUnavailableError, StoreError) as exc:
+        if not exc.transient:  # a ban, bad data, a full disk: retrying unchanged input cannot help
             raise
         wait = candle_source.step_retry_seconds * 2 ** (context.retry_number)
-        context.log.warning(f"{symbol} {timeframe}: transient source error, step retry in {wait:.0f}s: {redact(exc)}")
+        what = "store" if isinstance(exc, StoreError) else "source"
+        context.log.warning(f"{symbol} {timeframe}: transient {what} error, step retry in {wait:.0f}s: {redact(exc)}")
         raise RetryRequested(max_retries=candle_source.step_retries, seconds_to_wait=wait) from exc
     if filled.frame.empty or filled.frame.index[-1] < span_start:
         raise EmptySourceError(symbol, timeframe, f"{source.name} has no candles in [{span_start}, {span_end})")
