@@ -8,6 +8,7 @@ listener) or from runs the daemon executes (polled from the instance), so both c
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -137,8 +138,16 @@ class RunProgress:
             f" {partition} {entry.step_key or '-'} {kind} {entry.user_message or (event.message if event else '')}"
         )
         line = redact(line)  # Dagster's messages quote errors, configs and URLs
-        self.log_file.write(line + "\n")
-        self.log_file.flush()
+        try:
+            self.log_file.write(line + "\n")
+            self.log_file.flush()
+        except OSError as exc:  # the disk filled up mid-run: warn once, go on without the file
+            self.console.print(
+                f"warning: cannot write the event log any more ({exc.strerror or exc}); going on without it",
+                style="yellow",
+                highlight=False,
+            )
+            self.log_file = open(os.devnull, "w", encoding="utf-8")
         if self.verbose:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
         if kind == "RUN_START":  # a partition may take two runs (see materialize_partition)
@@ -247,9 +256,26 @@ class RunProgress:
 
 
 def new_log_path(directory: Path, command: str) -> Path:
-    """``<directory>/<command>-<local time>.log`` (the directory is created)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """``<directory>/<command>-<local time>.log`` (the directory is created when it can be)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # progress() says once that the log cannot be written and goes on without it
     return directory / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+
+
+def _open_log(log_path: Path, console: Console) -> IO[str]:
+    """The event log file, or (it cannot be written: a full disk, no permission) a sink, with one warning."""
+    try:
+        return open(log_path, "a", encoding="utf-8")
+    except OSError as exc:
+        console.print(
+            f"warning: cannot write the event log {log_path} ({exc.strerror or exc}); going on without it "
+            "(-v shows the events on the terminal)",
+            style="yellow",
+            highlight=False,
+        )
+        return open(os.devnull, "w", encoding="utf-8")
 
 
 @contextmanager
@@ -263,8 +289,8 @@ def progress(
     """
     console = console or Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
     with ExitStack() as stack:
-        log_file = stack.enter_context(open(log_path, "a", encoding="utf-8"))
-        handler = logging.FileHandler(log_path, encoding="utf-8")
+        log_file = stack.enter_context(_open_log(log_path, console))
+        handler = logging.FileHandler(log_file.name, encoding="utf-8", delay=True)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         stack.callback(handler.close)
         root = logging.getLogger()

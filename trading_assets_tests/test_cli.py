@@ -263,3 +263,13 @@ def test_ui_refuses_to_bind_anything_but_loopback(data_dir, host):
     result = CliRunner().invoke(main, ["ui", "--host", host])
     assert result.exit_code == 2 and "is not a loopback address" in result.output
     assert not (data_dir / "dagster_home").exists()  # refused before anything started
+
+
+def test_an_unwritable_event_log_degrades_to_one_warning(data_dir):
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "logs").write_text("a file where the log folder should be")  # no log can be written there
+    args = ["materialize", "--days", "1", "--end", END.isoformat(), "--timeframes", "5m", "--assets", "data"]
+    result = CliRunner().invoke(main, [*args, "--symbols", "KRW-BTC"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("warning: cannot write the event log") == 1
+    assert "Traceback" not in result.output and "KRW-BTC|5m" in result.output
