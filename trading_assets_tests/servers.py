@@ -109,7 +109,9 @@ class FakeUpbit(LoopbackServer):
     an unknown market. ``fail_next`` queues status codes to answer before serving normally;
     ``faults`` queues broken answers: ``malformed`` (a 200 whose body is not JSON), ``truncated``
     (the connection closes halfway through the body), ``dropped`` (closed before any answer),
-    ``polluted`` (a page whose prices are strings). ``delay`` seconds pass before each answer.
+    ``polluted`` (a page whose prices are strings), ``stale`` (the newest page, ``to`` ignored, as a cache
+    may answer), ``short`` (half the page, although more candles exist); ``None`` answers normally.
+    ``delay`` seconds pass before each answer.
     """
 
     def __init__(self, candles: dict[tuple[str, str], pd.DataFrame], per_second: int = 10) -> None:
@@ -135,9 +137,11 @@ class FakeUpbit(LoopbackServer):
                     fake.requests.append({"path": urlparse(self.path).path, "fault": fault})
                     self.close_connection = True
                     return
-                status, body, headers = fake.answer(self.path)
+                status, body, headers = fake.answer(self.path, stale=fault == "stale")
                 if fault == "polluted" and status == 200 and body:
                     body[len(body) // 2]["trade_price"] = "KRW-BTC"
+                if fault == "short" and status == 200 and body:
+                    body = body[: len(body) // 2]  # half a page, although more candles exist
                 payload = json.dumps(body).encode()
                 if fault == "malformed":
                     payload = b"<html>502 Bad Gateway</html>"
@@ -150,7 +154,7 @@ class FakeUpbit(LoopbackServer):
 
         self._serve(Handler)
 
-    def answer(self, raw_path: str) -> tuple[int, object, dict[str, str]]:
+    def answer(self, raw_path: str, stale: bool = False) -> tuple[int, object, dict[str, str]]:
         import time
 
         url = urlparse(raw_path)
@@ -180,7 +184,7 @@ class FakeUpbit(LoopbackServer):
         count = int(query.get("count", "1"))
         if not 1 <= count <= 200:
             return 400, {"error": {"name": "invalid_parameter", "message": "count must be 1..200"}}, remaining
-        to = pd.Timestamp(query["to"]) if "to" in query else pd.Timestamp.now(tz="UTC")
+        to = pd.Timestamp(query["to"]) if "to" in query and not stale else pd.Timestamp.now(tz="UTC")
         to = to.tz_localize("UTC") if to.tzinfo is None else to.tz_convert("UTC")
         frame = self.candles[(market, timeframe)]
         page = frame.loc[frame.index < to].iloc[-count:].iloc[::-1]

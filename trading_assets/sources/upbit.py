@@ -112,7 +112,9 @@ class UpbitSource:
                 log.warning("%s %s: %d invalid bar(s) from Upbit treated as missing: %s", symbol, timeframe,
                             len(invalid), invalid[:5])  # fmt: skip
             oldest = frame["open_time"].min()  # of the page as sent: a dropped bar is not asked for again
-            last = len(page) < PAGE_SIZE or oldest <= start or oldest >= to
+            # A short page is not the start of history (a cache or a proxy may cut pages): only an empty
+            # answer says there is nothing older, so coverage never claims bars that did not arrive.
+            last = oldest <= start
             lo = start if last else oldest
             batch = candles.loc[(candles.index >= lo) & (candles.index < min(to, end))]
             batch.attrs["invalid_bars"] = [bar for bar in invalid if lo <= pd.Timestamp(bar.split(": ")[0]) < to]
@@ -136,6 +138,8 @@ class UpbitSource:
             status = response.status_code
             if status == 200:
                 page, problem = _parse_page(response)
+                if problem is None:
+                    problem = _outside_request(page, params.get("to"))
                 if problem is None:
                     return page
                 self._retry_or_raise(attempt, where, problem)
@@ -179,6 +183,18 @@ class UpbitSource:
         )
         log.warning("%s: %s; retrying in %.2fs (attempt %d/%d)", where, problem, delay, attempt + 1, self.max_retries)
         self._sleep(delay)
+
+
+def _outside_request(page: list[dict[str, Any]], to: str | None) -> str | None:
+    """Why a page does not answer a request for candles before ``to`` (a stale, cached page), or None."""
+    if not page or to is None:
+        return None
+    limit = pd.Timestamp(to)
+    limit = limit.tz_localize("UTC") if limit.tzinfo is None else limit.tz_convert("UTC")
+    newest = max(pd.Timestamp(row.get("candle_date_time_utc", ""), tz="UTC") for row in page)
+    if newest >= limit:
+        return f"stale page: candles up to {newest.isoformat()} answer a request for candles before {limit.isoformat()}"
+    return None
 
 
 def _parse_page(response: requests.Response) -> tuple[list[dict[str, Any]], str | None]:

@@ -45,7 +45,8 @@ def test_day_candles_and_history_start(exchange):
     out = client.fetch("KRW-BTC", "1d", END - pd.Timedelta(days=2000), END)
     assert len(out) == 500 and out.index[0] == END - pd.Timedelta(days=500)
     assert exchange.requests[0]["path"] == "/v1/candles/days"
-    assert len(exchange.requests) == 3  # 200 + 200 + 100 (short page = history exhausted)
+    # 200 + 200 + 100, then an empty answer: only that proves the history starts there (a short page may be cut)
+    assert len(exchange.requests) == 4
 
 
 def test_rate_limit_header_and_429_backoff(exchange):
@@ -91,3 +92,23 @@ def test_retry_after_is_obeyed_but_capped(exchange):
     exchange.fail_next.extend([429])
     client.fetch("KRW-ETH", "1m", END - pd.Timedelta(hours=2), END)
     assert sleeps[0] == MAX_RETRY_AFTER_SECONDS == 60.0
+
+
+@pytest.mark.parametrize("fault", ["stale", "short"])
+def test_pages_that_do_not_answer_the_request_lose_nothing(exchange, fault):
+    """A cached newest page (``to`` ignored) is retried; a page cut short is not taken as the end of
+    history: every candle of the window arrives, and the last batch reaches the window's start only
+    through an empty answer."""
+    exchange.per_second = 1000  # this test is about pages, not the rate limit
+    client, _ = _client(exchange)
+    start = END - pd.Timedelta(days=2)
+    expected = client.fetch("KRW-BTC", "1m", start, END)
+    exchange.requests.clear()
+    exchange.faults.extend([None, fault, None, fault])  # the 2nd and 4th answers misbehave
+    batches = list(client.fetch_batches("KRW-BTC", "1m", start, END))
+    got = pd.concat([b.candles for b in batches]).sort_index()
+    pd.testing.assert_frame_equal(got, expected, check_freq=False)
+    covered = sorted((b.start, b.end) for b in batches)
+    assert covered[0][0] == start and all(a[1] == b[0] for a, b in zip(covered, covered[1:]))
+    for batch in batches[:-1]:  # every batch but the last covers only from its oldest candle received
+        assert batch.candles.index.min() == batch.start
