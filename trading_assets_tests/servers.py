@@ -137,7 +137,9 @@ class FakeUpbit(LoopbackServer):
                     fake.requests.append({"path": urlparse(self.path).path, "fault": fault})
                     self.close_connection = True
                     return
-                status, body, headers = fake.answer(self.path, stale=fault == "stale")
+                status, body, headers = (
+                    fake.answer(self.path, stale=True) if fault == "stale" else fake.answer(self.path)
+                )
                 if fault == "polluted" and status == 200 and body:
                     body[len(body) // 2]["trade_price"] = "KRW-BTC"
                 if fault == "short" and status == 200 and body:
