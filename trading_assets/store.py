@@ -79,6 +79,13 @@ class Coverage:
     source: str
 
 
+def _far_from(current: Coverage, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+    """Whether ``[start, end)`` lies apart from the coverage by more than its own length: fetching the gap
+    between would be unbounded work (an old ``--end`` on a store of recent candles)."""
+    window = end - start
+    return current.start - end > window or start - current.end > window
+
+
 @dataclass
 class CollectResult:
     """What one incremental collection asked the source for and got."""
@@ -383,10 +390,9 @@ class CandleStore:
         The series' recorded source identity (kind + where it reads from) must match the source's.
         """
         start, end = to_utc(start), to_utc(end)
-        identity = source_identity(source)
         current = self.coverage(symbol, timeframe)
-        if current is None or refresh:
-            spans = [(start, end)]
+        if current is None or refresh or _far_from(current, start, end):
+            spans = [(start, end)]  # a window far from what is stored: that window only, never the gap between
         else:
             spans = []
             if start < current.start:
@@ -394,6 +400,19 @@ class CandleStore:
             if end > current.end:
                 tail = current.end - refetch_bars * get_timeframe(timeframe).delta
                 spans.append((max(tail, current.start, start), end))
+        return self.collect_spans(source, symbol, timeframe, spans, current)
+
+    def collect_spans(
+        self,
+        source: CandleSource,
+        symbol: str,
+        timeframe: str,
+        spans: list[tuple[pd.Timestamp, pd.Timestamp]],
+        current: Coverage | None = None,
+    ) -> CollectResult:
+        """Fetch exactly ``spans`` and upsert what arrives; the recorded coverage (one interval) grows only
+        where a batch touches it, so a detached window is fetched without claiming the gap before it."""
+        identity = source_identity(source)
         if current is not None and current.source not in (identity, source.name):  # bare name: older stores
             raise CandleDataError(
                 symbol,
@@ -432,11 +451,28 @@ class CandleStore:
         max_fill_bars: int | None = None,
         refresh: bool = False,
         refetch_bars: int = 0,
+        refetch_breaks: int = 0,
     ) -> tuple[FilledCandles, CollectResult]:
-        """Collect ``[start, end)`` incrementally, load it and fill the session grid (see ``fill_candle_grid``)."""
+        """Collect ``[start, end)`` incrementally, load it and fill the session grid (see ``fill_candle_grid``).
+
+        The newest ``refetch_breaks`` breaks inside the window (gaps longer than ``max_fill_bars``) are asked
+        for again: a hole the store holds inside its recorded coverage (a page an exchange cut short, kept by
+        an older version) fills without ``--refresh``; a market that had no trades answers with nothing.
+        """
         collected = self.collect(source, symbol, timeframe, start, end, refresh, refetch_bars)
         candles = self.load(symbol, timeframe, start, end)
-        return fill_candle_grid(candles, timeframe, start, end, calendar, max_fill_bars), collected
+        filled = fill_candle_grid(candles, timeframe, start, end, calendar, max_fill_bars)
+        delta = get_timeframe(timeframe).delta
+        gaps = [(b.after + delta, b.resume) for b in filled.breaks][-refetch_breaks:] if refetch_breaks else []
+        if gaps:
+            again = self.collect_spans(source, symbol, timeframe, gaps, self.coverage(symbol, timeframe))
+            collected.fetched_spans += again.fetched_spans
+            collected.invalid_bars += again.invalid_bars
+            collected.rows_fetched += again.rows_fetched
+            if again.rows_fetched:
+                candles = self.load(symbol, timeframe, start, end)
+                filled = fill_candle_grid(candles, timeframe, start, end, calendar, max_fill_bars)
+        return filled, collected
 
     def dispose(self) -> None:
         """Close the connection(s) (idempotent)."""

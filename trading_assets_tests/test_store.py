@@ -286,3 +286,39 @@ def test_a_lost_database_connection_is_named_and_transient(postgres, candles_1m)
     with CandleStore(url) as again:  # the step's retry opens a new connection: it works
         again.upsert("KRW-BTC", "1m", candles_1m.iloc[10:20])
         assert len(again.load("KRW-BTC", "1m", candles_1m.index[0], END)) == 20
+
+
+def test_a_window_far_from_the_stored_span_fetches_only_itself(store):
+    """An old --end on a store of recent candles: the window and nothing of the years between."""
+    source = CountingSource()
+    day = pd.Timedelta(days=1)
+    store.collect(source, "KRW-ETH", "5m", END - 2 * day, END)
+    far = store.collect(source, "KRW-ETH", "5m", END - 400 * day, END - 398 * day)
+    assert far.fetched_spans == [(END - 400 * day, END - 398 * day)] and far.rows_fetched < 2 * 288 + 10
+    assert store.coverage("KRW-ETH", "5m") == Coverage(END - 2 * day, END, "counting")  # no claim on the gap
+    expected = source.inner.fetch("KRW-ETH", "5m", END - 400 * day, END - 398 * day)
+    pd.testing.assert_frame_equal(
+        store.load("KRW-ETH", "5m", END - 400 * day, END - 398 * day), expected, check_freq=False
+    )
+    near = store.collect(source, "KRW-ETH", "5m", END - 3 * day, END - 2.5 * day)  # close by: kept contiguous
+    assert near.fetched_spans == [(END - 3 * day, END - 2 * day)]
+
+
+def test_a_hole_inside_the_recorded_coverage_is_fetched_again_without_refresh(store):
+    """Candles missing inside the coverage (a page cut short, kept by an older version) show as a break and
+    are asked for again by the next collection, no --refresh needed."""
+    source = CountingSource()
+    day = pd.Timedelta(days=1)
+    store.collect(source, "KRW-ETH", "5m", END - 2 * day, END)
+    hole = (END - day - pd.Timedelta(hours=3), END - day)
+    store._control(  # drop 3 hours of stored candles, the coverage left as it was
+        f"DELETE FROM candles WHERE symbol = 'KRW-ETH' AND timeframe = '5m' AND open_time >= "
+        f"{int(hole[0].value // 1_000_000)} AND open_time < {int(hole[1].value // 1_000_000)}"
+    )
+    filled, collected = store.filled_window(
+        source, "KRW-ETH", "5m", END - 2 * day, END, max_fill_bars=5, refetch_breaks=3
+    )
+    assert not filled.breaks and collected.rows_fetched >= 30
+    assert any(lo <= hole[0] and hi >= hole[1] - pd.Timedelta(minutes=5) for lo, hi in collected.fetched_spans)
+    expected = source.inner.fetch("KRW-ETH", "5m", END - 2 * day, END)
+    pd.testing.assert_frame_equal(store.load("KRW-ETH", "5m", END - 2 * day, END), expected, check_freq=False)

@@ -210,6 +210,7 @@ def raw_candles(
                 config.max_fill_bars,
                 candle_store.refresh,
                 candle_store.refetch_bars,
+                candle_store.refetch_breaks,
             )
     except (SourceUnavailableError, StoreError) as exc:
         if not exc.transient:  # a ban, bad data, a full disk: retrying unchanged input cannot help

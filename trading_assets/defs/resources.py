@@ -208,6 +208,14 @@ class CandleStoreResource(GuardedResource):
         "late or corrected candles replace what was stored (or filled)",
     )
 
+    refetch_breaks: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Breaks inside the window (gaps longer than max_fill_bars) asked for again on each collection, "
+        "newest first: a hole kept inside the recorded coverage fills without --refresh",
+    )
+
     def get_store(self) -> CandleStore:
         return CandleStore(self.locations.resolved_db_url())
 

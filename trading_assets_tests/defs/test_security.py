@@ -39,7 +39,7 @@ TUNABLE = {
         "step_retries",
         "step_retry_seconds",
     },
-    "candle_store": {"refresh", "refetch_bars"},
+    "candle_store": {"refresh", "refetch_bars", "refetch_breaks"},
     "alerts": {
         *("tick_budget_seconds", "webhook_timeout_seconds", "backoff_seconds", "max_backoff_seconds"),
         *("expire_after_seconds", "dead_run_grace_seconds"),
