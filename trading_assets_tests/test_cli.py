@@ -273,3 +273,48 @@ def test_an_unwritable_event_log_degrades_to_one_warning(data_dir):
     assert result.exit_code == 0, result.output
     assert result.output.count("warning: cannot write the event log") == 1
     assert "Traceback" not in result.output and "KRW-BTC|5m" in result.output
+
+
+PLANTED = {  # a credential in every location and on the command line
+    "TRADING_CCXT_API_URL": "https://mirror:PlantedCcxtPw@127.0.0.1:9/api",
+    "TRADING_ASSETS_PATH": None,  # set below: a real folder
+    "DAGSTER_WEBUI_URL": "https://ui:PlantedWebUiPw@dagster.internal",
+    "TRADING_ALERT_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/PlantedHookToken",
+}
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "-v"])
+def test_planted_credentials_never_reach_the_output(data_dir, tmp_path, monkeypatch, verbose):
+    """Locations with credentials and `--upbit-url` / `backfill --url` with a password, against a server that
+    fails and one that refuses: nothing planted shows, also with -v (Dagster's events, urllib3's debug lines)."""
+    for name, value in PLANTED.items():
+        monkeypatch.setenv(name, value or str(tmp_path / "assets"))
+    monkeypatch.delenv("TRADING_UPBIT_BASE_URL", raising=False)
+    flags = ["-v"] if verbose else []
+    exchange = FakeUpbit({})  # knows no market: the run fails at once, quoting the URL it called
+    with_password = exchange.url.replace("http://", "http://user:PlantedUpbitPw@")
+    try:
+        run = CliRunner().invoke(
+            main,
+            [*flags, "materialize", "--symbols", "KRW-NOPE", "--timeframes", "5m", "--days", "1"]
+            + [
+                "--end",
+                END.isoformat(),
+                "--upbit-url",
+                with_password,
+                "--requests-per-second",
+                "50",
+                "--assets",
+                "data",
+            ],
+        )
+    finally:
+        exchange.stop()
+    backfill = CliRunner().invoke(
+        main, [*flags, "backfill", "--timeframes", "5m", "--days", "1", "--url", "https://u:PlantedProxy@127.0.0.1:9"]
+    )
+    assert run.exit_code == 1 and backfill.exit_code != 0
+    text = run.output + backfill.output + str(backfill.exception or "")
+    logs = "".join(p.read_text() for p in (data_dir / "logs").glob("*.log"))
+    for secret in ("PlantedCcxtPw", "PlantedWebUiPw", "PlantedHookToken", "PlantedUpbitPw", "PlantedProxy"):
+        assert secret not in text and secret not in logs, secret
