@@ -322,3 +322,23 @@ def test_a_hole_inside_the_recorded_coverage_is_fetched_again_without_refresh(st
     assert any(lo <= hole[0] and hi >= hole[1] - pd.Timedelta(minutes=5) for lo, hi in collected.fetched_spans)
     expected = source.inner.fetch("KRW-ETH", "5m", END - 2 * day, END)
     pd.testing.assert_frame_equal(store.load("KRW-ETH", "5m", END - 2 * day, END), expected, check_freq=False)
+
+
+class StoppingShortSource(CountingSource):
+    """Answers the first request only up to its middle (a stale page that ended a ccxt fetch early)."""
+
+    def fetch(self, symbol, timeframe, start, end):
+        candles = super().fetch(symbol, timeframe, start, end)
+        return candles.iloc[: len(candles) // 2] if len(self.calls) == 1 else candles
+
+
+def test_coverage_is_what_arrived_when_a_source_stops_short(store):
+    source = StoppingShortSource()
+    day = pd.Timedelta(days=1)
+    store.collect(source, "KRW-ETH", "5m", END - 2 * day, END)
+    covered = store.coverage("KRW-ETH", "5m")
+    assert covered.start == END - 2 * day and covered.end < END - 0.9 * day  # not the window it asked for
+    store.collect(source, "KRW-ETH", "5m", END - 2 * day, END)  # the next collection asks for the rest
+    assert store.coverage("KRW-ETH", "5m").end == END
+    expected = source.inner.fetch("KRW-ETH", "5m", END - 2 * day, END)
+    pd.testing.assert_frame_equal(store.load("KRW-ETH", "5m", END - 2 * day, END), expected, check_freq=False)

@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 import pandas as pd
 
 from trading_assets.redaction import redact
+from trading_assets.timeframes import get_timeframe
 
 
 @runtime_checkable
@@ -54,9 +55,16 @@ class CandleBatch:
 def iter_batches(
     source: CandleSource, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
 ) -> Iterator[CandleBatch]:
-    """The source's pages when it pages (``fetch_batches``), else one batch of ``fetch``."""
+    """The source's pages when it pages (``fetch_batches``), else one batch of ``fetch``.
+
+    A single batch covers the window up to its last candle received, not beyond: a source whose answer
+    stopped short (a stale or cut page) never lets the store claim bars that did not arrive; the next
+    collection asks for the rest.
+    """
     fetch_batches = getattr(source, "fetch_batches", None)
     if fetch_batches is not None:
         yield from fetch_batches(symbol, timeframe, start, end)
     else:
-        yield CandleBatch(source.fetch(symbol, timeframe, start, end), start, end)
+        candles = source.fetch(symbol, timeframe, start, end)
+        last = candles.index[-1] + get_timeframe(timeframe).delta if len(candles) else end
+        yield CandleBatch(candles, start, min(end, last))
