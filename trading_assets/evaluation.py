@@ -145,6 +145,7 @@ class Simulation:
     gross: np.ndarray
     cost: np.ndarray
     traded: np.ndarray  # units traded (entries, changes, exits)
+    runs: int  # runs of valid rows: each starts flat and ends with an exit
 
     @property
     def net(self) -> np.ndarray:
@@ -175,7 +176,8 @@ def simulate(frame: pd.DataFrame, execution: Execution, return_column: str = "tr
     segment = frame["segment"].to_numpy() if "segment" in frame else np.zeros(len(frame), dtype=np.int64)
     n = len(frame)
     e, traded = np.zeros(n), np.zeros(n)
-    for run in runs(segment, np.isfinite(ret)):
+    spans = runs(segment, np.isfinite(ret))
+    for run in spans:
         held = exposure(positions(pred[run], execution), execution.horizon)
         e[run] = held
         change = np.abs(np.diff(np.concatenate([[0.0], held])))
@@ -183,7 +185,7 @@ def simulate(frame: pd.DataFrame, execution: Execution, return_column: str = "tr
         traded[run] = change
     market = np.nan_to_num(ret)
     gross = e * market
-    return Simulation(e, market, gross, traded * execution.costs.per_side, traded)
+    return Simulation(e, market, gross, traded * execution.costs.per_side, traded, len(spans))
 
 
 @dataclass(frozen=True)
@@ -233,9 +235,7 @@ def backtest(frame: pd.DataFrame, execution: Execution, bars_per_year: float) ->
     gross_sr, _ = sharpe_ratio(gross)
     stress_sr, _ = sharpe_ratio(stress.net)
     edge_t, edge_p = _edge(sim, lags)
-    valid = np.isfinite(frame["trade_return"].to_numpy("float64"))
-    segment = frame["segment"].to_numpy() if "segment" in frame else np.zeros(len(frame), dtype=np.int64)
-    hold_runs = len(runs(segment, valid))
+    skew, kurtosis = moments(net)
     annual = math.sqrt(bars_per_year)
     units = float(sim.traded.sum())
     return Backtest(
@@ -243,13 +243,13 @@ def backtest(frame: pd.DataFrame, execution: Execution, bars_per_year: float) ->
         days=len(net) / bars_per_year * 365.25,
         net_log_return=float(net.sum()),
         gross_log_return=float(gross.sum()),
-        buy_and_hold_log_return=float(sim.market.sum() - 2 * hold_runs * execution.costs.per_side),
+        buy_and_hold_log_return=float(sim.market.sum() - 2 * sim.runs * execution.costs.per_side),
         mean_exposure=float(sim.exposure.mean()) if len(net) else 0.0,
         sharpe_annualized=sr * annual,
         sharpe_se=se * annual,
         sharpe_per_bar=sr,
-        skew=moments(net)[0],
-        kurtosis=moments(net)[1],
+        skew=skew,
+        kurtosis=kurtosis,
         gross_sharpe_annualized=gross_sr * annual,
         net_return_t_stat=hac_mean_test(net, lags)[0],
         edge_t_stat=edge_t,
@@ -362,14 +362,12 @@ class Verdict:
     holdout: dict[str, float]
 
 
-def _table(
-    predictions: pd.DataFrame, bars_per_year: float, execution: Execution, timeframe: str
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    rows, overall_frames = [], {}
+def _table(predictions: pd.DataFrame, bars_per_year: float, execution: Execution, timeframe: str) -> pd.DataFrame:
+    """Metrics per model and fold, and overall, on the walk-forward rows (never the hold-out)."""
+    rows = []
     ranking = predictions[~predictions["holdout"]] if "holdout" in predictions else predictions
     for model, by_model in ranking.groupby("model", sort=True):
         by_model = by_model.sort_index()
-        overall_frames[model] = by_model
         parts = [(int(f), f"fold {int(f)}", g) for f, g in by_model.groupby("fold", sort=True)]
         for fold, scope, group in [*parts, (0, "overall", by_model)]:
             rows.append(
@@ -380,7 +378,7 @@ def _table(
                     **evaluate_predictions(group, bars_per_year, execution, timeframe),
                 }
             )
-    return pd.DataFrame(rows), overall_frames
+    return pd.DataFrame(rows)
 
 
 def judge(
@@ -391,7 +389,7 @@ def judge(
     Ranking uses the walk-forward folds only; the hold-out rows (``holdout`` True) are evaluated for the
     chosen model alone, after the choice.
     """
-    table, _ = _table(predictions, bars_per_year, execution, timeframe)
+    table = _table(predictions, bars_per_year, execution, timeframe)
     overall = table[table["scope"] == "overall"].copy()
     k = len(overall)
     overall["dm_pvalue_adj"] = holm(overall["dm_pvalue"]).to_numpy()

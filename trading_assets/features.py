@@ -224,6 +224,16 @@ def lead_in_bars(config: FeatureConfig) -> int:
     return 2 * config.clip_window
 
 
+def lead_in_shortfall(symbol: str, timeframe: str, lead_in: int, config: FeatureConfig) -> str | None:
+    """Why ``lead_in`` bars of indicators before the span are too few for ``config``'s clipping, or None."""
+    if lead_in >= lead_in_bars(config):
+        return None
+    return (
+        f"{symbol} {timeframe}: {lead_in} lead-in bars before the span, clip_window {config.clip_window} "
+        f"needs {lead_in_bars(config)}: early rows may depend on where the history starts"
+    )
+
+
 def feature_memory_bars(config: FeatureConfig) -> int:
     """An upper bound on how far back a feature row reads indicators: the clipping block before its own
     (:func:`lead_in_bars`) plus the forward fill and the derived features' lags (20 bars), rounded up to

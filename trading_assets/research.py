@@ -153,6 +153,11 @@ def run_walk_forward(
     return frame, folds
 
 
+def fold_summary(model: str, fold: int, report: TrainReport) -> str:
+    """One log line per trained fold: its validation loss and why training stopped."""
+    return f"{model} fold {fold}: val_loss {report.val_loss:.4g}, {report.epochs_run} epochs ({report.stop_reason})"
+
+
 @dataclass
 class PartitionReport:
     verdict: Verdict

@@ -29,7 +29,13 @@ from trading_assets.defs.partitions import market_partitions, split_partition_ke
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, ExecutionResource
 from trading_assets.defs.versions import CODE_VERSION, candles_data_version
 from trading_assets.errors import CandleDataError, EmptySourceError, SourceUnavailableError, StoreError
-from trading_assets.features import FeatureConfig, build_features, feature_breaks, lead_in_bars
+from trading_assets.features import (
+    FeatureConfig,
+    build_features,
+    feature_breaks,
+    lead_in_bars,
+    lead_in_shortfall,
+)
 from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles, warmup_bars
 from trading_assets.progress import collect_progress
 from trading_assets.provenance import Provenance
@@ -379,12 +385,9 @@ def features(
     trade = execution.for_symbol(symbol)
     provenance = Provenance.of(indicators)
     span_start, _ = provenance.span
-    lead_in = provenance.lead_in_bars
-    if lead_in < lead_in_bars(feature_config):
-        context.log.warning(
-            f"{symbol} {timeframe}: {lead_in} lead-in bars before the span, clip_window {feature_config.clip_window} "
-            f"needs {lead_in_bars(feature_config)}: early rows may depend on where the history starts"
-        )
+    shortfall = lead_in_shortfall(symbol, timeframe, provenance.lead_in_bars, feature_config)
+    if shortfall:
+        context.log.warning(shortfall)
     result = build_features(indicators, symbol, timeframe, feature_config, span_start=span_start, execution=trade)
     frame, report = result.frame, result.report
     provenance.but(

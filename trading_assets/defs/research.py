@@ -95,7 +95,7 @@ def predictions(
     mlflow_tracking: MlflowResource,
     execution: ExecutionResource,
 ) -> Output[pd.DataFrame]:
-    from trading_assets.research import run_walk_forward
+    from trading_assets.research import fold_summary, run_walk_forward
 
     symbol, timeframe = split_partition_key(context.partition_key)
     trade = label_execution(execution, features, symbol, timeframe)
@@ -113,9 +113,7 @@ def predictions(
             parent,
             symbol,
             timeframe,
-            on_fold=lambda m, f, r: context.log.info(
-                f"{m} fold {f}: val_loss {r.val_loss:.4g}, {r.epochs_run} epochs ({r.stop_reason})"
-            ),
+            on_fold=lambda m, f, r: context.log.info(fold_summary(m, f, r)),
         )
     return Output(
         frame,

@@ -105,9 +105,9 @@ def _raw_batches(path: Path, symbol: str, timeframe: str) -> Iterator[pd.DataFra
             if rows > MAX_FILE_ROWS:
                 raise CandleDataError(symbol, timeframe, f"candle file {path} holds more than {MAX_FILE_ROWS:,} rows")
             yield raw
+    except CandleDataError:  # a bound above: already says what is wrong
+        raise
     except (pd.errors.EmptyDataError, ValueError, pa.ArrowException) as exc:
-        if isinstance(exc, CandleDataError):
-            raise
         raise CandleDataError(symbol, timeframe, f"cannot read candle file {path}: {exc}") from exc
 
 
