@@ -79,7 +79,7 @@ def bench_graph() -> None:
             env.pop(var, None)
         cmd = [
             *("/usr/bin/time", "-f", "maxrss_kib=%M"),
-            *(sys.executable, "-m", "trading_assets.cli", "materialize", "--assets", "data", "--days", "365"),
+            *(sys.executable, "-m", "trading_assets.app.cli", "materialize", "--assets", "data", "--days", "365"),
             *("--symbols", "KRW-BTC", "--timeframes", "1m", "--end", END.isoformat()),
         ]
         for attempt, extra in (("first", []), ("second", []), ("--force", ["--force"])):

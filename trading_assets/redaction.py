@@ -15,11 +15,12 @@ where a library quotes them without the URL around them (``requests`` prints onl
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from urllib.parse import quote, unquote, urlsplit
+
+from trading_assets import settings
 
 MASK = "***"
 # Variables whose values hold credentials: their secret parts are hidden wherever they appear.
@@ -69,12 +70,15 @@ def register_secrets(secrets: Iterable[str]) -> None:
 
 
 def environment_secrets() -> list[str]:
-    """The secret parts of the secret-bearing environment variables that are set (and the registered ones)."""
+    """The secret parts of the secret-bearing environment variables that are set, of the locations given on
+    a command line, and the registered ones."""
     out: list[str] = list(_RUNTIME_SECRETS)
     for name, path_is_secret in [*SECRET_ENV_VARS.items(), *((v, False) for v in LOCATION_ENV_VARS)]:
-        value = os.environ.get(name)
+        value = settings.env(name)
         if value:
             out += url_secrets(value, path_is_secret)
+    for field, value in settings.given_locations().items():
+        out += url_secrets(value, SECRET_ENV_VARS.get(settings.LOCATION_VARS[field], False))
     return out
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from trading_assets.cli import main
+from trading_assets.app.cli import main
 from trading_assets_tests.conftest import END
 from trading_assets_tests.servers import FakeUpbit
 
@@ -65,7 +65,7 @@ def test_materialize_default_partitions_and_symbols(data_dir, monkeypatch):
 
 
 def test_refresh_re_collects_through_the_candle_store_resource():
-    from trading_assets.cli import market_run_config
+    from trading_assets.app.cli import market_run_config
 
     config = market_run_config(days=2, source="files", refresh=True)
     assert config["resources"] == {
@@ -228,7 +228,7 @@ def test_the_raw_candles_chart_is_keyed_on_which_bars_were_filled():
 def test_the_embedded_instance_commits_without_syncing_every_event(tmp_path):
     import sqlalchemy as sa
 
-    from trading_assets.cli import sqlite_normal_sync
+    from trading_assets.defs.instance import sqlite_normal_sync
 
     (tmp_path / "home").mkdir()
     (tmp_path / "other").mkdir()

@@ -16,7 +16,7 @@ import requests
 import websocket
 from click.testing import CliRunner
 
-from trading_assets.cli import main
+from trading_assets.app.cli import main
 from trading_assets_tests.conftest import END
 from trading_assets_tests.servers import free_port
 
@@ -32,7 +32,7 @@ def start_ui(data_dir: Path, log: Path, *args: str) -> tuple[subprocess.Popen, i
     env = {**os.environ, "TRADING_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
     env.pop("DAGSTER_HOME", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trading_assets.cli", "ui", "--port", str(port), *args],
+        [sys.executable, "-m", "trading_assets.app.cli", "ui", "--port", str(port), *args],
         cwd=ROOT,
         env=env,
         stdout=log.open("wb"),

@@ -27,6 +27,7 @@ from trading_assets.defs.dagster_private import CODE_VERSION_TAG
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
 from trading_assets.defs.partitions import market_partitions, split_partition_key
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, ExecutionResource
+from trading_assets.defs.runs import collect_progress
 from trading_assets.defs.versions import CODE_VERSION, candles_data_version
 from trading_assets.errors import CandleDataError, EmptySourceError, SourceUnavailableError, StoreError
 from trading_assets.features import (
@@ -37,7 +38,6 @@ from trading_assets.features import (
     lead_in_shortfall,
 )
 from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles, warmup_bars
-from trading_assets.progress import collect_progress
 from trading_assets.provenance import Provenance
 from trading_assets.redaction import redact
 from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema

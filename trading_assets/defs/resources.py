@@ -10,7 +10,6 @@ variable's name, never its value. The other resources' own fields only tune beha
 No `from __future__ import annotations` here: Dagster reads the field annotations.
 """
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,12 +18,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from dagster import ConfigurableResource, EnvVar, InitResourceContext, MetadataValue
 from pydantic import Field
 
+from trading_assets import settings
 from trading_assets.alerts import CheckAlert, Outbox, RunFailureAlert
 from trading_assets.calendars import TradingCalendar, get_calendar
 from trading_assets.defs.run_guard import refuse_environment_in_run_config
 from trading_assets.execution import Costs, Execution, market_costs
 from trading_assets.redaction import redact, redacted_errors, url_secrets
-from trading_assets.settings import data_dir, default_db_url, default_tracking_uri
+from trading_assets.settings import LOCATION_VARS, data_dir, default_db_url, default_tracking_uri
 from trading_assets.sources import SOURCES, CandleSource, build_source, describe_sources
 from trading_assets.store import CandleStore
 from trading_assets.timeframes import CALENDAR_PATTERN, NAME_PATTERN
@@ -34,19 +34,6 @@ if TYPE_CHECKING:
 
 UPBIT_URL = "https://api.upbit.com"
 WEBUI_URL = "http://127.0.0.1:3000"
-# field -> the environment variable it is bound to
-ENV_VARS: dict[str, str] = {
-    "db_url": "TRADING_DB_URL",
-    "assets_path": "TRADING_ASSETS_PATH",
-    "files_dir": "TRADING_FILES_DIR",
-    "upbit_base_url": "TRADING_UPBIT_BASE_URL",
-    "ccxt_api_url": "TRADING_CCXT_API_URL",
-    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
-    "alert_webhook_url": "TRADING_ALERT_WEBHOOK_URL",
-    "alert_log_path": "TRADING_ALERT_LOG",
-    "alert_outbox_path": "TRADING_ALERT_OUTBOX",
-    "webui_url": "DAGSTER_WEBUI_URL",
-}
 
 
 class GuardedResource(ConfigurableResource):
@@ -77,10 +64,11 @@ class Locations(ConfigurableResource):
     @classmethod
     def from_env(cls) -> "Locations":
         """Every field whose variable is set, bound to it with ``EnvVar`` (the rest take their defaults)."""
-        return cls(**{field: EnvVar(var) for field, var in ENV_VARS.items() if os.environ.get(var)})
+        return cls(**{field: EnvVar(var) for field, var in LOCATION_VARS.items() if settings.env(var)})
 
     def _get(self, field: str) -> str | None:
-        return getattr(self, field) or os.environ.get(ENV_VARS[field]) or None
+        """Given by the caller (the CLI), else this resource's field, else the variable."""
+        return settings.given_locations().get(field) or getattr(self, field) or settings.location(field)
 
     def resolved_db_url(self) -> str:
         return self._get("db_url") or default_db_url()

@@ -11,8 +11,6 @@ Cadences are deployment settings read when the code location loads:
 Schedules start stopped; turn them on in the UI or with ``dagster schedule start``.
 """
 
-import os
-
 from dagster import (
     AssetKey,
     DefaultScheduleStatus,
@@ -23,6 +21,7 @@ from dagster import (
     schedule,
 )
 
+from trading_assets import settings
 from trading_assets.defs.jobs import market_data_job, training_job
 from trading_assets.defs.partitions import SYMBOL_PARTITIONS_NAME, partition_key, split_partition_key
 from trading_assets.timeframes import TIMEFRAMES
@@ -84,8 +83,8 @@ def training_schedule(cron: str) -> ScheduleDefinition:
 
 def build_schedules() -> list[ScheduleDefinition]:
     """The refresh schedules of every timeframe and the training schedule, cadences from the environment."""
-    crons = {tf: os.environ.get(f"TRADING_REFRESH_CRON_{tf.upper()}", DEFAULT_REFRESH_CRONS[tf]) for tf in TIMEFRAMES}
+    crons = {tf: settings.refresh_cron(tf, DEFAULT_REFRESH_CRONS[tf]) for tf in TIMEFRAMES}
     return [
         *(refresh_schedule(tf, cron) for tf, cron in crons.items()),
-        training_schedule(os.environ.get("TRADING_TRAINING_CRON", DEFAULT_TRAINING_CRON)),
+        training_schedule(settings.training_cron(DEFAULT_TRAINING_CRON)),
     ]

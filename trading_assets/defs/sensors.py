@@ -14,7 +14,6 @@ No `from __future__ import annotations` here: Dagster reads the resource annotat
 
 import datetime
 import json
-import os
 import time
 from collections.abc import Sequence
 
@@ -36,11 +35,12 @@ from dagster import (
     sensor,
 )
 
+from trading_assets import settings
 from trading_assets.alerts import CheckAlert, RunFailureAlert
 from trading_assets.defs.dagster_private import AssetCheckExecutionRecord, AssetCheckExecutionRecordStatus
 from trading_assets.defs.resources import AlertResource
+from trading_assets.defs.runs import root_error
 from trading_assets.processes import process_gone
-from trading_assets.progress import root_error
 
 _PAGE = 100
 _FIGURE_KEYS = (
@@ -196,7 +196,7 @@ def build_alert_sensor(
 
 
 def _interval() -> int:
-    return int(os.environ.get("TRADING_ALERT_SENSOR_INTERVAL", "30"))
+    return settings.alert_sensor_interval()
 
 
 def _examine(

@@ -10,7 +10,7 @@ import talib
 from dagster import AssetCheckSeverity, build_sensor_context, materialize
 
 from trading_assets.candles import CANDLE_COLUMNS, normalize_candles
-from trading_assets.cli import main
+from trading_assets.app.cli import main
 from trading_assets.defs import checks, defs
 from trading_assets.defs.assets import indicators, raw_candles
 from trading_assets.defs.io_manager import ParquetIOManager

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from trading_assets.cli import get_instance
+from trading_assets.defs.instance import get_instance
 from trading_assets.training.tracking import connect
 from trading_assets_tests.defs.test_checks import run
 from trading_assets_tests.defs.test_training import _run as train
@@ -58,7 +58,7 @@ def test_next_training_ends_killed_mlflow_runs_as_failed(instance, data_dir):
 
 def test_both_instances_monitor_runs_and_retry_only_dead_workers(data_dir, monkeypatch):
     production = yaml.safe_load((ROOT / "dagster.yaml").read_text())
-    monkeypatch.setenv("DAGSTER_HOME", "")  # get_instance sets it; restored after the test
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
     instance = get_instance()
     try:
         for config in (production, yaml.safe_load((data_dir / "dagster_home" / "dagster.yaml").read_text())):

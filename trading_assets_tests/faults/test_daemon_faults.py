@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, materialize
 
-from trading_assets.cli import get_instance
+from trading_assets.defs.instance import get_instance
 from trading_assets.defs.assets import raw_candles
 from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.partitions import add_symbols, partition_key
@@ -52,7 +52,7 @@ def platform(data_dir, tmp_path, monkeypatch, hook):
     """The embedded instance (as `trading-assets` writes it) with a daemon running the alert sensors."""
     instance = get_instance()
     add_symbols(instance, ["KRW-BTC"])
-    monkeypatch.setenv("DAGSTER_HOME", os.environ["DAGSTER_HOME"])  # restored after the test
+    monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)  # the daemon's instance; restored after the test
     monkeypatch.setenv("TRADING_ALERT_WEBHOOK_URL", hook.url)
     assert instance.run_monitoring_enabled and not instance.run_retries_retry_on_asset_or_op_failure
     workspace = tmp_path / "workspace.yaml"
@@ -154,7 +154,7 @@ def test_killed_run_is_marked_failed_alerted_and_its_rerun_resumes(platform, hoo
     instance = platform["instance"]
     _wait("the run-failure sensor's first tick", lambda: _sensor_ticking(instance, "run_failure_alerts"), platform)
     exchange.delay = 0.5  # slow pages: the kill lands mid-fetch
-    cli = [sys.executable, "-m", "trading_assets.cli", "materialize", "--symbols", "KRW-BTC", "--timeframes", "5m"]
+    cli = [sys.executable, "-m", "trading_assets.app.cli", "materialize", "--symbols", "KRW-BTC", "--timeframes", "5m"]
     cli += ["--days", "1", "--end", END.isoformat(), "--upbit-url", exchange.url, "--assets", "data"]
     proc = subprocess.Popen(cli, env=platform["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _wait("two pages fetched", lambda: len(exchange.requests) >= 3, platform)

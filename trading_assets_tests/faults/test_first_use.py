@@ -31,7 +31,7 @@ def _finish(processes: list[subprocess.Popen]) -> list[tuple[int, str]]:
 
 
 MATERIALIZE = [
-    *("-m", "trading_assets.cli", "materialize", "--assets", "data", "--timeframes", "1d"),
+    *("-m", "trading_assets.app.cli", "materialize", "--assets", "data", "--timeframes", "1d"),
     *("--days", "30", "--end", END.isoformat()),
 ]
 
@@ -44,7 +44,7 @@ def test_four_first_runs_at_once_on_a_fresh_folder_all_succeed(tmp_path, trial):
     runs = _finish([_start([*MATERIALIZE, "--symbols", symbol], data_dir) for symbol in symbols])
     assert [code for code, _ in runs] == [0] * PARALLEL, "\n\n".join(out[-2500:] for _, out in runs)
     # the folder stays usable: a later command works and sees every symbol
-    code, out = _finish([_start(["-m", "trading_assets.cli", "symbols", "list"], data_dir)])[0]
+    code, out = _finish([_start(["-m", "trading_assets.app.cli", "symbols", "list"], data_dir)])[0]
     assert code == 0 and set(out.split()) >= set(symbols), out
 
 
@@ -99,7 +99,7 @@ def test_a_killed_command_is_cleaned_up_by_the_next_one_without_a_daemon(tmp_pat
     from dagster import DagsterInstance, DagsterRunStatus
 
     data_dir = tmp_path / "data"
-    args = ["-m", "trading_assets.cli", "materialize", "--symbols", "KRW-BTC", "--timeframes", "5m"]
+    args = ["-m", "trading_assets.app.cli", "materialize", "--symbols", "KRW-BTC", "--timeframes", "5m"]
     worker = _start([*args, "--days", "8", "--end", END.isoformat()], data_dir)
     database = data_dir / "mlflow" / "mlflow.db"
     deadline = time.monotonic() + 240
@@ -115,7 +115,7 @@ def test_a_killed_command_is_cleaned_up_by_the_next_one_without_a_daemon(tmp_pat
     assert running, worker.communicate()[0][-3000:]
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
-    code, out = _finish([_start(["-m", "trading_assets.cli", "symbols", "list"], data_dir)])[0]
+    code, out = _finish([_start(["-m", "trading_assets.app.cli", "symbols", "list"], data_dir)])[0]
     assert code == 0, out
     with DagsterInstance.from_config(str(data_dir / "dagster_home")) as instance:
         statuses = {r.status for r in instance.get_runs()}

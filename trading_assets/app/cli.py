@@ -9,14 +9,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from dagster import DagsterInstance
 
+from trading_assets import settings
+from trading_assets.defs.instance import first_use_lock, get_instance, instance_home
 from trading_assets.defs.partitions import (
     DEFAULT_SYMBOLS,
     SYMBOL_PARTITIONS_NAME,
@@ -28,120 +28,6 @@ from trading_assets.redaction import install_log_redaction, redact, register_sec
 from trading_assets.settings import data_dir, default_tracking_uri
 from trading_assets.sources import SOURCES
 from trading_assets.timeframes import TIMEFRAMES, span_error, to_utc, validate_symbol
-
-log = logging.getLogger("trading_assets.cli")
-
-
-# The embedded instance: SQLite storage (Dagster's default), run monitoring and retries as in
-# ./dagster.yaml, no telemetry, no pop-ups. Log messages below INFO (the IO managers' "Loading
-# partition ..." lines) are not stored: each stored event costs a SQLite commit (~6 ms here).
-_GUARDED_COORDINATOR = """\
-run_coordinator:
-  module: trading_assets.defs.run_guard
-  class: GuardedRunCoordinator
-"""
-EMBEDDED_INSTANCE_YAML = (
-    _GUARDED_COORDINATOR
-    + """\
-python_logs:
-  python_log_level: INFO
-run_monitoring:
-  enabled: true
-  start_timeout_seconds: 180
-  cancel_timeout_seconds: 180
-  max_runtime_seconds: 86400
-  max_resume_run_attempts: 0
-  poll_interval_seconds: 30
-run_retries:
-  enabled: true
-  max_retries: 2
-  retry_on_asset_or_op_failure: false
-telemetry:
-  enabled: false
-nux:
-  enabled: false
-"""
-)
-
-
-# What earlier versions wrote (replaced on first use): telemetry and nux only; then all but the run coordinator.
-_EARLIER_EMBEDDED_YAML = (
-    "telemetry:\n  enabled: false\nnux:\n  enabled: false\n",
-    EMBEDDED_INSTANCE_YAML.replace(_GUARDED_COORDINATOR, ""),
-)
-
-
-def get_instance(symbols: list[str] | None = None) -> DagsterInstance:
-    """The instance of ``$DAGSTER_HOME``, or the local embedded one (created on first use), with ``symbols``
-    registered as partitions.
-
-    Creating the embedded instance's databases and registering symbols happen under one lock in the data
-    folder: commands started together on a fresh folder create them once, one after the other. The
-    embedded config of older versions (no run monitoring, no guarded run coordinator) is replaced.
-    """
-    with exclusive(data_dir() / ".first_use.lock"):
-        if not os.environ.get("DAGSTER_HOME"):
-            home = data_dir() / "dagster_home"
-            home.mkdir(parents=True, exist_ok=True)
-            config = home / "dagster.yaml"
-            if not config.exists() or config.read_text() in _EARLIER_EMBEDDED_YAML:
-                config.write_text(EMBEDDED_INSTANCE_YAML)
-            os.environ["DAGSTER_HOME"] = str(home)
-            sqlite_normal_sync(home)
-        embedded = os.environ["DAGSTER_HOME"] == str(data_dir() / "dagster_home")
-        instance = DagsterInstance.get()  # the SQLite storages create their tables here
-        if embedded:  # no daemon may be watching: end what killed commands left running
-            fail_dead_runs_and_their_tracking(instance)
-        if symbols:
-            add_symbols(instance, symbols)
-    return instance
-
-
-def fail_dead_runs_and_their_tracking(instance: DagsterInstance) -> list[str]:
-    """Mark failed the embedded instance's runs whose worker process (a command on this host) is gone, and
-    end their MLflow runs left RUNNING as FAILED; returns the Dagster run ids."""
-    from trading_assets.defs.sensors import fail_dead_runs
-
-    dead = fail_dead_runs(instance, grace_seconds=0.0)
-    if dead:
-        from trading_assets.training.tracking import connect, end_stale_runs
-
-        try:
-            client, experiment_id = connect(default_tracking_uri(), "trading_assets")
-            end_stale_runs(client, experiment_id, {}, lambda run_id: run_id not in dead)
-        except Exception as exc:  # noqa: BLE001 - the next training of the partition ends them too
-            log.warning("could not end the MLflow runs of dead runs %s: %s", dead, redact(str(exc)))
-        log.warning("marked failed %d run(s) whose process was gone: %s", len(dead), ", ".join(dead))
-    return dead
-
-
-_NORMAL_SYNC_DIRECTORIES: set[str] = set()
-
-
-def sqlite_normal_sync(directory: Path) -> None:
-    """Open Dagster's SQLite databases under ``directory`` with ``synchronous=NORMAL``.
-
-    Dagster runs them in WAL mode but leaves ``synchronous=FULL``, so each event it stores (a run
-    stores ~175, each in its own commit) syncs the disk. In WAL mode NORMAL syncs only at checkpoints:
-    a power cut may lose the last events, never corrupts a database. Dagster has no setting for it,
-    so a SQLAlchemy ``connect`` listener sets it on the connections to those files.
-    """
-    import sqlite3
-
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    if not _NORMAL_SYNC_DIRECTORIES:
-
-        @event.listens_for(Engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            if not isinstance(dbapi_connection, sqlite3.Connection):
-                return
-            path = next((row[2] for row in dbapi_connection.execute("PRAGMA database_list") if row[1] == "main"), "")
-            if path and any(path.startswith(d) for d in _NORMAL_SYNC_DIRECTORIES):
-                dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-
-    _NORMAL_SYNC_DIRECTORIES.add(str(directory.resolve()) + os.sep)
 
 
 def _csv(value: str) -> list[str]:
@@ -234,7 +120,8 @@ def market_run_config(
     """Run config for the candle window, source and refresh; what is not given keeps its default.
 
     ``requests_per_second`` implies ``source="upbit"``. Locations (``--files-dir``, ``--upbit-url``) are not
-    run config: they reach the in-process runs as environment variables.
+    run config (the run's config is stored and shown): they reach the in-process runs through
+    :func:`trading_assets.settings.given`.
     """
     usage_error(window_error(days, end, bars))
     window = {k: v for k, v in {"days": days, "bars": bars, "end": end}.items() if v is not None}
@@ -269,7 +156,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _log_path(command: str) -> Path:
-    from trading_assets.progress import new_log_path
+    from trading_assets.app.progress import new_log_path
 
     return new_log_path(data_dir() / "logs", command)
 
@@ -340,27 +227,34 @@ def materialize(
     usage_error(window_error(days, end, bars) or source_error(source, upbit_url, requests_per_second))
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
     usage_error(next(filter(None, (span_error(tf, days, bars) for tf in tf_list)), None))
-    if files_dir:
-        os.environ["TRADING_FILES_DIR"] = str(Path(files_dir).resolve())
     if upbit_url:
-        os.environ["TRADING_UPBIT_BASE_URL"] = upbit_url
-    from trading_assets.defs import defs
-    from trading_assets.progress import execute_with_progress, materialize_partition, progress
-
+        register_secrets(url_secrets(upbit_url))  # never shown, also in errors
     source = source or ("upbit" if upbit_url else None)
     run_config = market_run_config(days, end, source, bars, refresh, requests_per_second)
+    with settings.given(files_dir=files_dir and str(Path(files_dir).resolve()), upbit_base_url=upbit_url):
+        _materialize(ctx.obj["verbose"], symbol_list, tf_list, run_config, force, which)
+
+
+def _materialize(
+    verbose: bool, symbol_list: list[str], tf_list: list[str], run_config: dict[str, Any], force: bool, which: str
+) -> None:
+    """Run ``which`` assets of every partition, then (all) the leaderboard; print where things are."""
+    from trading_assets.app.progress import progress
+    from trading_assets.defs import defs
+    from trading_assets.defs.runs import execute, materialize_partition
+
     instance = get_instance(symbol_list)
     job = defs.resolve_job_def("full_pipeline_job" if which == "all" else "market_data_job")
     keys = [str(partition_key(symbol, timeframe)) for symbol in symbol_list for timeframe in tf_list]
     log_path = _log_path("materialize")
     click.echo(f"Dagster event log: {log_path}")
-    with progress([*keys, *(["leaderboard"] if which == "all" else [])], log_path, ctx.obj["verbose"]) as reporter:
+    with progress([*keys, *(["leaderboard"] if which == "all" else [])], log_path, verbose) as reporter:
         for key in keys:
             materialize_partition(job, instance, reporter, key, run_config, force)
         board = None
         if which == "all":
             leaderboard_job = defs.resolve_job_def("leaderboard_job")
-            board = execute_with_progress(leaderboard_job, instance, reporter, "leaderboard", {})
+            board = execute(leaderboard_job, instance, reporter, "leaderboard", {})
     failed = reporter.failed
     base = data_dir() / "assets"
     click.echo(f"Parquet outputs: {base}/<asset>/<symbol>/<timeframe>.parquet")
@@ -429,7 +323,8 @@ def backfill(
     click.echo(f"backfill {backfill_id}: {len(partitions)} partitions x {', '.join(asset_names)}")
     click.echo(f"watch it in the UI: /runs/b/{backfill_id} (needs dagster-daemon running on this instance)")
     if wait:
-        from trading_assets.progress import follow_runs, progress
+        from trading_assets.app.progress import progress
+        from trading_assets.defs.runs import follow_runs
 
         log_path = _log_path("backfill")
         click.echo(f"Dagster event log: {log_path}")
@@ -468,14 +363,14 @@ def ui(host: str, port: int, workspace: str, daemon: bool | None) -> None:
     SQLite one in <data dir>/dagster_home. This is the way in: a bare `dagster dev` in the repository root
     would read the production ./dagster.yaml and ask for the DAGSTER_PG_* variables.
     """
-    from trading_assets.webui import serve
+    from trading_assets.app.webui import serve
 
     if not is_loopback(host):
         fail_usage(
             f"--host {host!r} is not a loopback address: the UI has no authentication; bind it to 127.0.0.1 and "
             "reach it from elsewhere through the authenticating proxy (deploy/proxy/nginx.conf)"
         )
-    embedded = not os.environ.get("DAGSTER_HOME")
+    embedded = settings.dagster_home() is None
     instance = get_instance()
     with_daemon = embedded if daemon is None else daemon
     command = ["dagster", "dev"] if with_daemon else ["dagster-webserver"]
@@ -483,7 +378,8 @@ def ui(host: str, port: int, workspace: str, daemon: bool | None) -> None:
         f"Dagster UI: http://{host}:{port} (instance {instance.root_directory}"
         f"{', with the daemon' if with_daemon else ''}); Ctrl+C stops it"
     )
-    sys.exit(serve([*command, "-w", workspace, "-h", host, "-p", str(port)]))
+    env = settings.child_environment(**{settings.DAGSTER_HOME_VAR: str(instance_home())})  # the child's, not ours
+    sys.exit(serve([*command, "-w", workspace, "-h", host, "-p", str(port)], env=env))
 
 
 @main.group()
@@ -504,7 +400,7 @@ def symbols_add(names: tuple[str, ...]) -> None:
     """Register symbols (e.g. KRW-SOL)."""
     try:
         instance = get_instance()
-        with exclusive(data_dir() / ".first_use.lock"):
+        with exclusive(first_use_lock()):
             new = add_symbols(instance, names)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc

@@ -24,9 +24,10 @@ def _executable(name: str) -> str:
     return str(beside) if beside.exists() else name
 
 
-def serve(command: list[str], grace_seconds: float = 30.0) -> int:
-    """Run ``command`` (its first item a console script) until it exits or we are told to stop; its exit code."""
-    child = subprocess.Popen([_executable(command[0]), *command[1:]], start_new_session=True)
+def serve(command: list[str], grace_seconds: float = 30.0, env: dict[str, str] | None = None) -> int:
+    """Run ``command`` (its first item a console script, ``env`` its environment) until it exits or we are
+    told to stop; its exit code."""
+    child = subprocess.Popen([_executable(command[0]), *command[1:]], start_new_session=True, env=env)
     deadline: float | None = None  # set when told to stop
 
     def stop(signum: int, _frame: object) -> None:

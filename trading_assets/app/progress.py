@@ -1,15 +1,15 @@
 """What ``trading-assets materialize`` / ``backfill`` show: live progress per partition (rich), one summary
 table at the end, and Dagster's event log in a file (on the terminal too with ``-v``).
 
-It consumes Dagster's event log entries, whether they come from an in-process run (an instance event
-listener) or from runs the daemon executes (polled from the instance), so both commands show the same.
+:class:`RunProgress` is the event sink of ``trading_assets.defs.runs``: it consumes Dagster's event log
+entries, whether they come from an in-process run or from runs the daemon executes, so both commands show
+the same.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import time
 from collections import Counter
@@ -17,49 +17,19 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from dagster import (
-    AssetCheckSeverity,
-    AssetKey,
-    DagsterInstance,
-    DagsterRun,
-    EventLogEntry,
-    ExecuteInProcessResult,
-    JobDefinition,
-)
+from dagster import AssetCheckSeverity, AssetKey, EventLogEntry
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from trading_assets.defs.dagster_private import SerializableErrorInfo
+from trading_assets.defs.runs import parse_collect_progress, root_error
 from trading_assets.redaction import install_log_redaction, redact
 
-# The log line raw_candles writes while collecting from the exchange; parsed back for the ETA.
-COLLECT_PROGRESS = "collecting {symbol} {timeframe} from {source}: {done}/{expected} requests"
-_COLLECT_RE = re.compile(r"collecting \S+ \S+ from \S+: (\d+)/(\d+) requests")
-
 # Assets whose row count is not the partition's "rows" (the features' count stays shown).
-MODEL_ASSETS = {AssetKey("predictions"), AssetKey("evaluation")}
-
-# Silences Dagster's console logger in a run: its events go to the log file instead.
-QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-
-
-def collect_progress(symbol: str, timeframe: str, source: str, done: int, expected: int) -> str:
-    """The progress message of an exchange collection (``done`` of ``expected`` requests)."""
-    return COLLECT_PROGRESS.format(symbol=symbol, timeframe=timeframe, source=source, done=done, expected=expected)
-
-
-def root_error(error: SerializableErrorInfo) -> str:
-    """``ErrorClass: message`` of the user's exception, not of Dagster's "Error occurred while executing
-    op" wrappers around it (a user exception's own cause stays out: its message says more)."""
-    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
-        error = error.cause
-    message = error.message.strip()
-    qualified, _, rest = message.partition(": ")
-    return f"{error.cls_name}: {rest}" if error.cls_name and qualified.endswith(error.cls_name) else message
+_NOT_PARTITION_ROWS = {AssetKey("predictions"), AssetKey("evaluation")}
 
 
 def first_line(text: str | None, default: str = "no error message") -> str:
@@ -120,7 +90,7 @@ class PartitionProgress:
 
 
 class RunProgress:
-    """Progress of a set of partitions; feed it event log entries with :meth:`handle`."""
+    """Progress of a set of partitions: the :class:`~trading_assets.defs.runs.RunEventSink` of the commands."""
 
     def __init__(self, partitions: Iterable[str], log_file: IO[str], console: Console, verbose: bool = False):
         self.partitions = {p: PartitionProgress(p) for p in partitions}
@@ -156,7 +126,7 @@ class RunProgress:
             state.step = entry.step_key or ""
         elif kind == "ASSET_MATERIALIZATION":
             metadata = event.step_materialization_data.materialization.metadata
-            if "dagster/row_count" in metadata and (state.rows is None or event.asset_key not in MODEL_ASSETS):
+            if "dagster/row_count" in metadata and (state.rows is None or event.asset_key not in _NOT_PARTITION_ROWS):
                 state.rows = int(metadata["dagster/row_count"].value)
             if "mlflow_run_id" in metadata:
                 state.mlflow_run = str(metadata["mlflow_run_id"].value)
@@ -181,10 +151,10 @@ class RunProgress:
                 state.started = state.finished
             if not self.console.is_terminal:  # no live display: one line per finished partition
                 self.console.print(f"{partition}: {state.status} in {_duration(state.elapsed())}", highlight=False)
-        elif kind == "LOG" and entry.user_message and (match := _COLLECT_RE.search(entry.user_message)):
+        elif kind == "LOG" and entry.user_message and (requests := parse_collect_progress(entry.user_message)):
             if state.requests_started is None:
                 state.requests_started = time.monotonic()
-            state.requests = (int(match.group(1)), int(match.group(2)))
+            state.requests = requests
 
     def live_table(self) -> Table:
         """The partitions now: status, step (or exchange requests with an ETA), rows, elapsed."""
@@ -317,90 +287,3 @@ def progress(
                     )
                 )
         yield reporter
-
-
-def execute_with_progress(
-    job: JobDefinition,
-    instance: DagsterInstance,
-    reporter: RunProgress,
-    label: str,
-    run_config: dict[str, Any],
-    partition_key: str | None = None,
-    asset_selection: list[AssetKey] | None = None,
-) -> ExecuteInProcessResult:
-    """Run ``job`` (or its ``asset_selection`` and their checks) in-process (Dagster's console logger silenced),
-    its events feeding ``reporter`` as ``label``."""
-    from trading_assets.defs.dagster_private import make_new_run_id
-
-    run_id = make_new_run_id()
-    instance.add_event_listener(run_id, lambda entry: reporter.handle(label, entry))
-    return job.execute_in_process(
-        partition_key=partition_key,
-        instance=instance,
-        run_config={**run_config, **QUIET_LOGGERS},
-        raise_on_error=False,
-        run_id=run_id,
-        asset_selection=asset_selection,
-    )
-
-
-def materialize_partition(
-    job: JobDefinition,
-    instance: DagsterInstance,
-    reporter: RunProgress,
-    partition_key: str,
-    run_config: dict[str, Any],
-    force: bool = False,
-) -> None:
-    """Run ``job``'s assets for one partition, skipping those that are up to date.
-
-    When every asset of the job after ``raw_candles`` is fresh for the partition (materialized by this
-    code version from the candles stored now, see trading_assets.defs.versions), ``raw_candles`` and
-    its checks run first, and the rest only where the candles collected now are not the ones they
-    were computed from (plus everything after them). Otherwise, or with ``force``, one run does it all.
-    """
-    from trading_assets.defs.versions import previous_check_results, stale_or_missing
-
-    raw = AssetKey("raw_candles")
-    graph = job.asset_layer.asset_graph
-    selected = set(job.asset_layer.selected_asset_keys)
-    rest = sorted(selected - {raw})
-    checked = None
-    if not force and raw in selected and not stale_or_missing(instance, graph, [raw, *rest], partition_key):
-        checked = previous_check_results(instance, rest, partition_key)
-    if checked is None:
-        execute_with_progress(job, instance, reporter, partition_key, run_config, partition_key=partition_key)
-        return
-    first = execute_with_progress(
-        job, instance, reporter, partition_key, run_config, partition_key=partition_key, asset_selection=[raw]
-    )
-    if not first.success:
-        return
-    todo = set(stale_or_missing(instance, graph, rest, partition_key))
-    frontier = list(todo)
-    while frontier:  # and everything after them in the job
-        children = graph.get(frontier.pop()).child_keys & selected - todo
-        todo |= children
-        frontier += children
-    fresh = sorted(set(rest) - todo)
-    if fresh:  # their runs are the ones checked above: only raw_candles ran since
-        reporter.up_to_date(partition_key, fresh, *checked.of(fresh))
-    if todo:
-        selection = sorted(todo)
-        execute_with_progress(
-            job, instance, reporter, partition_key, run_config, partition_key=partition_key, asset_selection=selection
-        )
-
-
-def follow_runs(instance: DagsterInstance, runs: Iterable[DagsterRun], reporter: RunProgress, cursors: dict) -> None:
-    """Feed ``reporter`` the events stored since the last call for each run (runs the daemon executes)."""
-    for run in runs:
-        label = run.tags.get("dagster/partition", run.job_name)
-        while True:
-            connection = instance.get_records_for_run(run.run_id, cursor=cursors.get(run.run_id), limit=1000)
-            for record in connection.records:
-                reporter.handle(label, record.event_log_entry)
-            if connection.records:
-                cursors[run.run_id] = connection.cursor
-            if not connection.has_more:
-                break
