@@ -10,15 +10,19 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
+from trading_assets.calendars import get_calendar
+from trading_assets.candles import CANDLE_COLUMNS, fill_candle_grid
 from trading_assets.execution import Execution
 from trading_assets.features import FeatureConfig, build_features, feature_memory_bars
-from trading_assets.indicators import compute_indicators, prepare_candles
+from trading_assets.indicators import INDICATORS, compute_indicators, indicator_warmups, prepare_candles
 from trading_assets.labels import TARGET
+from trading_assets.partition import Partition
+from trading_assets.provenance import Provenance
 
 # Running sums (TA-Lib's SMA keeps one) carry rounding from where they started: their last bits never
 # agree between two starts. Differences below this share of a column's std are that noise.
@@ -227,3 +231,107 @@ def _drifts(stored: pd.DataFrame, longer: pd.DataFrame, warmup: int, tolerance: 
         if len(noisy):
             last_noise = max(last_noise, int(noisy[-1]))
     return out, last_noise
+
+
+@dataclass(frozen=True)
+class WarmupFinding:
+    """What the warm-up audit of one partition found: its problems (none: sufficient) and its figures."""
+
+    problems: tuple[str, ...]
+    figures: dict[str, object]
+    short_history: bool = False  # less history than the warm-up: nothing to compare with
+
+
+@dataclass(frozen=True)
+class WarmupAudit:
+    """The warm-up of a stored indicators partition, read from its run's raw candles.
+
+    :meth:`short` says whether the run had less history than the warm-up needs (then there is nothing to
+    compare with); otherwise :meth:`extra_start` says from where to load more history and :meth:`compare`
+    recomputes with it.
+    """
+
+    frame: pd.DataFrame  # the stored indicators
+    raw_candles: pd.DataFrame
+    partition: Partition
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance.of(self.raw_candles)
+
+    @property
+    def before(self) -> int:
+        """Bars needed before the stored frame's first row (the warm-up without the lead-in)."""
+        return self.provenance.warmup_bars - self.provenance.lead_in_bars
+
+    @property
+    def available(self) -> int:
+        return int(self.raw_candles.index.searchsorted(self.frame.index[0]))
+
+    def short(self) -> WarmupFinding | None:
+        """The finding when the history is shorter than the warm-up, else None."""
+        available, before = self.available, self.before
+        if available >= before:
+            return None
+        affected = sorted(
+            col for name, bars in indicator_warmups().items() if bars > available for col in INDICATORS[name].columns
+        )
+        problem = (
+            f"history is short: {available} bars available before {self.frame.index[0].isoformat()}, {before} needed "
+            f"({before - available} missing); values early in the span depend on where the history starts"
+        )
+        figures = {
+            "warmup_bars": before,
+            "bars_available": available,
+            "bars_missing": before - available,
+            "affected_columns": affected,
+            "compared_with_bars": 0,
+        }
+        return WarmupFinding((problem,), figures, short_history=True)
+
+    def extra_start(self, history_factor: float) -> pd.Timestamp:
+        """Where ``history_factor`` times the warm-up starts, before the stored frame's first row."""
+        calendar = get_calendar(self.provenance.calendar)
+        longer_warmup = int(self.provenance.warmup_bars * history_factor)
+        return calendar.start_before(self.partition.timeframe, self.frame.index[0], longer_warmup)
+
+    def compare(
+        self, extra: pd.DataFrame, extra_start: pd.Timestamp, config: FeatureConfig, tolerance: float
+    ) -> WarmupFinding:
+        """Recompute with ``extra`` candles (from ``extra_start``) put in front of the run's, and report the
+        columns that move by more than ``tolerance`` with the warm-up that would have been enough."""
+        provenance, before, available = self.provenance, self.before, self.available
+        span_start, span_end = provenance.span
+        longer = fill_candle_grid(
+            pd.concat([extra, self.raw_candles[list(CANDLE_COLUMNS)]]),
+            self.partition.timeframe,
+            extra_start,
+            span_end,
+            get_calendar(provenance.calendar),
+            provenance.max_fill_bars,
+        ).frame
+        p = self.partition
+        drifts = warmup_drifts(self.frame, longer, p.symbol, p.timeframe, span_start, before, config, tolerance)
+        needed = max((d.bars_to_converge for d in drifts), default=0)
+        history = int(longer.index.searchsorted(self.frame.index[0]))
+        problems = []
+        if drifts:
+            problems.append(
+                f"{p.timeframe} needs more than {before} warm-up bars: at least {needed} "
+                "(lower CandleWindowConfig.warmup_tolerance or raise it by hand)"
+            )
+        if history <= available:
+            problems.append(
+                f"no history before the run's {available} warm-up bars to compare with ({history} bars in the "
+                "store): convergence is unverified"
+            )
+        figures = {
+            "warmup_bars": before,
+            "lead_in_bars": provenance.lead_in_bars,
+            "bars_available": available,
+            "compared_with_bars": history,
+            "moved_columns": [asdict(d) for d in drifts],
+            "bars_needed": needed,
+            "tolerance": tolerance,
+        }
+        return WarmupFinding(tuple(problems), figures)

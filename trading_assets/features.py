@@ -47,13 +47,16 @@ MAD_TO_SIGMA = 1.4826
 MEAN_AD_TO_SIGMA = 1.2533  # sqrt(pi / 2): mean absolute deviation -> sigma for a normal distribution
 
 
+DEFAULT_FEATURE_SET = "default"  # the feature set of a run that names none
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     ffill_limit: int = 5
     clip_window: int = 240
     clip_k: float = 6.0
     max_polluted_fraction: float = 0.01
-    feature_set: str = "default"
+    feature_set: str = DEFAULT_FEATURE_SET
 
 
 @dataclass
@@ -154,7 +157,7 @@ DEFAULT_FEATURES: tuple[Feature, ...] = (
 )
 
 # The named feature sets; a run picks one with FeatureConfig.feature_set.
-FEATURE_SETS: dict[str, tuple[Feature, ...]] = {"default": DEFAULT_FEATURES}
+FEATURE_SETS: dict[str, tuple[Feature, ...]] = {DEFAULT_FEATURE_SET: DEFAULT_FEATURES}
 
 
 def feature_set(name: str) -> tuple[Feature, ...]:
@@ -167,7 +170,7 @@ def feature_set(name: str) -> tuple[Feature, ...]:
     return features
 
 
-def feature_columns(name: str = "default") -> list[str]:
+def feature_columns(name: str = DEFAULT_FEATURE_SET) -> list[str]:
     return [f.name for f in feature_set(name)]
 
 

@@ -16,6 +16,7 @@ import pandera.pandas as pa
 
 from trading_assets.calendars import TradingCalendar
 from trading_assets.cleaning import non_numeric_cells
+from trading_assets.provenance import Provenance
 from trading_assets.timeframes import get_timeframe
 
 
@@ -201,3 +202,68 @@ def continuity(
         gap_examples=[f"{a.isoformat()} -> {b.isoformat()} ({n} bars)" for a, b, n in gaps[:5]],
         duplicate_examples=[t.isoformat() for t in index[dup][:5]],
     )
+
+
+@dataclass(frozen=True)
+class ContinuityLimits:
+    """When a patched or broken session grid deserves a warning, and when an error."""
+
+    max_filled_fraction: float = 0.05  # WARN above this share of filled bars in the span
+    min_coverage: float = 1.0  # WARN below this share of the span's session bars present
+    max_break_bars: int = 100  # a break longer than this is an ERROR (shorter ones WARN)
+
+
+@dataclass(frozen=True)
+class ContinuityFinding:
+    errors: list[str]
+    warnings: list[str]
+    figures: dict[str, object]
+
+
+def judge_continuity(
+    frame: pd.DataFrame, timeframe: str, calendar: TradingCalendar, limits: ContinuityLimits
+) -> ContinuityFinding:
+    """The continuity of a partition's frame against ``limits``: duplicated or disordered bars and breaks
+    longer than ``max_break_bars`` are errors; other breaks, many filled bars and a short coverage warnings."""
+    provenance = Provenance.of(frame)
+    span_start, span_end = provenance.span
+    c = continuity(frame, timeframe, span_start, span_end, provenance.filled_bars_in_span, calendar)
+    span_rows = int((frame.index >= span_start).sum()) if span_start is not None else c.rows
+    filled_fraction = c.filled_bars / span_rows if span_rows else 0.0
+    errors = [
+        text
+        for cond, text in (
+            (c.duplicated_timestamps, f"{c.duplicated_timestamps} duplicated timestamps"),
+            (c.out_of_order, f"{c.out_of_order} bars out of order"),
+            (c.longest_gap > limits.max_break_bars, f"a break of {c.longest_gap} bars > {limits.max_break_bars}"),
+        )
+        if cond
+    ]
+    warnings = [
+        text
+        for cond, text in (
+            (c.gaps, f"{c.gaps} breaks ({c.missing_bars} missing session bars, not filled): {c.gap_examples}"),
+            (filled_fraction > limits.max_filled_fraction, f"{percent(filled_fraction)} of bars filled"),
+            (
+                c.coverage < limits.min_coverage,
+                f"coverage {percent(c.coverage)} of the requested span's {c.expected_rows} session bars",
+            ),
+        )
+        if cond
+    ]
+    figures = {
+        "rows": c.rows,
+        "calendar": calendar.name,
+        "expected_rows": c.expected_rows,
+        "coverage": c.coverage,
+        "duplicated_timestamps": c.duplicated_timestamps,
+        "out_of_order": c.out_of_order,
+        "breaks": c.gaps,
+        "missing_bars": c.missing_bars,
+        "longest_break_bars": c.longest_gap,
+        "filled_bars_in_span": c.filled_bars,
+        "filled_fraction": filled_fraction,
+        "break_examples": c.gap_examples,
+        "duplicate_examples": c.duplicate_examples,
+    }
+    return ContinuityFinding(errors, warnings, figures)

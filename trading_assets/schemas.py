@@ -12,7 +12,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Index, Series
 
-from trading_assets.features import TARGET, feature_set
+from trading_assets.features import DEFAULT_FEATURE_SET, TARGET, feature_set
 from trading_assets.indicators import indicator_columns
 
 UTC_NS = {"unit": "ns", "tz": "UTC"}
@@ -69,7 +69,7 @@ def indicators_schema() -> pa.DataFrameSchema:
     return CandleModel.to_schema().add_columns(columns).set_name("IndicatorsSchema")
 
 
-def features_schema(name: str = "default") -> pa.DataFrameSchema:
+def features_schema(name: str = DEFAULT_FEATURE_SET) -> pa.DataFrameSchema:
     """``features`` of the feature set ``name``: every column float32, finite, no NaN, no constant feature column."""
     finite = pa.Check(lambda s: pd.Series(np.isfinite(s.to_numpy()), index=s.index), name="finite")
     not_constant = pa.Check(  # min < max: the same answer as nunique() > 1 without hashing every value

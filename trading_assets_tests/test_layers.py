@@ -78,3 +78,28 @@ def test_only_settings_reads_the_environment():
             if reads and module != "trading_assets.settings":
                 readers.append(f"{module}:{node.lineno}")
     assert readers == []
+
+
+# Dagster decorators whose function is an asset, a check, a sensor or a schedule body.
+_BODY_DECORATORS = {"asset", "multi_asset", "asset_check", "partition_check", "sensor", "schedule", "run_failure_sensor"}
+MAX_BODY_LINES = 40
+
+
+def _decorated_bodies():
+    for module, tree in _modules().items():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            names = {ast.unparse(d).split("(")[0].split(".")[-1] for d in node.decorator_list}
+            if names & _BODY_DECORATORS:
+                body = node.body
+                if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):  # the docstring
+                    body = body[1:]
+                yield f"{module}.{node.name}", body[-1].end_lineno - body[0].lineno + 1
+
+
+def test_asset_and_check_bodies_are_thin():
+    """Every asset, check, sensor and schedule body maps Dagster in and out of domain calls in <= 40 lines."""
+    bodies = dict(_decorated_bodies())
+    assert {"trading_assets.defs.assets.raw_candles", "trading_assets.defs.training.trained_model"} <= set(bodies)
+    assert {name: n for name, n in bodies.items() if n > MAX_BODY_LINES} == {}

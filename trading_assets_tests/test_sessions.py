@@ -13,7 +13,13 @@ from trading_assets.defs.causality_checks import indicators_warmup_sufficient
 from trading_assets.defs.checks import data_checks
 from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.partitions import add_symbols, partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, ExecutionResource, Locations
+from trading_assets.defs.resources import (
+    CandleSourceResource,
+    CandleStoreResource,
+    ExecutionResource,
+    FeatureConfigResource,
+    Locations,
+)
 from trading_assets.features import lead_in_bars
 from trading_assets.provenance import Provenance
 from trading_assets.quality import continuity, percent
@@ -60,6 +66,7 @@ def run_assets(instance, symbol, timeframe, files_dir, source_config, window, ch
             "candle_source": CandleSourceResource(locations=Locations(files_dir=files_dir), **source_config),
             "candle_store": CandleStoreResource(locations=Locations()),
             "execution": ExecutionResource(),
+            "feature_config": FeatureConfigResource(),
             "parquet_io_manager": ParquetIOManager(locations=Locations()),
         },
         run_config={"ops": {"raw_candles": {"config": {**window, "max_fill_bars": max_fill_bars}}}},
@@ -249,9 +256,9 @@ def test_adjusted_close_used_on_request_and_naive_times_in_a_timezone(tmp_path):
 
 
 def test_a_span_in_bars_counts_session_bars():
-    from trading_assets.defs.assets import CandleWindowConfig, requested_span
+    from trading_assets.window import WindowRequest, requested_span
 
-    config = CandleWindowConfig(bars=48, end="2026-10-05T00:00:00Z")  # a Monday, 00:00 UTC
-    assert requested_span(config, "60m")[0] == pd.Timestamp("2026-10-03", tz="UTC")
+    request = WindowRequest(bars=48, end="2026-10-05T00:00:00Z")  # a Monday, 00:00 UTC
+    assert requested_span(request, "60m", get_calendar())[0] == pd.Timestamp("2026-10-03", tz="UTC")
     # FX: Sunday 21:00 UTC to Monday 00:00 is 3 bars, the other 45 end at Friday's 21:00 close
-    assert requested_span(config, "60m", get_calendar("FX"))[0] == pd.Timestamp("2026-10-01", tz="UTC")
+    assert requested_span(request, "60m", get_calendar("FX"))[0] == pd.Timestamp("2026-10-01", tz="UTC")

@@ -6,7 +6,7 @@ No `from __future__ import annotations` here: Dagster reads the config and resou
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -22,35 +22,33 @@ from dagster import (
 )
 from pydantic import Field
 
-from trading_assets.calendars import TradingCalendar, get_calendar
 from trading_assets.defs.dagster_private import CODE_VERSION_TAG
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
-from trading_assets.defs.partitions import market_partitions, split_partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, ExecutionResource
+from trading_assets.defs.partitions import market_partitions, partition_of
+from trading_assets.defs.resources import (
+    CandleSourceResource,
+    CandleStoreResource,
+    ExecutionResource,
+    FeatureConfigResource,
+)
 from trading_assets.defs.runs import collect_progress
 from trading_assets.defs.versions import CODE_VERSION, candles_data_version
-from trading_assets.errors import CandleDataError, EmptySourceError, SourceUnavailableError, StoreError
+from trading_assets.errors import SourceUnavailableError, StoreError
 from trading_assets.features import (
-    FeatureConfig,
     build_features,
     feature_breaks,
-    lead_in_bars,
     lead_in_shortfall,
 )
-from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles, warmup_bars
+from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles
+from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
 from trading_assets.redaction import redact
 from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
 from trading_assets.sources.base import source_identity
 from trading_assets.timeframes import (
-    DEFAULT_SPAN_DAYS,
-    MAX_SPAN_BARS,
-    NAME_PATTERN,
     TIME_PATTERN,
-    get_timeframe,
-    span_error,
-    to_utc,
 )
+from trading_assets.window import CandleWindow, WindowPlan, WindowRequest, assemble_window
 
 # Every data asset: one partitioning, one Parquet file per partition, one group.
 DATA_ASSET = {
@@ -82,26 +80,26 @@ class CandleWindowConfig(Config):
         "default: now. Clamped to the start of the bar in progress, which is not closed yet.",
     )
     max_span_bars: int = Field(
-        default=MAX_SPAN_BARS,
+        default=WindowRequest.max_span_bars,
         gt=0,
         description="Most bars a requested span may hold (checked before anything is fetched); the default is two "
         "years of 1m bars. Raise it on purpose for longer spans: memory grows with the bars.",
     )
     warmup_tolerance: float = Field(
-        default=1e-6,
+        default=WindowRequest.warmup_tolerance,
         gt=0,
         lt=1,
         description="How far smoothed indicators may still depend on where the history "
         "starts; sets the warm-up length (see trading_assets.indicators.warmup_bars)",
     )
     max_fill_bars: int = Field(
-        default=5,
+        default=WindowRequest.max_fill_bars,
         ge=0,
         description="Longest run of missing session bars filled flat at the previous close (no trades); a "
         "longer gap is a break: left open, reported by the continuity check, never spanned by a sample",
     )
     max_invalid_fraction: float = Field(
-        default=0.01,
+        default=WindowRequest.max_invalid_fraction,
         ge=0,
         le=1,
         description="Most bars of the requested span the source may deliver with invalid values (missing or "
@@ -109,9 +107,12 @@ class CandleWindowConfig(Config):
         "treated as missing. Bars outside the span never count.",
     )
 
+    def request(self) -> WindowRequest:
+        return WindowRequest(**{f: getattr(self, f) for f in WindowRequest.__dataclass_fields__})
+
 
 def _request_reporter(
-    context: AssetExecutionContext, symbol: str, timeframe: str, source: str, every_seconds: float = 2.0
+    context: AssetExecutionContext, partition: Partition, source: str, every_seconds: float = 2.0
 ) -> Callable[[int, int], None]:
     """Logs the exchange requests done / expected: the first, the last and one every ``every_seconds``."""
     last = 0.0
@@ -120,7 +121,7 @@ def _request_reporter(
         nonlocal last
         if done in (1, expected) or time.monotonic() - last >= every_seconds:
             last = time.monotonic()
-            context.log.info(collect_progress(symbol, timeframe, source, done, expected))
+            context.log.info(collect_progress(partition.symbol, partition.timeframe, source, done, expected))
 
     return report
 
@@ -159,28 +160,6 @@ def unchanged_chart(context: AssetExecutionContext, inputs: str) -> MetadataValu
     return last.metadata.get("chart")
 
 
-def requested_span(
-    config: CandleWindowConfig, timeframe: str, calendar: TradingCalendar | None = None
-) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """``[start, end)``: ``bars`` (session bars of ``calendar``) or ``days`` (not both) before ``end``, else the
-    timeframe's default.
-
-    A span over ``max_span_bars`` is refused before any work.
-    """
-    if config.days is not None and config.bars is not None:
-        raise ValueError("give the span in days or in bars, not both")
-    tf = get_timeframe(timeframe)
-    days = config.days or DEFAULT_SPAN_DAYS[timeframe]
-    too_long = span_error(timeframe, config.days, config.bars, config.max_span_bars)
-    if too_long:
-        raise ValueError(too_long)
-    now_bar = tf.floor(pd.Timestamp.now(tz="UTC"))
-    end = min(tf.floor(to_utc(config.end)), now_bar) if config.end else now_bar
-    if config.bars is not None:
-        return (calendar or get_calendar()).start_before(timeframe, end, config.bars), end
-    return tf.floor(end - pd.Timedelta(days=days)), end
-
-
 @asset(
     **DATA_ASSET,
     kinds={"pandas", "parquet"},
@@ -194,24 +173,22 @@ def raw_candles(
     config: CandleWindowConfig,
     candle_source: CandleSourceResource,
     candle_store: CandleStoreResource,
+    feature_config: FeatureConfigResource,
 ) -> Output[pd.DataFrame]:
-    symbol, timeframe = split_partition_key(context.partition_key)
-    calendar = candle_source.calendar_for(symbol)
-    span_start, span_end = requested_span(config, timeframe, calendar)
-    lead_in = lead_in_bars(FeatureConfig())
-    warmup = warmup_bars(config.warmup_tolerance) + lead_in
-    fetch_start = calendar.start_before(timeframe, span_start, warmup)
+    partition = partition_of(context.partition_key)
+    calendar = candle_source.calendar_for(partition.symbol)
+    plan = WindowPlan.of(partition, calendar, config.request(), feature_config.lead_in_bars())
     source = candle_source.get_source()
     if hasattr(source, "on_page"):  # an exchange: report requests done / expected (the CLI shows an ETA)
-        source.on_page = _request_reporter(context, symbol, timeframe, source.name)
+        source.on_page = _request_reporter(context, partition, source.name)
     try:
         with candle_store.get_store() as store:
             filled, collected = store.filled_window(
                 source,
-                symbol,
-                timeframe,
-                fetch_start,
-                span_end,
+                partition.symbol,
+                partition.timeframe,
+                plan.fetch_start,
+                plan.span_end,
                 calendar,
                 config.max_fill_bars,
                 candle_store.refresh,
@@ -219,64 +196,36 @@ def raw_candles(
                 candle_store.refetch_breaks,
             )
     except (SourceUnavailableError, StoreError) as exc:
-        if not exc.transient:  # a ban, bad data, a full disk: retrying unchanged input cannot help
-            raise
-        wait = candle_source.step_retry_seconds * 2 ** (context.retry_number)
-        what = "store" if isinstance(exc, StoreError) else "source"
-        context.log.warning(f"{symbol} {timeframe}: transient {what} error, step retry in {wait:.0f}s: {redact(exc)}")
-        raise RetryRequested(max_retries=candle_source.step_retries, seconds_to_wait=wait) from exc
-    if filled.frame.empty or filled.frame.index[-1] < span_start:
-        raise EmptySourceError(symbol, timeframe, f"{source.name} has no candles in [{span_start}, {span_end})")
-    frame = filled.frame
-    in_span = frame.index >= span_start
-    span_bars = len(calendar.grid(timeframe, span_start, span_end))
-    invalid_in_span = [b for b in collected.invalid_bars if pd.Timestamp(b.split(": ", 1)[0]) >= span_start]
-    if len(invalid_in_span) > config.max_invalid_fraction * span_bars:
-        raise CandleDataError(
-            symbol,
-            timeframe,
-            f"{len(invalid_in_span)} of {span_bars} bars of the requested span have invalid values "
-            f"(more than max_invalid_fraction {config.max_invalid_fraction:.2%}); refusing to go on",
-            examples=invalid_in_span,
-        )
-    if collected.invalid_bars:
-        context.log.warning(
-            f"{symbol} {timeframe}: {len(collected.invalid_bars)} bar(s) with invalid values treated as missing, "
-            f"e.g. {collected.invalid_bars[:3]}"
-        )
-    history = int((~in_span).sum())
-    if filled.leading_missing:
-        context.log.warning(
-            f"{symbol} {timeframe}: history starts {filled.leading_missing} session bars after the warm-up start "
-            f"{fetch_start}: {history} of {warmup} warm-up bars available; indicators early in the span may not "
-            "have converged"
-        )
-    for gap in filled.breaks:
-        context.log.warning(
-            f"{symbol} {timeframe}: break (gap longer than {config.max_fill_bars} bars) {gap.describe()}"
-        )
-    provenance = Provenance(
-        symbol=symbol,
-        timeframe=timeframe,
-        calendar=calendar.name,
-        span_start=span_start.isoformat(),
-        span_end=span_end.isoformat(),
-        warmup_bars=warmup,
-        lead_in_bars=lead_in,
-        history_bars=history,
-        filled_bars=filled.filled,
-        filled_bars_in_span=int((filled.filled_mask & in_span).sum()),
-        max_fill_bars=config.max_fill_bars,
-        breaks=tuple(b.resume.isoformat() for b in filled.breaks),
-        invalid_bars=len(collected.invalid_bars),
-    )
-    provenance.attach(frame)
-    context.log.info(
-        f"{symbol} {timeframe}: {len(frame)} bars ({filled.filled} filled, {len(filled.breaks)} breaks), "
-        f"fetched {collected.rows_fetched} candles from {source.name}"
-    )
-    data_version = candles_data_version(frame)  # the same candles again: downstream stays fresh
-    title = f"{symbol} {timeframe} raw candles"
+        raise _retry_if_transient(context, candle_source, partition, exc) from exc
+    window = assemble_window(plan, filled, collected, source.name)
+    for warning in window.warnings:
+        context.log.warning(warning)
+    context.log.info(window.summary(source.name))
+    return _raw_candles_output(context, window, source_identity(source))
+
+
+def _retry_if_transient(
+    context: AssetExecutionContext,
+    candle_source: CandleSourceResource,
+    partition: Partition,
+    exc: SourceUnavailableError | StoreError,
+) -> Exception:
+    """A step retry with backoff for a transient error; ``exc`` itself for a ban, bad data, a full disk:
+    retrying unchanged input cannot help those."""
+    if not exc.transient:
+        return exc
+    wait = candle_source.step_retry_seconds * 2 ** (context.retry_number)
+    what = "store" if isinstance(exc, StoreError) else "source"
+    context.log.warning(f"{partition}: transient {what} error, step retry in {wait:.0f}s: {redact(exc)}")
+    return RetryRequested(max_retries=candle_source.step_retries, seconds_to_wait=wait)
+
+
+def _raw_candles_output(context: AssetExecutionContext, window: CandleWindow, source: str) -> Output[pd.DataFrame]:
+    """The window as ``raw_candles``' output: its data version (the same candles again: downstream stays
+    fresh), the chart (drawn again only when its inputs changed) and what the window holds."""
+    frame, filled, collected, plan = window.frame, window.filled, window.collected, window.plan
+    data_version = candles_data_version(frame)
+    title = f"{plan.partition} raw candles"
     inputs = chart_inputs(data_version, title, filled.filled_mask)
     chart = unchanged_chart(context, inputs) or candle_chart(frame, title, filled.filled_mask)
     return Output(
@@ -284,18 +233,18 @@ def raw_candles(
         data_version=data_version,
         metadata={
             **frame_metadata(frame, RawCandlesModel),
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "source": source_identity(source),
-            "calendar": calendar.name,
-            "span_start": span_start.isoformat(),
-            "span_end": span_end.isoformat(),
-            "span_rows": int(in_span.sum()),
-            "span_session_bars": span_bars,
-            "warmup_bars": warmup,
-            "warmup_rows": history,
+            "symbol": plan.partition.symbol,
+            "timeframe": plan.partition.timeframe,
+            "source": source,
+            "calendar": plan.calendar.name,
+            "span_start": plan.span_start.isoformat(),
+            "span_end": plan.span_end.isoformat(),
+            "span_rows": int((frame.index >= plan.span_start).sum()),
+            "span_session_bars": plan.span_bars(),
+            "warmup_bars": plan.warmup,
+            "warmup_rows": window.history,
             "missing_bars_filled": filled.filled,
-            "missing_bars_filled_in_span": provenance.filled_bars_in_span,
+            "missing_bars_filled_in_span": window.provenance.filled_bars_in_span,
             "leading_missing_bars": filled.leading_missing,
             "trailing_missing_bars": filled.trailing_missing,
             "breaks": len(filled.breaks),
@@ -317,8 +266,8 @@ def raw_candles(
     "(warm-up trimmed; see trading_assets.indicators.INDICATORS).",
 )
 def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Output[pd.DataFrame]:
-    symbol, timeframe = split_partition_key(context.partition_key)
-    candles, pollution = prepare_candles(raw_candles, symbol, timeframe)
+    partition = partition_of(context.partition_key)
+    candles, pollution = prepare_candles(raw_candles, partition.symbol, partition.timeframe)
     provenance = Provenance.of(raw_candles)
     span_start, _ = provenance.span
     keep_from = None
@@ -329,7 +278,7 @@ def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Out
     frame = provenance.attach(result.frame)
     nan_counts = frame.isna().sum()
     if nan_counts.any():
-        context.log.warning(f"{symbol} {timeframe}: NaN after warm-up trimming: {nan_counts[nan_counts > 0].to_dict()}")
+        context.log.warning(f"{partition}: NaN after warm-up trimming: {nan_counts[nan_counts > 0].to_dict()}")
     return Output(
         frame,
         metadata={
@@ -339,35 +288,9 @@ def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Out
             "flat_window_replacements": counts_metadata(result.flat_replacements),
             "coerced_cells": counts_metadata(pollution.coerced),
             "dropped_columns": MetadataValue.json(pollution.dropped_columns),
-            "chart": candle_chart(frame, f"{symbol} {timeframe} candles and indicators"),
+            "chart": candle_chart(frame, f"{partition} candles and indicators"),
         },
     )
-
-
-class FeaturesConfig(Config):
-    """Preprocessing parameters (see trading_assets.features); defaults come from FeatureConfig."""
-
-    ffill_limit: int = Field(
-        default=FeatureConfig.ffill_limit, ge=0, description="Forward-fill at most this many missing values in a row"
-    )
-    clip_window: int = Field(
-        default=FeatureConfig.clip_window, ge=10, description="Bars per time-aligned block of the median/MAD clipping"
-    )
-    clip_k: float = Field(default=FeatureConfig.clip_k, gt=0, description="Clip at median +- k x MAD-sigma")
-    max_polluted_fraction: float = Field(
-        default=FeatureConfig.max_polluted_fraction,
-        ge=0,
-        le=1,
-        description="Most non-numeric cells per column before the step stops",
-    )
-    feature_set: str = Field(
-        pattern=NAME_PATTERN,
-        default=FeatureConfig.feature_set,
-        description="Named feature set of trading_assets.features.FEATURE_SETS (default: 'default')",
-    )
-
-    def feature_config(self) -> FeatureConfig:
-        return FeatureConfig(**{f.name: getattr(self, f.name) for f in fields(FeatureConfig)})
 
 
 @asset(
@@ -378,34 +301,37 @@ class FeaturesConfig(Config):
     "trade the execution model fills (by default bought at the next bar's open): the label is the trade.",
 )
 def features(
-    context: AssetExecutionContext, config: FeaturesConfig, indicators: pd.DataFrame, execution: ExecutionResource
+    context: AssetExecutionContext,
+    indicators: pd.DataFrame,
+    execution: ExecutionResource,
+    feature_config: FeatureConfigResource,
 ) -> Output[pd.DataFrame]:
-    symbol, timeframe = split_partition_key(context.partition_key)
-    feature_config = config.feature_config()
+    partition = partition_of(context.partition_key)
+    symbol, timeframe = partition.symbol, partition.timeframe
+    config = feature_config.config()
     trade = execution.for_symbol(symbol)
     provenance = Provenance.of(indicators)
     span_start, _ = provenance.span
-    shortfall = lead_in_shortfall(symbol, timeframe, provenance.lead_in_bars, feature_config)
+    shortfall = lead_in_shortfall(symbol, timeframe, provenance.lead_in_bars, config)
     if shortfall:
         context.log.warning(shortfall)
-    result = build_features(indicators, symbol, timeframe, feature_config, span_start=span_start, execution=trade)
+    result = build_features(indicators, symbol, timeframe, config, span_start=span_start, execution=trade)
     frame, report = result.frame, result.report
     provenance.but(
         execution=trade.as_dict(),
-        feature_set=feature_config.feature_set,
-        feature_config=asdict(feature_config),
+        feature_set=config.feature_set,
+        feature_config=asdict(config),
         breaks=feature_breaks(indicators.index, frame.index, provenance.break_times()),
     ).attach(frame)
     for col, examples in report.pollution.examples.items():
         context.log.warning(
-            f"{symbol} {timeframe}: coerced {report.pollution.coerced[col]} non-numeric cells "
-            f"in '{col}', e.g. {examples[:3]}"
+            f"{partition}: coerced {report.pollution.coerced[col]} non-numeric cells in '{col}', e.g. {examples[:3]}"
         )
     return Output(
         frame,
         metadata={
-            **frame_metadata(frame, features_schema(feature_config.feature_set)),
-            "feature_set": feature_config.feature_set,
+            **frame_metadata(frame, features_schema(config.feature_set)),
+            "feature_set": config.feature_set,
             "label": f"one-bar log return of the trade filled at the {trade.fill} {trade.delay_bars} bar(s) later",
             "feature_columns": MetadataValue.json([c for c in frame.columns if c != "target"]),
             "coerced_cells": counts_metadata(report.pollution.coerced),

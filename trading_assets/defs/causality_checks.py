@@ -7,7 +7,7 @@ off per run (``enabled: false``) for huge spans.
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
-from dataclasses import asdict
+from dataclasses import asdict, astuple
 from typing import Literal
 
 import pandas as pd
@@ -21,25 +21,21 @@ from dagster import (
 )
 from pydantic import Field
 
-from trading_assets.calendars import get_calendar
-from trading_assets.candles import CANDLE_COLUMNS, fill_candle_grid
 from trading_assets.causality import (
     CUT_FRACTIONS,
     CUT_MAX_ROWS,
+    WarmupAudit,
     cut_points,
     features_look_ahead,
     indicators_look_ahead,
-    warmup_drifts,
 )
 from trading_assets.defs.assets import features, indicators
 from trading_assets.defs.partition_checks import check_result, partition_check, partition_metadata
-from trading_assets.defs.partitions import split_partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource
+from trading_assets.defs.partitions import partition_of
+from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, FeatureConfigResource
 from trading_assets.execution import Execution
 from trading_assets.features import FeatureConfig
-from trading_assets.indicators import INDICATORS, indicator_warmups
 from trading_assets.provenance import Provenance
-from trading_assets.timeframes import NAME_PATTERN
 
 
 class LookAheadConfig(Config):
@@ -57,11 +53,6 @@ class WarmupConfig(Config):
     enabled: bool = Field(default=True, description="Switch the check off (e.g. for huge spans)")
     history_factor: float = Field(default=2.0, gt=1, description="Recompute with this many times the warm-up")
     tolerance: float = Field(default=1e-4, gt=0, description="Allowed move, as a share of the column's std in the span")
-    feature_set: str = Field(
-        pattern=NAME_PATTERN,
-        default=FeatureConfig.feature_set,
-        description="Feature set (FEATURE_SETS) whose start invariance is checked",
-    )
     short_history_severity: Literal["WARN", "ERROR"] = Field(
         default="WARN",
         description="Severity when the available history is shorter than the warm-up the partition needs "
@@ -102,7 +93,7 @@ def features_no_look_ahead(
 ) -> AssetCheckResult:
     if not config.enabled:
         return _skipped(context)
-    symbol, timeframe = split_partition_key(context.partition_key)
+    symbol, timeframe = astuple(partition_of(context.partition_key))
     cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions), config.max_rows)
     provenance = Provenance.of(frame)
     feature_config = FeatureConfig(**provenance.feature_config)
@@ -122,7 +113,7 @@ def indicators_no_look_ahead(
 ) -> AssetCheckResult:
     if not config.enabled:
         return _skipped(context)
-    symbol, timeframe = split_partition_key(context.partition_key)
+    symbol, timeframe = astuple(partition_of(context.partition_key))
     cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions), config.max_rows)
     return _look_ahead_result(context, indicators_look_ahead(raw_candles, frame, symbol, timeframe, cuts), cuts)
 
@@ -132,11 +123,11 @@ def indicators_no_look_ahead(
     "warmup_sufficient",
     blocking=False,
     additional_ins={"raw_candles": AssetIn("raw_candles")},
-    description="Recompute indicators, and the features of the configured feature set from them, with more history "
-    "before the "
-    "span (only the extra history is read from the candle store; the rest is the run's raw_candles); WARN when "
-    "values inside the span move, with the warm-up that would have been enough. Never passes when the history "
-    "is shorter than the warm-up (WARN, or ERROR by config) or there is none to compare with.",
+    description="Recompute indicators, and the features of the feature_config resource from them, with more "
+    "history before the span (only the extra history is read from the candle store; the rest is the run's "
+    "raw_candles); WARN when values inside the span move, with the warm-up that would have been enough. "
+    "Never passes when the history is shorter than the warm-up (WARN, or ERROR by config) or there is none to "
+    "compare with.",
 )
 def indicators_warmup_sufficient(
     context: AssetCheckExecutionContext,
@@ -145,84 +136,25 @@ def indicators_warmup_sufficient(
     raw_candles: pd.DataFrame,
     candle_source: CandleSourceResource,
     candle_store: CandleStoreResource,
+    feature_config: FeatureConfigResource,
 ) -> AssetCheckResult:
     if not config.enabled:
         return _skipped(context)
-    symbol, timeframe = split_partition_key(context.partition_key)
-    provenance = Provenance.of(raw_candles)
-    calendar = get_calendar(provenance.calendar)
-    warmup = provenance.warmup_bars
-    before = warmup - provenance.lead_in_bars  # bars needed before the stored frame's first row
-    first_row, (span, span_end) = frame.index[0], provenance.span
-    available = int(raw_candles.index.searchsorted(first_row))
-    if available < before:
-        affected = sorted(
-            col for name, bars in indicator_warmups().items() if bars > available for col in INDICATORS[name].columns
-        )
-        problem = (
-            f"history is short: {available} bars available before {first_row.isoformat()}, {before} needed "
-            f"({before - available} missing); values early in the span depend on where the history starts"
-        )
-        return check_result(
-            context,
-            [problem],
-            {
-                "warmup_bars": before,
-                "bars_available": available,
-                "bars_missing": before - available,
-                "affected_columns": MetadataValue.json(affected),
-                "compared_with_bars": 0,
-            },
-            AssetCheckSeverity[config.short_history_severity],
-        )
-    longer_warmup = int(warmup * config.history_factor)
-    extra_start = calendar.start_before(timeframe, first_row, longer_warmup)
-    # Only the history before the stored warm-up is new: collect (the store fetches only what it
-    # lacks) and load just that, then put it in front of the candles the run already has.
-    with candle_store.get_store() as store:
-        store.collect(candle_source.get_source(), symbol, timeframe, extra_start, span_end)
-        extra = store.load(symbol, timeframe, extra_start, raw_candles.index[0])
-    longer = fill_candle_grid(
-        pd.concat([extra, raw_candles[list(CANDLE_COLUMNS)]]),
-        timeframe,
-        extra_start,
-        span_end,
-        calendar,
-        provenance.max_fill_bars,
-    )
-    drifts = warmup_drifts(
-        frame,
-        longer.frame,
-        symbol,
-        timeframe,
-        span,
-        before,
-        FeatureConfig(feature_set=config.feature_set),
-        config.tolerance,
-    )
-    needed = max((d.bars_to_converge for d in drifts), default=0)
-    history = int(longer.frame.index.searchsorted(first_row))
-    advice = (
-        f"{timeframe} needs more than {before} warm-up bars: at least {needed} "
-        f"(lower CandleWindowConfig.warmup_tolerance or raise it by hand)"
-    )
-    problems = [advice] if drifts else []
-    if history <= available:
-        problems.append(
-            f"no history before the run's {available} warm-up bars to compare with ({history} bars in the store): "
-            "convergence is unverified"
-        )
-    return check_result(
-        context,
-        problems,
-        {
-            "warmup_bars": before,
-            "lead_in_bars": warmup - before,
-            "bars_available": available,
-            "compared_with_bars": history,
-            "moved_columns": MetadataValue.json([asdict(d) for d in drifts]),
-            "bars_needed": needed,
-            "tolerance": config.tolerance,
-        },
-        AssetCheckSeverity.WARN,
-    )
+    p = partition_of(context.partition_key)
+    audit = WarmupAudit(frame, raw_candles, p)
+    finding = audit.short()
+    if finding is None:
+        extra_start = audit.extra_start(config.history_factor)
+        # Only the history before the stored warm-up is new: collect (the store fetches only what it
+        # lacks) and load just that; the rest is the run's raw_candles.
+        with candle_store.get_store() as store:
+            store.collect(candle_source.get_source(), p.symbol, p.timeframe, extra_start, audit.provenance.span[1])
+            extra = store.load(p.symbol, p.timeframe, extra_start, raw_candles.index[0])
+        finding = audit.compare(extra, extra_start, feature_config.config(), config.tolerance)
+    severity = AssetCheckSeverity[config.short_history_severity] if finding.short_history else AssetCheckSeverity.WARN
+    return check_result(context, finding.problems, _metadata(finding.figures), severity)
+
+
+def _metadata(figures: dict) -> dict:
+    """Lists and dicts as JSON metadata."""
+    return {k: MetadataValue.json(v) if isinstance(v, list | dict) else v for k, v in figures.items()}

@@ -32,16 +32,17 @@ from trading_assets.defs.causality_checks import (
     indicators_warmup_sufficient,
 )
 from trading_assets.defs.partition_checks import check_result, partition_check
-from trading_assets.defs.partitions import split_partition_key
-from trading_assets.features import TARGET, feature_columns
+from trading_assets.defs.partitions import partition_of
+from trading_assets.features import DEFAULT_FEATURE_SET, TARGET, feature_columns
 from trading_assets.indicators import indicator_columns
 from trading_assets.provenance import Provenance
+from trading_assets.quality import ContinuityLimits
 from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
 
 
 def _feature_columns(frame: pd.DataFrame) -> list[str]:
     """The columns of the feature set the frame was built with."""
-    return feature_columns(Provenance.of(frame).feature_set or "default")
+    return feature_columns(Provenance.of(frame).feature_set or DEFAULT_FEATURE_SET)
 
 
 NUMERIC_COLUMNS = {
@@ -52,7 +53,7 @@ NUMERIC_COLUMNS = {
 SCHEMAS = {
     "raw_candles": lambda frame: RawCandlesModel,
     "indicators": lambda frame: indicators_schema(),
-    "features": lambda frame: features_schema(frame.attrs.get("feature_set", "default")),
+    "features": lambda frame: features_schema(Provenance.of(frame).feature_set or DEFAULT_FEATURE_SET),
 }
 
 
@@ -64,19 +65,28 @@ class NanRateConfig(Config):
 
 
 class ContinuityConfig(Config):
-    """When a patched or broken session grid deserves a warning, and when an error."""
+    """When a patched or broken session grid deserves a warning, and when an error (quality.ContinuityLimits)."""
 
     max_filled_fraction: float = Field(
-        default=0.05, ge=0, le=1, description="WARN when more than this share of bars was filled"
+        default=ContinuityLimits.max_filled_fraction,
+        ge=0,
+        le=1,
+        description="WARN when more than this share of bars was filled",
     )
     min_coverage: float = Field(
-        default=1.0, ge=0, le=1, description="WARN when fewer of the requested span's session bars are present"
+        default=ContinuityLimits.min_coverage,
+        ge=0,
+        le=1,
+        description="WARN when fewer of the requested span's session bars are present",
     )
     max_break_bars: int = Field(
-        default=100,
+        default=ContinuityLimits.max_break_bars,
         ge=0,
         description="Breaks (gaps in sessions too long to fill) WARN; one longer than this many bars is an ERROR",
     )
+
+    def limits(self) -> ContinuityLimits:
+        return ContinuityLimits(self.max_filled_fraction, self.min_coverage, self.max_break_bars)
 
 
 def _schema_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
@@ -174,55 +184,12 @@ def _continuity_check(asset_def: AssetsDefinition) -> AssetChecksDefinition:
         "ERROR above max_break_bars; coverage of the requested span's session bars; WARN when many bars were filled.",
     )
     def check(context: AssetCheckExecutionContext, config: ContinuityConfig, frame: pd.DataFrame) -> AssetCheckResult:
-        _, timeframe = split_partition_key(context.partition_key)
-        provenance = Provenance.of(frame)
-        span_start, span_end = provenance.span
-        c = quality.continuity(
-            frame, timeframe, span_start, span_end, provenance.filled_bars_in_span, get_calendar(provenance.calendar)
-        )
-        span_rows = int((frame.index >= span_start).sum()) if span_start is not None else c.rows
-        filled_fraction = c.filled_bars / span_rows if span_rows else 0.0
-        errors = [
-            text
-            for cond, text in (
-                (c.duplicated_timestamps, f"{c.duplicated_timestamps} duplicated timestamps"),
-                (c.out_of_order, f"{c.out_of_order} bars out of order"),
-                (c.longest_gap > config.max_break_bars, f"a break of {c.longest_gap} bars > {config.max_break_bars}"),
-            )
-            if cond
-        ]
-        warnings = [
-            text
-            for cond, text in (
-                (c.gaps, f"{c.gaps} breaks ({c.missing_bars} missing session bars, not filled): {c.gap_examples}"),
-                (filled_fraction > config.max_filled_fraction, f"{quality.percent(filled_fraction)} of bars filled"),
-                (
-                    c.coverage < config.min_coverage,
-                    f"coverage {quality.percent(c.coverage)} of the requested span's {c.expected_rows} session bars",
-                ),
-            )
-            if cond
-        ]
-        return check_result(
-            context,
-            errors + warnings,
-            {
-                "rows": c.rows,
-                "calendar": provenance.calendar,
-                "expected_rows": c.expected_rows,
-                "coverage": c.coverage,
-                "duplicated_timestamps": c.duplicated_timestamps,
-                "out_of_order": c.out_of_order,
-                "breaks": c.gaps,
-                "missing_bars": c.missing_bars,
-                "longest_break_bars": c.longest_gap,
-                "filled_bars_in_span": c.filled_bars,
-                "filled_fraction": filled_fraction,
-                "break_examples": MetadataValue.json(c.gap_examples),
-                "duplicate_examples": MetadataValue.json(c.duplicate_examples),
-            },
-            AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN,
-        )
+        timeframe = partition_of(context.partition_key).timeframe
+        calendar = get_calendar(Provenance.of(frame).calendar)
+        found = quality.judge_continuity(frame, timeframe, calendar, config.limits())
+        metadata = {k: MetadataValue.json(v) if isinstance(v, list) else v for k, v in found.figures.items()}
+        severity = AssetCheckSeverity.ERROR if found.errors else AssetCheckSeverity.WARN
+        return check_result(context, found.errors + found.warnings, metadata, severity)
 
     return check
 

@@ -17,6 +17,7 @@ from trading_assets.defs.resources import (
     CandleSourceResource,
     CandleStoreResource,
     ExecutionResource,
+    FeatureConfigResource,
     Locations,
     MlflowResource,
 )
@@ -40,5 +41,6 @@ defs = Definitions(
         "alerts": AlertResource(locations=locations),
         "mlflow_tracking": MlflowResource(locations=locations),
         "execution": ExecutionResource(),
+        "feature_config": FeatureConfigResource(),
     },
 )

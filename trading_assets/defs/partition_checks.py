@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: Dagster reads the annotations of t
 """
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import astuple
 from typing import Any
 
 from dagster import (
@@ -16,7 +17,7 @@ from dagster import (
     asset_check,
 )
 
-from trading_assets.defs.partitions import market_partitions, split_partition_key
+from trading_assets.defs.partitions import market_partitions, partition_of
 
 
 def partition_check(
@@ -35,7 +36,7 @@ def partition_check(
 
 def partition_metadata(context: AssetCheckExecutionContext | AssetExecutionContext) -> dict[str, Any]:
     """The evaluated partition: its symbol, timeframe and key."""
-    symbol, timeframe = split_partition_key(context.partition_key)
+    symbol, timeframe = astuple(partition_of(context.partition_key))
     return {"symbol": symbol, "timeframe": timeframe, "partition": str(context.partition_key)}
 
 

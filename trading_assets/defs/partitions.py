@@ -12,7 +12,8 @@ from dagster import (
     StaticPartitionsDefinition,
 )
 
-from trading_assets.timeframes import TIMEFRAMES, validate_symbol, validate_timeframe
+from trading_assets.partition import Partition
+from trading_assets.timeframes import TIMEFRAMES, validate_symbol
 
 SYMBOL_PARTITIONS_NAME = "symbol"
 DEFAULT_SYMBOLS: tuple[str, ...] = ("KRW-BTC", "KRW-ETH")
@@ -22,20 +23,21 @@ timeframe_partitions = StaticPartitionsDefinition(list(TIMEFRAMES))
 market_partitions = MultiPartitionsDefinition({"symbol": symbol_partitions, "timeframe": timeframe_partitions})
 
 
+def dagster_key(partition: Partition) -> MultiPartitionKey:
+    """The Dagster key of ``partition`` (its string form is :attr:`Partition.key`, ``KRW-BTC|1m``)."""
+    return MultiPartitionKey({"symbol": partition.symbol, "timeframe": partition.timeframe})
+
+
 def partition_key(symbol: str, timeframe: str) -> MultiPartitionKey:
-    """The partition key of one market series (its string form reads ``KRW-BTC|1m``)."""
-    return MultiPartitionKey({"symbol": validate_symbol(symbol), "timeframe": timeframe})
+    """The Dagster key of ``symbol`` x ``timeframe``, validated."""
+    return dagster_key(Partition(symbol, timeframe))
 
 
-def split_partition_key(key: str | MultiPartitionKey) -> tuple[str, str]:
-    """``(symbol, timeframe)`` of a partition key, validated: whatever route added the symbol (CLI,
-    GraphQL, a sensor), it becomes a path and a SQL value only after passing here."""
+def partition_of(key: str | MultiPartitionKey) -> Partition:
+    """The :class:`Partition` of a Dagster key, validated."""
     if isinstance(key, MultiPartitionKey):
-        dims = key.keys_by_dimension
-        symbol, timeframe = dims["symbol"], dims["timeframe"]
-    else:
-        symbol, _, timeframe = key.rpartition("|")
-    return validate_symbol(symbol), validate_timeframe(timeframe)
+        return Partition(key.keys_by_dimension["symbol"], key.keys_by_dimension["timeframe"])
+    return Partition.parse(key)
 
 
 def add_symbols(instance: DagsterInstance, symbols: Iterable[str]) -> list[str]:

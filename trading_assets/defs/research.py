@@ -8,6 +8,7 @@ No `from __future__ import annotations` here: Dagster reads the config and resou
 """
 
 from collections.abc import Iterator
+from dataclasses import astuple
 from typing import Literal
 
 import pandas as pd
@@ -29,7 +30,7 @@ from trading_assets.calendars import get_calendar
 from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.metadata import frame_metadata
 from trading_assets.defs.partition_checks import check_result
-from trading_assets.defs.partitions import market_partitions, split_partition_key
+from trading_assets.defs.partitions import market_partitions, partition_of
 from trading_assets.defs.resources import ExecutionResource, MlflowResource
 from trading_assets.defs.training import GPU_POOL, ModelSettings, dagster_run_alive, label_execution, partition_tags
 from trading_assets.defs.versions import CODE_VERSION
@@ -97,7 +98,7 @@ def predictions(
 ) -> Output[pd.DataFrame]:
     from trading_assets.research import fold_summary, run_walk_forward
 
-    symbol, timeframe = split_partition_key(context.partition_key)
+    symbol, timeframe = astuple(partition_of(context.partition_key))
     trade = label_execution(execution, features, symbol, timeframe)
     with mlflow_tracking.open_run(
         f"{symbol}|{timeframe} walk-forward",
@@ -165,7 +166,7 @@ def evaluation(
 ) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
     from trading_assets.research import evaluate_partition
 
-    symbol, timeframe = split_partition_key(context.partition_key)
+    symbol, timeframe = astuple(partition_of(context.partition_key))
     trade = label_execution(execution, predictions, symbol, timeframe, horizon=True)
     provenance = Provenance.of(predictions)
     bars_per_year = get_calendar(provenance.calendar).bars_per_year(timeframe)

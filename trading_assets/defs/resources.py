@@ -23,6 +23,7 @@ from trading_assets.alerts import CheckAlert, Outbox, RunFailureAlert
 from trading_assets.calendars import TradingCalendar, get_calendar
 from trading_assets.defs.run_guard import refuse_environment_in_run_config
 from trading_assets.execution import Costs, Execution, market_costs
+from trading_assets.features import DEFAULT_FEATURE_SET, FeatureConfig, lead_in_bars
 from trading_assets.redaction import redact, redacted_errors, url_secrets
 from trading_assets.settings import LOCATION_VARS, data_dir, default_db_url, default_tracking_uri
 from trading_assets.sources import SOURCES, CandleSource, build_source, describe_sources
@@ -327,3 +328,34 @@ class ExecutionResource(GuardedResource):
             slippage_bp=base.slippage_bp if self.slippage_bp is None else self.slippage_bp,
         )
         return Execution(self.fill, self.delay_bars, self.horizon, self.side, self.cost_aware, costs).validate()
+
+
+class FeatureConfigResource(GuardedResource):
+    """The feature set and its preprocessing, declared once for every step that needs them: ``raw_candles``
+    loads the lead-in its clipping needs, ``features`` builds it, the warm-up check recomputes it."""
+
+    feature_set: str = Field(
+        default=DEFAULT_FEATURE_SET,
+        pattern=NAME_PATTERN,
+        description=f"Named feature set of trading_assets.features.FEATURE_SETS (default {DEFAULT_FEATURE_SET!r})",
+    )
+    ffill_limit: int = Field(
+        default=FeatureConfig.ffill_limit, ge=0, description="Forward-fill at most this many missing values in a row"
+    )
+    clip_window: int = Field(
+        default=FeatureConfig.clip_window, ge=10, description="Bars per time-aligned block of the median/MAD clipping"
+    )
+    clip_k: float = Field(default=FeatureConfig.clip_k, gt=0, description="Clip at median +- k x MAD-sigma")
+    max_polluted_fraction: float = Field(
+        default=FeatureConfig.max_polluted_fraction,
+        ge=0,
+        le=1,
+        description="Most non-numeric cells per column before the step stops",
+    )
+
+    def config(self) -> FeatureConfig:
+        return FeatureConfig(**{f: getattr(self, f) for f in FeatureConfig.__dataclass_fields__})
+
+    def lead_in_bars(self) -> int:
+        """Bars of indicators the features need before the span."""
+        return lead_in_bars(self.config())

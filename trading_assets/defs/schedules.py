@@ -23,7 +23,7 @@ from dagster import (
 
 from trading_assets import settings
 from trading_assets.defs.jobs import market_data_job, training_job
-from trading_assets.defs.partitions import SYMBOL_PARTITIONS_NAME, partition_key, split_partition_key
+from trading_assets.defs.partitions import SYMBOL_PARTITIONS_NAME, partition_key, partition_of
 from trading_assets.timeframes import TIMEFRAMES
 
 DEFAULT_REFRESH_CRONS = {
@@ -72,7 +72,7 @@ def training_schedule(cron: str) -> ScheduleDefinition:
     def _train(context: ScheduleEvaluationContext):
         keys = context.instance.get_materialized_partitions(AssetKey("features"))
         symbols = set(context.instance.get_dynamic_partitions(SYMBOL_PARTITIONS_NAME))
-        keys = sorted(k for k in keys if split_partition_key(k)[0] in symbols)
+        keys = sorted(k for k in keys if partition_of(k).symbol in symbols)
         if not keys:
             return SkipReason("no features materialized yet")
         tick = context.scheduled_execution_time.isoformat()

@@ -4,8 +4,8 @@ No `from __future__ import annotations` here: Dagster reads the config and resou
 """
 
 from collections.abc import Callable
-from dataclasses import fields
-from typing import TYPE_CHECKING, Literal
+from dataclasses import astuple, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from dagster import (
@@ -22,7 +22,7 @@ from pydantic import Field
 
 from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.partition_checks import check_result
-from trading_assets.defs.partitions import market_partitions, split_partition_key
+from trading_assets.defs.partitions import market_partitions, partition_of
 from trading_assets.defs.resources import ExecutionResource, MlflowResource
 from trading_assets.defs.versions import CODE_VERSION
 from trading_assets.timeframes import DEVICE_PATTERN
@@ -39,6 +39,7 @@ from trading_assets.training.config import (
 
 if TYPE_CHECKING:
     from trading_assets.execution import Execution
+    from trading_assets.training.pipeline import TrainOutcome
 
 GPU_POOL = "gpu"
 _MODEL, _TRAIN, _SEQ, _SPLIT = ModelConfig(), TrainConfig(), SequenceConfig(), SplitConfig()
@@ -124,8 +125,12 @@ def label_execution(
     return trade
 
 
+def epoch_line(epoch: int, metrics: dict[str, float]) -> str:
+    return f"epoch {epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+
+
 def partition_tags(context: AssetExecutionContext, asset_name: str) -> dict[str, str]:
-    symbol, timeframe = split_partition_key(context.partition_key)
+    symbol, timeframe = astuple(partition_of(context.partition_key))
     return {
         "symbol": symbol,
         "timeframe": timeframe,
@@ -162,19 +167,15 @@ def trained_model(
 ) -> MaterializeResult:
     # torch and mlflow load here, not with the code location: data steps and the UI stay light
     from trading_assets.calendars import get_calendar
-    from trading_assets.charts import markdown_image
     from trading_assets.provenance import Provenance
     from trading_assets.training.pipeline import train_and_track
-    from trading_assets.training.tracking import content_hash, registered_model_name
+    from trading_assets.training.tracking import registered_model_name
 
-    symbol, timeframe = split_partition_key(context.partition_key)
+    symbol, timeframe = astuple(partition_of(context.partition_key))
     trade = label_execution(execution, features, symbol, timeframe)
     spec = config.spec(trade)
-    with mlflow_tracking.open_run(
-        f"{symbol}|{timeframe}",
-        partition_tags(context, "trained_model"),
-        dagster_run_alive(context.instance),
-    ) as tracker:
+    tags = partition_tags(context, "trained_model")
+    with mlflow_tracking.open_run(str(context.partition_key), tags, dagster_run_alive(context.instance)) as tracker:
         outcome = train_and_track(
             features,
             spec,
@@ -184,55 +185,52 @@ def trained_model(
             get_calendar(Provenance.of(features).calendar).bars_per_year(timeframe),
             trade,
             registered_model_name(symbol, timeframe),
-            on_epoch=lambda e, m: context.log.info(f"epoch {e}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items())),
+            on_epoch=lambda epoch, metrics: context.log.info(epoch_line(epoch, metrics)),
         )
-    report, test = outcome.report, outcome.test_metrics
-    mse = {"model": test["mse"], **{b: test["mse"] / test[f"mse_ratio_{b}"] for b in ("zero", "train_mean", "ar1")}}
-    best = min((b for b in mse if b != "model"), key=mse.__getitem__)
-    beats = mse["model"] < mse[best]
-    backtest = {k.removeprefix("backtest_"): v for k, v in test.items() if k.startswith("backtest_")}
-    return MaterializeResult(
-        metadata={
-            "mlflow_run_id": tracker.run_id,
-            "mlflow_run": mlflow_tracking.run_link(tracker.experiment_id, tracker.run_id),
-            "registered_model": outcome.registered["registered_model"],
-            "registered_version": outcome.registered["registered_version"],
-            "load_with": MetadataValue.md(
-                f'`mlflow.pyfunc.load_model("{outcome.registered["registered_uri"]}").predict(features_frame)`'
-            ),
-            "device": report.device,
-            "train_loss": report.train_loss,
-            "val_loss": report.val_loss,
-            "test_loss": report.test_loss,
-            "best_epoch": report.best_epoch,
-            "epochs_run": report.epochs_run,
-            "stop_reason": report.stop_reason,
-            "execution": MetadataValue.json(trade.as_dict()),
-            "wall_seconds": report.wall_seconds,
-            "samples_per_second": report.samples_per_second,
-            "peak_gpu_memory_mb": report.peak_gpu_memory_mb if report.peak_gpu_memory_mb is not None else 0.0,
-            "scaler_fit_start": outcome.bundle.scaler.fit_start,
-            "scaler_fit_end": outcome.bundle.scaler.fit_end,
-            "baselines": MetadataValue.json(report.baselines),
-            "test_metrics": MetadataValue.json({k: v for k, v in test.items() if not k.startswith("backtest_")}),
-            "test_backtest": MetadataValue.json(backtest),
-            "training_curves": MetadataValue.md(markdown_image(outcome.images["training_curves"], "training curves")),
-            "features_sha256": content_hash(features),
-        },
+    verdict = outcome.baseline_verdict()
+    return MaterializeResult(  # with the check declared on the asset, evaluated here
+        metadata=_trained_model_metadata(outcome, mlflow_tracking, tracker, trade, features),
         check_results=[
-            check_result(
-                context,
-                [] if beats else [f"test MSE {mse['model']:.4g} does not beat the {best} forecast ({mse[best]:.4g})"],
-                {
-                    "test_mse": mse["model"],
-                    "best_baseline": best,
-                    "best_baseline_test_mse": mse[best],
-                    "test_samples": int(test["samples"]),
-                    "dm_benchmark": test["dm_benchmark"],
-                    "dm_pvalue_vs_best_naive": test["dm_pvalue"],
-                },
-                AssetCheckSeverity.WARN,
-                "beats_baseline",
-            )
+            check_result(context, verdict.problems, verdict.figures(), AssetCheckSeverity.WARN, "beats_baseline")
         ],
     )
+
+
+def _trained_model_metadata(
+    outcome: "TrainOutcome", mlflow_tracking: MlflowResource, tracker: Any, trade: "Execution", features: pd.DataFrame
+) -> dict[str, Any]:
+    """What the trained model's materialization shows: its MLflow run and registered version, how training
+    went, the test figures and the curves."""
+    from trading_assets.charts import markdown_image
+    from trading_assets.training.tracking import content_hash
+
+    report, test = outcome.report, outcome.test_metrics
+    return {
+        "mlflow_run_id": tracker.run_id,
+        "mlflow_run": mlflow_tracking.run_link(tracker.experiment_id, tracker.run_id),
+        "registered_model": outcome.registered["registered_model"],
+        "registered_version": outcome.registered["registered_version"],
+        "load_with": MetadataValue.md(
+            f'`mlflow.pyfunc.load_model("{outcome.registered["registered_uri"]}").predict(features_frame)`'
+        ),
+        "device": report.device,
+        "train_loss": report.train_loss,
+        "val_loss": report.val_loss,
+        "test_loss": report.test_loss,
+        "best_epoch": report.best_epoch,
+        "epochs_run": report.epochs_run,
+        "stop_reason": report.stop_reason,
+        "execution": MetadataValue.json(trade.as_dict()),
+        "wall_seconds": report.wall_seconds,
+        "samples_per_second": report.samples_per_second,
+        "peak_gpu_memory_mb": report.peak_gpu_memory_mb if report.peak_gpu_memory_mb is not None else 0.0,
+        "scaler_fit_start": outcome.bundle.scaler.fit_start,
+        "scaler_fit_end": outcome.bundle.scaler.fit_end,
+        "baselines": MetadataValue.json(report.baselines),
+        "test_metrics": MetadataValue.json({k: v for k, v in test.items() if not k.startswith("backtest_")}),
+        "test_backtest": MetadataValue.json(
+            {k.removeprefix("backtest_"): v for k, v in test.items() if k.startswith("backtest_")}
+        ),
+        "training_curves": MetadataValue.md(markdown_image(outcome.images["training_curves"], "training curves")),
+        "features_sha256": content_hash(features),
+    }

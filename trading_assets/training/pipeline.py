@@ -20,6 +20,7 @@ from trading_assets import charts
 from trading_assets.errors import CandleDataError
 from trading_assets.evaluation import evaluate_predictions
 from trading_assets.execution import Execution, ExecutionError
+from trading_assets.features import DEFAULT_FEATURE_SET
 from trading_assets.labels import TARGET
 from trading_assets.provenance import Provenance
 from trading_assets.splits import FoldGrid, Split, time_folds
@@ -81,6 +82,44 @@ class TrainOutcome:
     registered: dict[str, str]
     images: dict[str, bytes] = field(default_factory=dict)
 
+    def baseline_verdict(self) -> BaselineVerdict:
+        """How the model's test MSE compares with the best naive forecast's (fit on the train span)."""
+        test = self.test_metrics
+        baselines = {b: test["mse"] / test[f"mse_ratio_{b}"] for b in ("zero", "train_mean", "ar1")}
+        best = min(baselines, key=baselines.__getitem__)
+        return BaselineVerdict(
+            test["mse"], best, baselines[best], int(test["samples"]), test["dm_benchmark"], test["dm_pvalue"]
+        )
+
+
+@dataclass(frozen=True)
+class BaselineVerdict:
+    """The model's test MSE against the best naive forecast (zero, train mean, AR(1))."""
+
+    model_mse: float
+    best: str
+    best_mse: float
+    samples: int
+    dm_benchmark: str  # the naive forecast the Diebold-Mariano test compares with
+    dm_pvalue: float
+
+    def figures(self) -> dict[str, float | int | str]:
+        return {
+            "test_mse": self.model_mse,
+            "best_baseline": self.best,
+            "best_baseline_test_mse": self.best_mse,
+            "test_samples": self.samples,
+            "dm_benchmark": self.dm_benchmark,
+            "dm_pvalue_vs_best_naive": self.dm_pvalue,
+        }
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the model does not beat the naive forecast (empty: it does)."""
+        if self.model_mse < self.best_mse:
+            return []
+        return [f"test MSE {self.model_mse:.4g} does not beat the {self.best} forecast ({self.best_mse:.4g})"]
+
 
 def require_rows(features: pd.DataFrame, spec: ModelSpec, symbol: str, timeframe: str) -> None:
     """A clear error naming the partition, the rows it has and the rows the split needs."""
@@ -134,7 +173,7 @@ def fit_model(
         seq.horizon,
         report.target_mean,
         report.target_std,
-        {"feature_set": Provenance.of(features).feature_set or "default"},
+        {"feature_set": Provenance.of(features).feature_set or DEFAULT_FEATURE_SET},
     )
     return FitResult(bundle, report, data, seq.entry_lag)
 

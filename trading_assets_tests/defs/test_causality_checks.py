@@ -22,7 +22,10 @@ def run(instance, tolerance=None, feature_set="default"):
     return defs.resolve_job_def("market_data_job").execute_in_process(
         partition_key=KEY,
         instance=instance,
-        run_config={"ops": {"raw_candles": {"config": config}, "features": {"config": {"feature_set": feature_set}}}},
+        run_config={
+            "ops": {"raw_candles": {"config": config}},
+            "resources": {"feature_config": {"config": {"feature_set": feature_set}}},
+        },
         raise_on_error=False,
     )
 
@@ -127,10 +130,10 @@ def test_checks_can_be_switched_off(instance, leaky):
     config = {
         "ops": {
             "raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}},
-            "features": {"config": {"feature_set": "leaky"}},
             "features_no_look_ahead": {"config": {"enabled": False}},
             "indicators_warmup_sufficient": {"config": {"enabled": False}},
-        }
+        },
+        "resources": {"feature_config": {"config": {"feature_set": "leaky"}}},
     }
     result = defs.resolve_job_def("market_data_job").execute_in_process(
         partition_key=KEY, instance=instance, run_config=config, raise_on_error=False
@@ -145,9 +148,8 @@ def test_start_dependent_feature_is_caught_by_the_warmup_check(instance, leaky):
     config = {
         "ops": {
             "raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}},
-            "features": {"config": {"feature_set": "leaky"}},
-            "indicators_warmup_sufficient": {"config": {"feature_set": "leaky"}},
-        }
+        },
+        "resources": {"feature_config": {"config": {"feature_set": "leaky"}}},  # one declaration for every step
     }
     result = defs.resolve_job_def("market_data_job").execute_in_process(
         partition_key=KEY, instance=instance, run_config=config, raise_on_error=False

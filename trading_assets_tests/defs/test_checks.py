@@ -25,6 +25,7 @@ from trading_assets.defs.resources import (
     CandleSourceResource,
     CandleStoreResource,
     ExecutionResource,
+    FeatureConfigResource,
     Locations,
 )
 from trading_assets.defs.sensors import build_alert_sensor
@@ -109,6 +110,7 @@ def run(instance, corrupt=None, config=None, symbol="KRW-BTC", with_checks=True)
             "candle_source": CandleSourceResource(locations=Locations()),
             "candle_store": CandleStoreResource(locations=Locations()),
             "execution": ExecutionResource(),
+            "feature_config": FeatureConfigResource(),
         },
         run_config=config or {"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}}}},
         raise_on_error=False,

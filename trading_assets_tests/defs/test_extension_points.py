@@ -9,8 +9,8 @@ import pandas as pd
 import talib
 from dagster import AssetCheckSeverity, build_sensor_context, materialize
 
-from trading_assets.candles import CANDLE_COLUMNS, normalize_candles
 from trading_assets.app.cli import main
+from trading_assets.candles import CANDLE_COLUMNS, normalize_candles
 from trading_assets.defs import checks, defs
 from trading_assets.defs.assets import indicators, raw_candles
 from trading_assets.defs.io_manager import ParquetIOManager
@@ -21,6 +21,7 @@ from trading_assets.defs.resources import (
     CandleSourceResource,
     CandleStoreResource,
     ExecutionResource,
+    FeatureConfigResource,
     Locations,
     SourceKind,
 )
@@ -38,6 +39,7 @@ RESOURCES = {
     "candle_source": CandleSourceResource(locations=Locations()),
     "candle_store": CandleStoreResource(locations=Locations()),
     "execution": ExecutionResource(),
+    "feature_config": FeatureConfigResource(),
 }
 
 

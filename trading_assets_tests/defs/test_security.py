@@ -46,6 +46,7 @@ TUNABLE = {
     },
     "mlflow_tracking": {"experiment"},
     "execution": {"fill", "delay_bars", "horizon", "side", "cost_aware", "fee_bp", "half_spread_bp", "slippage_bp"},
+    "feature_config": {"feature_set", "ffill_limit", "clip_window", "clip_k", "max_polluted_fraction"},
 }
 
 
@@ -186,7 +187,7 @@ def test_planted_secrets_never_leave(postgres, instance, data_dir, tmp_path, mon
         {"resources": {"candle_source": {"config": {"calendar": "Planted Secret Value"}}}},
         {"resources": {"candle_source": {"config": {"ccxt_exchange": "https://user:pw@host"}}}},
         {"ops": {"raw_candles": {"config": {"days": 3.0, "end": "not a time: PlantedSecret"}}}},
-        {"ops": {"features": {"config": {"feature_set": "../../etc/passwd"}}}},
+        {"resources": {"feature_config": {"config": {"feature_set": "../../etc/passwd"}}}},
     ],
     ids=["calendar", "ccxt_exchange", "end", "feature_set"],
 )

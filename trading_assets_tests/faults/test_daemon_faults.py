@@ -15,11 +15,17 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, materialize
 
-from trading_assets.defs.instance import get_instance
 from trading_assets.defs.assets import raw_candles
+from trading_assets.defs.instance import get_instance
 from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.partitions import add_symbols, partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, ExecutionResource, Locations
+from trading_assets.defs.resources import (
+    CandleSourceResource,
+    CandleStoreResource,
+    ExecutionResource,
+    FeatureConfigResource,
+    Locations,
+)
 from trading_assets.sources import SyntheticSource
 from trading_assets.store import CandleStore
 from trading_assets_tests.conftest import END
@@ -109,6 +115,7 @@ def _upbit_raw_candles(instance, exchange, data_dir):
             ),
             "candle_store": CandleStoreResource(locations=Locations(db_url=f"sqlite:///{data_dir / 'upbit.sqlite'}")),
             "execution": ExecutionResource(),
+            "feature_config": FeatureConfigResource(),
         },
         run_config={"ops": {"raw_candles": {"config": {"days": 1.0, "end": END.isoformat()}}}},
         raise_on_error=False,

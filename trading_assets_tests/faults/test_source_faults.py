@@ -8,7 +8,13 @@ from dagster import DagsterEventType, materialize
 from trading_assets.defs.assets import raw_candles
 from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.partitions import partition_key
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, ExecutionResource, Locations
+from trading_assets.defs.resources import (
+    CandleSourceResource,
+    CandleStoreResource,
+    ExecutionResource,
+    FeatureConfigResource,
+    Locations,
+)
 from trading_assets.errors import CandleDataError, SourceUnavailableError
 from trading_assets.sources import SyntheticSource, UpbitSource
 from trading_assets.store import CandleStore
@@ -39,6 +45,7 @@ def _materialize(instance, exchange, symbol="KRW-BTC", refresh=False, window=Non
             ),
             "candle_store": CandleStoreResource(locations=Locations(), refresh=refresh),
             "execution": ExecutionResource(),
+            "feature_config": FeatureConfigResource(),
         },
         run_config={"ops": {"raw_candles": {"config": {"days": DAYS, "end": END.isoformat(), **(window or {})}}}},
         raise_on_error=False,
