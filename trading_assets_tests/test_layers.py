@@ -81,7 +81,15 @@ def test_only_settings_reads_the_environment():
 
 
 # Dagster decorators whose function is an asset, a check, a sensor or a schedule body.
-_BODY_DECORATORS = {"asset", "multi_asset", "asset_check", "partition_check", "sensor", "schedule", "run_failure_sensor"}
+_BODY_DECORATORS = {
+    "asset",
+    "multi_asset",
+    "asset_check",
+    "partition_check",
+    "sensor",
+    "schedule",
+    "run_failure_sensor",
+}
 MAX_BODY_LINES = 40
 
 

@@ -25,7 +25,9 @@ def _window(plan: WindowPlan, drop=slice(0, 0), invalid=(), max_fill_bars=5):
     candles = SyntheticSource().fetch(P.symbol, P.timeframe, plan.fetch_start, plan.span_end)
     candles = candles.drop(candles.index[drop])
     filled = fill_candle_grid(candles, P.timeframe, plan.fetch_start, plan.span_end, plan.calendar, max_fill_bars)
-    return assemble_window(plan, filled, CollectResult(rows_fetched=len(candles), invalid_bars=list(invalid)), "synthetic")
+    return assemble_window(
+        plan, filled, CollectResult(rows_fetched=len(candles), invalid_bars=list(invalid)), "synthetic"
+    )
 
 
 def test_the_plan_loads_the_warmup_and_the_lead_in_before_the_span():
