@@ -38,13 +38,17 @@ from trading_assets.candles import CANDLE_COLUMNS
 from trading_assets.cleaning import PollutionReport, coerce_numeric
 from trading_assets.errors import CandleDataError
 from trading_assets.execution import Execution, trade_returns
-from trading_assets.indicators import INDICATOR_COLUMNS
+from trading_assets.indicators import indicator_names
 from trading_assets.labels import TARGET
 from trading_assets.timeframes import get_timeframe
 
-INPUT_COLUMNS: tuple[str, ...] = (*CANDLE_COLUMNS, *INDICATOR_COLUMNS)
 MAD_TO_SIGMA = 1.4826
 MEAN_AD_TO_SIGMA = 1.2533  # sqrt(pi / 2): mean absolute deviation -> sigma for a normal distribution
+
+
+def input_columns() -> tuple[str, ...]:
+    """What a feature may read: the candle columns and the registered indicators' columns."""
+    return (*CANDLE_COLUMNS, *indicator_names())
 
 
 DEFAULT_FEATURE_SET = "default"  # the feature set of a run that names none
@@ -181,7 +185,7 @@ class _Recorder(dict):
         self.n = n
 
     def __missing__(self, key: str) -> np.ndarray:
-        if key not in INPUT_COLUMNS:
+        if key not in input_columns():
             raise KeyError(f"{key!r} is neither a candle nor an indicator column")
         self.read.add(key)
         return np.linspace(1.0, 2.0, self.n)
@@ -198,7 +202,7 @@ def inputs_of(features: tuple[Feature, ...]) -> set[str]:
 
 def derive_matrix(ind: pd.DataFrame, features: tuple[Feature, ...]) -> tuple[list[str], np.ndarray]:
     """The features of a set from candles and indicators (all trailing), as a column-major matrix."""
-    col = {c: ind[c].to_numpy(dtype="float64") for c in INPUT_COLUMNS}
+    col = {c: ind[c].to_numpy(dtype="float64") for c in input_columns()}
     out = np.empty((len(ind), len(features)), dtype="float64", order="F")
     with np.errstate(divide="ignore", invalid="ignore"):
         for j, feature in enumerate(features):
@@ -341,7 +345,7 @@ def build_features(
     statistics and are dropped from the result.
     """
     report = FeatureReport()
-    ind, report.pollution = coerce_numeric(indicators, INPUT_COLUMNS, symbol, timeframe, config.max_polluted_fraction)
+    ind, report.pollution = coerce_numeric(indicators, input_columns(), symbol, timeframe, config.max_polluted_fraction)
     if len(ind) < 3:
         raise CandleDataError(symbol, timeframe, f"only {len(ind)} indicator rows; cannot build features")
     names, values = derive_matrix(ind, feature_set(config.feature_set))

@@ -185,7 +185,7 @@ def _ema(n: int) -> float:
     return 2 / (n + 1)
 
 
-# Every indicator, in column order. Adding one is one entry here: the asset, INDICATOR_COLUMNS, the warm-up,
+# Every indicator, in column order. Adding one is one entry here: the asset, indicator_names(), the warm-up,
 # the clipping and the Pandera schema (trading_assets.schemas.indicators_schema) follow from it.
 INDICATORS: dict[str, Indicator] = {
     "sma_5": Indicator("SMA", {"timeperiod": 5}, {"sma_5": Column("5-bar simple moving average of close")}),
@@ -304,11 +304,14 @@ def indicator_columns() -> dict[str, Column]:
     return {name: column for ind in INDICATORS.values() for name, column in ind.columns.items()}
 
 
-# The built-in indicators' columns and the bounded ones' ranges, as declared above.
-INDICATOR_COLUMNS: tuple[str, ...] = tuple(indicator_columns())
-BOUNDS: dict[str, tuple[float, float]] = {
-    name: column.bounds for name, column in indicator_columns().items() if column.bounds is not None
-}
+def indicator_names() -> tuple[str, ...]:
+    """The registered indicators' column names, in order (read from the registry when asked)."""
+    return tuple(indicator_columns())
+
+
+def indicator_bounds() -> dict[str, tuple[float, float]]:
+    """The bounded indicator columns' ranges, as declared."""
+    return {name: column.bounds for name, column in indicator_columns().items() if column.bounds is not None}
 
 
 def indicator_warmups(tolerance: float = 1e-6) -> dict[str, int]:

@@ -15,6 +15,7 @@ import pandas as pd
 from trading_assets import charts
 from trading_assets.evaluation import Verdict, judge, rank_board
 from trading_assets.execution import Execution
+from trading_assets.features import FeatureConfig
 from trading_assets.provenance import Provenance
 from trading_assets.sources.base import CandleSource
 from trading_assets.splits import FoldGrid
@@ -61,20 +62,22 @@ def features_from_source(
     span_start: pd.Timestamp,
     end: pd.Timestamp,
     execution: Execution = Execution(),
+    config: FeatureConfig = FeatureConfig(),
 ) -> pd.DataFrame:
-    """The features frame of ``[span_start, end)`` straight from a candle source (no store, no Dagster), with
-    the warm-up and lead-in loaded before it: what benchmarks and notebooks start from."""
+    """The features frame (feature set and preprocessing of ``config``) of ``[span_start, end)`` straight from a
+    candle source (no store, no Dagster), with the warm-up and lead-in loaded before it: what benchmarks and
+    notebooks start from."""
     from trading_assets.candles import fill_candle_grid
-    from trading_assets.features import FeatureConfig, build_features, feature_breaks, lead_in_bars
+    from trading_assets.features import build_features, feature_breaks, lead_in_bars
     from trading_assets.indicators import compute_indicators, warmup_bars
     from trading_assets.timeframes import get_timeframe
 
     tf = get_timeframe(timeframe)
-    lead = lead_in_bars(FeatureConfig())
+    lead = lead_in_bars(config)
     start = span_start - (warmup_bars() + lead) * tf.delta
     filled = fill_candle_grid(source.fetch(symbol, timeframe, start, end), timeframe, start, end)
     indicators = compute_indicators(filled.frame, span_start - lead * tf.delta).frame
-    frame = build_features(indicators, symbol, timeframe, span_start=span_start, execution=execution).frame
+    frame = build_features(indicators, symbol, timeframe, config, span_start=span_start, execution=execution).frame
     resumes = pd.DatetimeIndex([b.resume for b in filled.breaks], tz="UTC")
     breaks = feature_breaks(indicators.index, frame.index, resumes)
     return Provenance(symbol=symbol, timeframe=timeframe, breaks=breaks, execution=execution.as_dict()).attach(frame)

@@ -12,7 +12,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from trading_assets.training.config import SplitConfig
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Chronological train | validation | test shares; the purge gap defaults to seq_len + entry_lag + horizon - 1."""
+
+    train_fraction: float = 0.7
+    validation_fraction: float = 0.15
+    gap: int | None = None  # rows left out between spans; None: the smallest safe gap
+
 
 DEFAULT_SPLIT = SplitConfig()
 

@@ -16,7 +16,7 @@ from trading_assets.features import (
     inputs_of,
     lead_in_bars,
 )
-from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, warmup_bars
+from trading_assets.indicators import compute_indicators, indicator_names, warmup_bars
 from trading_assets.sources import SyntheticSource
 from trading_assets_tests.conftest import END
 
@@ -73,7 +73,7 @@ def test_features_are_unscaled_and_start_invariant():
 
 def test_every_indicator_feeds_the_default_feature_set():
     """An indicator computed but never used by the model is a mistake: add a feature for it."""
-    assert set(INDICATOR_COLUMNS) <= inputs_of(FEATURE_SETS["default"])
+    assert set(indicator_names()) <= inputs_of(FEATURE_SETS["default"])
 
 
 def test_feature_sets_are_named_and_checked(monkeypatch, indicators):

@@ -6,9 +6,9 @@ import talib
 from trading_assets.candles import fill_candle_grid
 from trading_assets.errors import CandleDataError
 from trading_assets.indicators import (
-    BOUNDS,
-    INDICATOR_COLUMNS,
     compute_indicators,
+    indicator_bounds,
+    indicator_names,
     indicator_warmups,
     prepare_candles,
     warmup_bars,
@@ -29,9 +29,9 @@ def _arrays(c):
 
 
 def test_all_23_indicators_named_as_designed(candles):
-    assert len(INDICATOR_COLUMNS) == 23
+    assert len(indicator_names()) == 23
     out = compute_indicators(candles).frame
-    assert list(out.columns[6:]) == list(INDICATOR_COLUMNS)
+    assert list(out.columns[6:]) == list(indicator_names())
     assert (out.dtypes == "float64").all()
 
 
@@ -66,7 +66,7 @@ def test_each_indicator_equals_talib_directly(candles):
         "roc_10": talib.ROC(c, 10),
         "volume_sma_20": talib.SMA(v, 20),
     }
-    assert set(expected) == set(INDICATOR_COLUMNS)
+    assert set(expected) == set(indicator_names())
     for col, values in expected.items():
         np.testing.assert_allclose(out[col].to_numpy(), values, rtol=1e-10, equal_nan=True, err_msg=col)
 
@@ -84,7 +84,7 @@ def test_flat_market_gives_neutral_values_not_zero():
     assert (tail["mfi_14"] == 50).all() and (tail["willr_14"] == -50).all()
     assert (tail["stoch_k"] == 50).all() and (tail["stoch_d"] == 50).all()
     assert (tail["cci_20"] == 0).all()
-    assert not tail[list(INDICATOR_COLUMNS)].isna().any().any()
+    assert not tail[list(indicator_names())].isna().any().any()
     assert result.flat_replacements["willr_14"] >= 30 and result.flat_replacements["mfi_14"] >= 30
     # a series that never moved has an undefined RSI: neutral
     still = frame.assign(volume=1.0)
@@ -143,6 +143,6 @@ def test_bounded_oscillators_stay_in_range_on_tiny_choppy_prices():
         {"open": close, "high": high, "low": low, "close": close, "volume": volume, "value": volume * close}, index=idx
     )
     out = compute_indicators(frame).frame
-    for col, (low_bound, high_bound) in BOUNDS.items():
+    for col, (low_bound, high_bound) in indicator_bounds().items():
         values = out[col].dropna()
         assert values.between(low_bound, high_bound).all(), col

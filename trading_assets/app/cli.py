@@ -77,7 +77,9 @@ def window_error(days: float | None, end: str | None, bars: int | None = None) -
 
 
 def source_error(source: str | None, upbit_url: str | None, requests_per_second: float | None) -> str | None:
-    """Why the source options contradict each other, or None."""
+    """Why the source options name no registered source or contradict each other, or None."""
+    if source is not None and source not in SOURCES:
+        return f"--source {source!r} is not a registered source; expected one of {', '.join(SOURCES)}"
     if (upbit_url or requests_per_second is not None) and source not in (None, "upbit"):
         return f"--upbit-url and --requests-per-second need --source upbit, not --source {source}"
     if upbit_url and not upbit_url.startswith(("http://", "https://")):
@@ -175,9 +177,9 @@ SPAN_HELP = (
 @click.option("--end", default=None, help="Exclusive end of the span (ISO 8601, UTC); default now")
 @click.option(
     "--source",
-    type=click.Choice(list(SOURCES)),
     default=None,
-    help="Candle source (default: the resource's configuration, synthetic)",
+    help="Candle source: synthetic, upbit, ccxt, files or one an extension registers (trading_assets.sources."
+    "SOURCES, read when the command runs); default: the resource's configuration, synthetic",
 )
 @click.option("--files-dir", default=None, help="Directory of candle files for --source files")
 @click.option("--upbit-url", default=None, help="Upbit REST API base URL (implies --source upbit)")

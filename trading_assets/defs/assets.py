@@ -39,7 +39,7 @@ from trading_assets.features import (
     feature_breaks,
     lead_in_shortfall,
 )
-from trading_assets.indicators import INDICATOR_COLUMNS, compute_indicators, prepare_candles
+from trading_assets.indicators import compute_indicators, indicator_names, prepare_candles
 from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
 from trading_assets.redaction import redact
@@ -262,7 +262,7 @@ def _raw_candles_output(context: AssetExecutionContext, window: CandleWindow, so
 @asset(
     **DATA_ASSET,
     kinds={"pandas", "parquet", "talib"},
-    description=f"Candles plus {len(INDICATOR_COLUMNS)} TA-Lib indicators over exactly the requested span "
+    description=f"Candles plus {len(indicator_names())} TA-Lib indicators over exactly the requested span "
     "(warm-up trimmed; see trading_assets.indicators.INDICATORS).",
 )
 def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Output[pd.DataFrame]:

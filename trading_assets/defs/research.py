@@ -36,7 +36,6 @@ from trading_assets.defs.training import GPU_POOL, ModelSettings, dagster_run_al
 from trading_assets.defs.versions import CODE_VERSION
 from trading_assets.provenance import Provenance
 from trading_assets.splits import FOLD_PERIODS, FoldGrid
-from trading_assets.training.config import MODELS
 
 RESEARCH = {
     "partitions_def": market_partitions,
@@ -51,7 +50,9 @@ class PredictionsConfig(ModelSettings):
     """The walk-forward fold grid and the models evaluated on equal terms (each with the shared settings)."""
 
     models: list[str] = Field(
-        default=["bilstm", "linear"], description=f"Models evaluated on equal terms, from: {', '.join(MODELS)}"
+        default=["bilstm", "linear"],
+        description="Models evaluated on equal terms, from trading_assets.training.config.MODELS (checked against "
+        "the registry when the run starts)",
     )
     fold_period: Literal["auto", "D", "W", "M", "Q"] = Field(
         default="auto", description=f"Calendar period of a test fold (UTC); auto: per timeframe, {FOLD_PERIODS}"

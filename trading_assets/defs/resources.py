@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext, MetadataValue
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from trading_assets import settings
 from trading_assets.alerts import CheckAlert, Outbox, RunFailureAlert
@@ -26,7 +26,7 @@ from trading_assets.execution import Costs, Execution, market_costs
 from trading_assets.features import DEFAULT_FEATURE_SET, FeatureConfig, lead_in_bars
 from trading_assets.redaction import redact, redacted_errors, url_secrets
 from trading_assets.settings import LOCATION_VARS, data_dir, default_db_url, default_tracking_uri
-from trading_assets.sources import SOURCES, CandleSource, build_source, describe_sources
+from trading_assets.sources import CandleSource, build_source, known_source
 from trading_assets.store import CandleStore
 from trading_assets.timeframes import CALENDAR_PATTERN, NAME_PATTERN
 
@@ -105,14 +105,16 @@ class Locations(ConfigurableResource):
         return self._get("webui_url") or WEBUI_URL
 
 
-SourceKind = Literal[tuple(SOURCES)]  # the registered sources' names
-
-
 class CandleSourceResource(GuardedResource):
     """Selects and configures the candle source (see trading_assets.sources.SOURCES)."""
 
     locations: Locations
-    kind: SourceKind = Field(default="synthetic", description=describe_sources())
+    kind: str = Field(
+        default="synthetic",
+        pattern=NAME_PATTERN,
+        description="A source of trading_assets.sources.SOURCES: synthetic, upbit, ccxt, files, or one an extension "
+        "registers; checked against the registry when the run starts",
+    )
     upbit_requests_per_second: float = Field(default=8.0, description="Client-side request rate (Upbit allows 10/s)")
     upbit_max_retries: int = Field(default=5, description="Retries on HTTP 429/5xx and network errors")
     files_timezone: str = Field(
@@ -172,6 +174,11 @@ class CandleSourceResource(GuardedResource):
     @property
     def ccxt_api_url(self) -> str | None:
         return self.locations.resolved_ccxt_api_url()
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, kind: str) -> str:
+        return known_source(kind)
 
     def get_source(self) -> CandleSource:
         return build_source(self.kind, self)

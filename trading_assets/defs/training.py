@@ -5,7 +5,7 @@ No `from __future__ import annotations` here: Dagster reads the config and resou
 
 from collections.abc import Callable
 from dataclasses import astuple, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from dagster import (
@@ -18,16 +18,15 @@ from dagster import (
     MetadataValue,
     asset,
 )
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, partition_of
 from trading_assets.defs.resources import ExecutionResource, MlflowResource
 from trading_assets.defs.versions import CODE_VERSION
-from trading_assets.timeframes import DEVICE_PATTERN
+from trading_assets.timeframes import DEVICE_PATTERN, NAME_PATTERN
 from trading_assets.training.config import (
-    MODELS,
     PRESETS,
     ModelConfig,
     ModelSpec,
@@ -35,6 +34,7 @@ from trading_assets.training.config import (
     SplitConfig,
     TrainConfig,
     build_spec,
+    known_model,
 )
 
 if TYPE_CHECKING:
@@ -102,9 +102,17 @@ class ModelSettings(Config):
 class TrainedModelConfig(ModelSettings):
     """The production model's architecture and settings."""
 
-    model: Literal[tuple(MODELS)] = Field(  # type: ignore[valid-type]
-        default=_MODEL.kind, description="; ".join(f"{k}: {v.description}" for k, v in MODELS.items())
+    model: str = Field(
+        default=_MODEL.kind,
+        pattern=NAME_PATTERN,
+        description="A model of trading_assets.training.config.MODELS (bilstm, lstm, gru, transformer, linear, "
+        "or one an extension registers); checked against the registry when the run starts",
     )
+
+    @field_validator("model")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        return known_model(name)
 
 
 def label_execution(

@@ -80,13 +80,16 @@ SOURCES: dict[str, SourceSpec] = {
 }
 
 
+def known_source(kind: str) -> str:
+    """``kind`` if it is registered in :data:`SOURCES` now, else a ValueError listing the choices."""
+    if kind not in SOURCES:
+        raise ValueError(f"unknown candle source {kind!r}; registered: {', '.join(SOURCES)}")
+    return kind
+
+
 def build_source(kind: str, settings: SourceSettings) -> CandleSource:
     """The registered source ``kind``, built from ``settings``."""
-    try:
-        spec = SOURCES[kind]
-    except KeyError:
-        raise ValueError(f"unknown candle source {kind!r}; registered: {', '.join(SOURCES)}") from None
-    return spec.build(settings)
+    return SOURCES[known_source(kind)].build(settings)
 
 
 def describe_sources() -> str:
@@ -96,6 +99,7 @@ def describe_sources() -> str:
 
 __all__ = [
     "SOURCES",
+    "known_source",
     "CandleSource",
     "CcxtSource",
     "FileSource",

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from trading_assets.splits import SplitConfig
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -27,6 +29,13 @@ MODELS: dict[str, ModelEntry] = {
         "closed-form ridge regression on the window's last row (the floor)", "trading_assets.training.models:linear"
     ),
 }
+
+
+def known_model(name: str) -> str:
+    """``name`` if it is registered in :data:`MODELS` now, else a ValueError listing the choices."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -50,15 +59,6 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"
     amp: bool = True  # bf16 autocast when on CUDA
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """Chronological train | validation | test shares; the purge gap defaults to seq_len + entry_lag + horizon - 1."""
-
-    train_fraction: float = 0.7
-    validation_fraction: float = 0.15
-    gap: int | None = None  # rows left out between spans; None: the smallest safe gap
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from trading_assets.training.config import MODELS, ModelConfig
+from trading_assets.training.config import MODELS, ModelConfig, known_model
 
 
 class RecurrentRegressor(nn.Module):
@@ -96,7 +96,5 @@ def linear(n_features: int, config: ModelConfig) -> nn.Module:
 
 def build_model(n_features: int, config: ModelConfig) -> nn.Module:
     """The network of ``config.kind``, built by its :data:`~trading_assets.training.config.MODELS` entry."""
-    if config.kind not in MODELS:
-        raise ValueError(f"unknown model kind {config.kind!r}; expected one of {', '.join(MODELS)}")
-    module, function = MODELS[config.kind].builder.split(":")
+    module, function = MODELS[known_model(config.kind)].builder.split(":")
     return getattr(importlib.import_module(module), function)(n_features, config)

@@ -14,7 +14,7 @@ from trading_assets.candles import CANDLE_COLUMNS
 from trading_assets.defs import defs
 from trading_assets.defs.partitions import add_symbols, market_partitions, partition_key
 from trading_assets.features import TARGET, FeatureConfig, feature_columns, lead_in_bars
-from trading_assets.indicators import INDICATOR_COLUMNS, warmup_bars
+from trading_assets.indicators import indicator_names, warmup_bars
 from trading_assets.sources import SyntheticSource
 from trading_assets_tests.conftest import END
 from trading_assets_tests.servers import FakeUpbit
@@ -64,7 +64,7 @@ def test_two_partitions_end_to_end(instance, data_dir):
 
         ind = pd.read_parquet(data_dir / "assets" / "indicators" / symbol / f"{timeframe}.parquet")
         assert ind.index[0] == span_start - LEAD_IN * bar and len(ind) == 2 * 1440 // tf_minutes + LEAD_IN
-        assert list(ind.columns) == [*CANDLE_COLUMNS, *INDICATOR_COLUMNS]
+        assert list(ind.columns) == [*CANDLE_COLUMNS, *indicator_names()]
         assert not ind.isna().any().any()
 
         feats = pd.read_parquet(data_dir / "assets" / "features" / symbol / f"{timeframe}.parquet")
