@@ -23,6 +23,7 @@ import talib  # noqa: E402
 from trading_assets.candles import fill_candle_grid  # noqa: E402
 from trading_assets.features import build_features  # noqa: E402
 from trading_assets.indicators import compute_indicators, warmup_bars  # noqa: E402
+from trading_assets.partition import Partition
 from trading_assets.sources import SyntheticSource  # noqa: E402
 
 ROWS = 525_600
@@ -60,7 +61,7 @@ def main() -> None:
     t_bare, _ = best_of(lambda: bare_talib(candles), args.repeat)
     t_ind, result = best_of(lambda: compute_indicators(candles, span_start), args.repeat)
     indicators = result.frame
-    t_feat, feats = best_of(lambda: build_features(indicators, "KRW-BTC", "1m"), args.repeat)
+    t_feat, feats = best_of(lambda: build_features(indicators, Partition("KRW-BTC", "1m")), args.repeat)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"rows (1m, one year)        : {len(indicators):,} (+{warm} warm-up)")
     print(f"bare TA-Lib, 23 indicators : {t_bare:.3f} s  ({len(candles) / t_bare:,.0f} rows/s)")

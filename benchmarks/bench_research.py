@@ -36,14 +36,10 @@ def trial(edge: str, strength: float, seed: int, args: argparse.Namespace) -> tu
     execution = Execution()
     end = pd.Timestamp(args.end, tz="UTC")
     source = SyntheticSource(seed=seed, edge=edge if strength > 0 else "none", edge_strength=strength)
-    features = features_from_source(
-        source, args.symbol, args.timeframe, end - pd.Timedelta(days=args.days), end, execution
-    )
+    features = features_from_source(source, args, end - pd.Timedelta(days=args.days), end, execution)
     spec = build_spec({"horizon": execution.horizon, "entry_lag": execution.entry_lag, "device": "cpu"})
     grid = FoldGrid(FOLD_PERIODS[args.timeframe])
-    frame, _ = run_walk_forward(
-        features, spec, grid, tuple(args.models.split(",")), execution, NullTracker(), args.symbol, args.timeframe
-    )
+    frame, _ = run_walk_forward(features, spec, grid, tuple(args.models.split(",")), execution, NullTracker(), args)
     verdict = judge(frame, get_timeframe(args.timeframe).bars_per_year, execution, args.timeframe, args.level)
     capped = float((frame.groupby(["model", "fold"])["stop_reason"].first() == "epoch_cap").mean())
     return verdict.edge_significant.passed, verdict.survives_costs.passed, capped

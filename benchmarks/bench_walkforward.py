@@ -19,6 +19,7 @@ import torch
 
 from trading_assets.evaluation import judge
 from trading_assets.execution import Execution
+from trading_assets.partition import Partition
 from trading_assets.research import features_from_source, run_walk_forward
 from trading_assets.sources import SyntheticSource
 from trading_assets.splits import FOLD_PERIODS, FoldGrid
@@ -42,7 +43,7 @@ def main() -> None:
     end = pd.Timestamp("2026-10-01", tz="UTC")
     execution = Execution()
     features = features_from_source(
-        SyntheticSource(), "KRW-BTC", tf.name, end - pd.Timedelta(days=args.days), end, execution
+        SyntheticSource(), Partition("KRW-BTC", tf.name), end - pd.Timedelta(days=args.days), end, execution
     )
     spec = build_spec({"epochs": args.epochs, "device": args.device}, preset=args.preset)
     grid = FoldGrid(FOLD_PERIODS[tf.name], max_folds=args.folds)
@@ -57,7 +58,7 @@ def main() -> None:
     started = time.perf_counter()
     models = tuple(args.models.split(","))
     predictions, _ = run_walk_forward(
-        features, spec, grid, models, execution, NullTracker(), "KRW-BTC", tf.name, on_fold=on_fold
+        features, spec, grid, models, execution, NullTracker(), Partition("KRW-BTC", tf.name), on_fold=on_fold
     )
     walk_seconds = time.perf_counter() - started
     t0 = time.perf_counter()

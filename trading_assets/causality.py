@@ -108,8 +108,7 @@ def _first_per_column(diffs: list[ColumnDiff]) -> list[ColumnDiff]:
 def features_look_ahead(
     indicators: pd.DataFrame,
     stored: pd.DataFrame,
-    symbol: str,
-    timeframe: str,
+    partition: Partition,
     config: FeatureConfig,
     cuts: list[pd.Timestamp],
     execution: Execution = Execution(),
@@ -124,8 +123,7 @@ def features_look_ahead(
     for cut in cuts:
         recomputed = build_features(
             indicators.loc[:cut],
-            symbol,
-            timeframe,
+            partition,
             config,
             span_start=stored.index[0],
             execution=execution,
@@ -136,11 +134,11 @@ def features_look_ahead(
 
 
 def indicators_look_ahead(
-    raw_candles: pd.DataFrame, stored: pd.DataFrame, symbol: str, timeframe: str, cuts: list[pd.Timestamp]
+    raw_candles: pd.DataFrame, stored: pd.DataFrame, partition: Partition, cuts: list[pd.Timestamp]
 ) -> list[ColumnDiff]:
     """Recompute indicators from candles up to each cut; report differing columns."""
     span_start = stored.index[0]
-    candles, _ = prepare_candles(raw_candles, symbol, timeframe)
+    candles, _ = prepare_candles(raw_candles, partition)
     diffs: list[ColumnDiff] = []
     for cut in cuts:
         recomputed = compute_indicators(candles.loc[:cut], span_start).frame
@@ -159,8 +157,7 @@ class WarmupDrift:
 def warmup_drifts(
     stored_indicators: pd.DataFrame,
     longer_candles: pd.DataFrame,
-    symbol: str,
-    timeframe: str,
+    partition: Partition,
     span_start: pd.Timestamp,
     warmup: int,
     config: FeatureConfig = FeatureConfig(),
@@ -180,14 +177,14 @@ def warmup_drifts(
     that memory), not over the whole span. The scale of a feature's ``tolerance`` is its std in the
     compared rows.
     """
-    candles, _ = prepare_candles(longer_candles, symbol, timeframe)
+    candles, _ = prepare_candles(longer_candles, partition)
     # anchored where the stored frame starts, as the asset computes them; the rows before feed the features
     longer_indicators = compute_indicators(candles, stored_indicators.index[0], trim=False).frame
     aligned = _rows_of(longer_indicators, stored_indicators.index)
     drifts, last = _drifts(stored_indicators, aligned, warmup, tolerance)
     end = stored_indicators.index[min(len(stored_indicators) - 1, max(last, 0) + feature_memory_bars(config) + 1)]
-    stored = build_features(stored_indicators.loc[:end], symbol, timeframe, config, span_start=span_start).frame
-    longer = build_features(longer_indicators.loc[:end], symbol, timeframe, config, span_start=span_start).frame
+    stored = build_features(stored_indicators.loc[:end], partition, config, span_start=span_start).frame
+    longer = build_features(longer_indicators.loc[:end], partition, config, span_start=span_start).frame
     feature_drifts, _ = _drifts(stored, _rows_of(longer, stored.index), warmup, tolerance)
     return drifts + [
         WarmupDrift(f"features.{d.column}", d.max_abs_diff, d.max_rel_diff, d.bars_to_converge) for d in feature_drifts
@@ -311,7 +308,7 @@ class WarmupAudit:
             provenance.max_fill_bars,
         ).frame
         p = self.partition
-        drifts = warmup_drifts(self.frame, longer, p.symbol, p.timeframe, span_start, before, config, tolerance)
+        drifts = warmup_drifts(self.frame, longer, p, span_start, before, config, tolerance)
         needed = max((d.bars_to_converge for d in drifts), default=0)
         history = int(longer.index.searchsorted(self.frame.index[0]))
         problems = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from trading_assets.errors import CandleDataError
+from trading_assets.partition import Partition
 
 
 @dataclass
@@ -34,8 +35,7 @@ def non_numeric_cells(series: pd.Series) -> pd.Series:
 def coerce_numeric(
     frame: pd.DataFrame,
     expected: Iterable[str],
-    symbol: str,
-    timeframe: str,
+    partition: Partition,
     max_fraction: float,
 ) -> tuple[pd.DataFrame, PollutionReport]:
     """Return ``frame`` with exactly the ``expected`` columns as float64.
@@ -44,6 +44,7 @@ def coerce_numeric(
     ``max_fraction`` of them stops the step with :class:`CandleDataError` (examples included).
     Unexpected columns are dropped and reported. A missing expected column raises.
     """
+    symbol, timeframe = partition.symbol, partition.timeframe
     expected = list(expected)
     report = PollutionReport()
     missing = [c for c in expected if c not in frame.columns]

@@ -40,6 +40,7 @@ from trading_assets.errors import CandleDataError
 from trading_assets.execution import Execution, trade_returns
 from trading_assets.indicators import indicator_names
 from trading_assets.labels import TARGET
+from trading_assets.partition import Partition
 from trading_assets.timeframes import get_timeframe
 
 MAD_TO_SIGMA = 1.4826
@@ -231,8 +232,9 @@ def lead_in_bars(config: FeatureConfig) -> int:
     return 2 * config.clip_window
 
 
-def lead_in_shortfall(symbol: str, timeframe: str, lead_in: int, config: FeatureConfig) -> str | None:
+def lead_in_shortfall(partition: Partition, lead_in: int, config: FeatureConfig) -> str | None:
     """Why ``lead_in`` bars of indicators before the span are too few for ``config``'s clipping, or None."""
+    symbol, timeframe = partition.symbol, partition.timeframe
     if lead_in >= lead_in_bars(config):
         return None
     return (
@@ -328,8 +330,7 @@ def _forward_fill(values: np.ndarray, limit: int) -> np.ndarray:
 
 def build_features(
     indicators: pd.DataFrame,
-    symbol: str,
-    timeframe: str,
+    partition: Partition,
     config: FeatureConfig = FeatureConfig(),
     span_start: pd.Timestamp | None = None,
     execution: Execution = Execution(),
@@ -344,8 +345,9 @@ def build_features(
     Rows before ``span_start`` (the lead-in, see :func:`lead_in_bars`) only feed the clipping
     statistics and are dropped from the result.
     """
+    symbol, timeframe = partition.symbol, partition.timeframe
     report = FeatureReport()
-    ind, report.pollution = coerce_numeric(indicators, input_columns(), symbol, timeframe, config.max_polluted_fraction)
+    ind, report.pollution = coerce_numeric(indicators, input_columns(), partition, config.max_polluted_fraction)
     if len(ind) < 3:
         raise CandleDataError(symbol, timeframe, f"only {len(ind)} indicator rows; cannot build features")
     names, values = derive_matrix(ind, feature_set(config.feature_set))

@@ -45,6 +45,7 @@ from talib import abstract
 from trading_assets.candles import CANDLE_COLUMNS
 from trading_assets.cleaning import PollutionReport, coerce_numeric
 from trading_assets.errors import CandleDataError
+from trading_assets.partition import Partition
 from trading_assets.timeframes import to_utc
 
 
@@ -332,7 +333,7 @@ class IndicatorResult:
 
 
 def prepare_candles(
-    candles: pd.DataFrame, symbol: str, timeframe: str, max_polluted_fraction: float = 0.01, ffill_limit: int = 5
+    candles: pd.DataFrame, partition: Partition, max_polluted_fraction: float = 0.01, ffill_limit: int = 5
 ) -> tuple[pd.DataFrame, PollutionReport]:
     """Candles fit for TA-Lib: float64, no holes.
 
@@ -340,7 +341,8 @@ def prepare_candles(
     from the previous bar, at most ``ffill_limit`` in a row; any value still missing stops the
     step, because TA-Lib would turn everything after it into NaN.
     """
-    frame, report = coerce_numeric(candles, CANDLE_COLUMNS, symbol, timeframe, max_polluted_fraction)
+    symbol, timeframe = partition.symbol, partition.timeframe
+    frame, report = coerce_numeric(candles, CANDLE_COLUMNS, partition, max_polluted_fraction)
     frame = frame.ffill(limit=ffill_limit)
     for col in CANDLE_COLUMNS:
         holes = frame[col].isna()

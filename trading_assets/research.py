@@ -16,6 +16,7 @@ from trading_assets import charts
 from trading_assets.evaluation import Verdict, judge, rank_board
 from trading_assets.execution import Execution
 from trading_assets.features import FeatureConfig
+from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
 from trading_assets.sources.base import CandleSource
 from trading_assets.splits import FoldGrid
@@ -57,8 +58,7 @@ TOP_SHOWN = [
 
 def features_from_source(
     source: CandleSource,
-    symbol: str,
-    timeframe: str,
+    partition: Partition,
     span_start: pd.Timestamp,
     end: pd.Timestamp,
     execution: Execution = Execution(),
@@ -67,6 +67,7 @@ def features_from_source(
     """The features frame (feature set and preprocessing of ``config``) of ``[span_start, end)`` straight from a
     candle source (no store, no Dagster), with the warm-up and lead-in loaded before it: what benchmarks and
     notebooks start from."""
+    symbol, timeframe = partition.symbol, partition.timeframe
     from trading_assets.candles import fill_candle_grid
     from trading_assets.features import build_features, feature_breaks, lead_in_bars
     from trading_assets.indicators import compute_indicators, warmup_bars
@@ -77,7 +78,7 @@ def features_from_source(
     start = span_start - (warmup_bars() + lead) * tf.delta
     filled = fill_candle_grid(source.fetch(symbol, timeframe, start, end), timeframe, start, end)
     indicators = compute_indicators(filled.frame, span_start - lead * tf.delta).frame
-    frame = build_features(indicators, symbol, timeframe, config, span_start=span_start, execution=execution).frame
+    frame = build_features(indicators, partition, config, span_start=span_start, execution=execution).frame
     resumes = pd.DatetimeIndex([b.resume for b in filled.breaks], tz="UTC")
     breaks = feature_breaks(indicators.index, frame.index, resumes)
     return Provenance(symbol=symbol, timeframe=timeframe, breaks=breaks, execution=execution.as_dict()).attach(frame)
@@ -90,11 +91,11 @@ def run_walk_forward(
     models: tuple[str, ...],
     execution: Execution,
     tracker: Tracker,
-    symbol: str,
-    timeframe: str,
+    partition: Partition,
     on_fold: Callable[[str, int, TrainReport], Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Walk-forward forecasts of ``models`` with their provenance attached, and one summary row per model and fold."""
+    symbol, timeframe = partition.symbol, partition.timeframe
     from trading_assets.training.config import MODELS
 
     unknown = [m for m in models if m not in MODELS]
@@ -121,9 +122,7 @@ def run_walk_forward(
             **{f"execution.{k}": v for k, v in execution.as_dict().items()},
         }
     )
-    frame = walk_forward(
-        features, spec, WalkForwardConfig(grid, models), tracker, symbol, timeframe, execution, on_fold
-    )
+    frame = walk_forward(features, spec, WalkForwardConfig(grid, models), tracker, partition, execution, on_fold)
     folds = (
         frame.reset_index()
         .groupby(["model", "fold"])
@@ -170,14 +169,14 @@ class PartitionReport:
 
 def evaluate_partition(
     predictions: pd.DataFrame,
-    symbol: str,
-    timeframe: str,
+    partition: Partition,
     bars_per_year: float,
     execution: Execution,
     level: float,
     tracker: Tracker,
 ) -> PartitionReport:
     """Judge a partition's predictions, chart them and record everything in ``tracker``."""
+    symbol, timeframe = partition.symbol, partition.timeframe
     verdict = judge(predictions, bars_per_year, execution, timeframe, level)
     table = verdict.table
     table.insert(0, "symbol", symbol)

@@ -17,6 +17,7 @@ from trading_assets.features import (
     lead_in_bars,
 )
 from trading_assets.indicators import compute_indicators, indicator_names, warmup_bars
+from trading_assets.partition import Partition
 from trading_assets.sources import SyntheticSource
 from trading_assets_tests.conftest import END
 
@@ -35,7 +36,7 @@ def indicators():
 
 
 def test_model_ready_float32_with_target(indicators):
-    result = build_features(indicators, "KRW-ETH", "5m")
+    result = build_features(indicators, Partition("KRW-ETH", "5m"))
     frame = result.frame
     assert (frame.dtypes == "float32").all() and TARGET in frame.columns
     assert np.isfinite(frame.to_numpy()).all()
@@ -44,7 +45,9 @@ def test_model_ready_float32_with_target(indicators):
     expected_target = np.log(open_.shift(-2) / open_.shift(-1)).reindex(frame.index)
     np.testing.assert_allclose(frame[TARGET], expected_target, rtol=1e-5)
     assert frame.index[-1] == indicators.index[-3]  # the last two bars' trades have not ended
-    by_close = build_features(indicators, "KRW-ETH", "5m", execution=Execution(fill="close", delay_bars=2)).frame
+    by_close = build_features(
+        indicators, Partition("KRW-ETH", "5m"), execution=Execution(fill="close", delay_bars=2)
+    ).frame
     close = indicators["close"]
     np.testing.assert_allclose(
         by_close[TARGET], np.log(close.shift(-3) / close.shift(-2)).reindex(by_close.index), rtol=1e-5
@@ -63,7 +66,7 @@ def test_features_are_unscaled_and_start_invariant():
         start = span_start - lead - (warmup_bars() + extra_bars) * step
         raw = SyntheticSource(seed=21).fetch("KRW-ETH", "5m", start, END)
         ind = compute_indicators(fill_candle_grid(raw, "5m", start, END).frame, span_start - lead).frame
-        frames.append(build_features(ind, "KRW-ETH", "5m", span_start=span_start).frame)
+        frames.append(build_features(ind, Partition("KRW-ETH", "5m"), span_start=span_start).frame)
     assert frames[0].index[0] == span_start
     for other in frames[1:]:
         pd.testing.assert_frame_equal(other, frames[0], rtol=1e-6)
@@ -82,7 +85,7 @@ def test_feature_sets_are_named_and_checked(monkeypatch, indicators):
         Feature("rsi", lambda c: c["rsi_14"]),
     )
     monkeypatch.setitem(FEATURE_SETS, "toy", toy)
-    frame = build_features(indicators, "KRW-ETH", "5m", FeatureConfig(feature_set="toy")).frame
+    frame = build_features(indicators, Partition("KRW-ETH", "5m"), FeatureConfig(feature_set="toy")).frame
     assert list(frame.columns) == ["ret_1", "rsi", TARGET]
     with pytest.raises(ValueError, match="unknown feature set 'nope'"):
         feature_set("nope")
@@ -92,11 +95,11 @@ def test_feature_sets_are_named_and_checked(monkeypatch, indicators):
 
 
 def test_no_look_ahead(indicators):
-    full = build_features(indicators, "KRW-ETH", "5m")
+    full = build_features(indicators, Partition("KRW-ETH", "5m"))
     for cut in (indicators.index[400], indicators.index[len(indicators) // 2]):
         truncated = _indicators(end=cut + pd.Timedelta(minutes=5))  # candles up to and including `cut`
         assert truncated.index[-1] == cut
-        part = build_features(truncated, "KRW-ETH", "5m", span_start=None).frame
+        part = build_features(truncated, Partition("KRW-ETH", "5m"), span_start=None).frame
         common = part.index
         assert len(common) > 100
         pd.testing.assert_frame_equal(part, full.frame.loc[common])
@@ -107,12 +110,12 @@ def test_backward_fill_would_be_caught(indicators):
     holes = indicators.copy()
     holes.iloc[300:310, holes.columns.get_loc("rsi_14")] = np.nan
     cut = holes.index[305]
-    full = build_features(holes, "KRW-ETH", "5m", FeatureConfig(ffill_limit=10))
-    part = build_features(holes.loc[:cut], "KRW-ETH", "5m", FeatureConfig(ffill_limit=10))
+    full = build_features(holes, Partition("KRW-ETH", "5m"), FeatureConfig(ffill_limit=10))
+    part = build_features(holes.loc[:cut], Partition("KRW-ETH", "5m"), FeatureConfig(ffill_limit=10))
     pd.testing.assert_frame_equal(part.frame, full.frame.loc[part.frame.index])
     leaky = holes.bfill()
-    full_leaky = build_features(leaky, "KRW-ETH", "5m", span_start=None).frame
-    part_leaky = build_features(holes.loc[:cut].bfill(), "KRW-ETH", "5m", span_start=None).frame
+    full_leaky = build_features(leaky, Partition("KRW-ETH", "5m"), span_start=None).frame
+    part_leaky = build_features(holes.loc[:cut].bfill(), Partition("KRW-ETH", "5m"), span_start=None).frame
     assert not full_leaky.loc[part_leaky.index].equals(part_leaky)
 
 
@@ -120,23 +123,23 @@ def test_pollution_is_coerced_and_reported_or_stops(indicators):
     polluted = indicators.astype({"rsi_14": object})
     polluted.iloc[[50, 51], polluted.columns.get_loc("rsi_14")] = "KRW-ETH"
     polluted["market"] = "KRW-ETH"
-    result = build_features(polluted, "KRW-ETH", "5m")
+    result = build_features(polluted, Partition("KRW-ETH", "5m"))
     assert result.report.pollution.coerced == {"rsi_14": 2}
     assert "'KRW-ETH'" in result.report.pollution.examples["rsi_14"][0]
     assert "non-numeric" in result.report.pollution.dropped_columns["market"]
     assert result.report.filled["rsi_14"] == 2  # forward-filled, never back-filled
-    clean = build_features(indicators, "KRW-ETH", "5m").frame
+    clean = build_features(indicators, Partition("KRW-ETH", "5m")).frame
     t = indicators.index[51]
     assert result.frame.loc[t, "rsi_14"] == clean.loc[indicators.index[49], "rsi_14"]
     polluted.iloc[:, polluted.columns.get_loc("rsi_14")] = "KRW-ETH"
     with pytest.raises(CandleDataError, match="KRW-ETH 5m column 'rsi_14'"):
-        build_features(polluted, "KRW-ETH", "5m")
+        build_features(polluted, Partition("KRW-ETH", "5m"))
 
 
 def test_forward_fill_has_a_limit(indicators):
     holes = indicators.copy()
     holes.iloc[200:209, holes.columns.get_loc("adx_14")] = np.nan
-    result = build_features(holes, "KRW-ETH", "5m", FeatureConfig(ffill_limit=5))
+    result = build_features(holes, Partition("KRW-ETH", "5m"), FeatureConfig(ffill_limit=5))
     assert result.report.filled["adx_14"] == 5
     assert result.report.rows_dropped == 20 + 4
     assert holes.index[205] not in result.frame.index and holes.index[204] in result.frame.index

@@ -13,6 +13,7 @@ from trading_assets.indicators import (
     prepare_candles,
     warmup_bars,
 )
+from trading_assets.partition import Partition
 from trading_assets.sources import SyntheticSource
 from trading_assets_tests.conftest import END
 
@@ -121,12 +122,12 @@ def test_prepare_candles_coerces_few_strings_and_rejects_many(candles):
     polluted = candles.astype({"close": object})
     polluted.iloc[100, polluted.columns.get_loc("close")] = "KRW-BTC"
     polluted["symbol"] = "KRW-BTC"
-    clean, report = prepare_candles(polluted, "KRW-BTC", "5m")
+    clean, report = prepare_candles(polluted, Partition("KRW-BTC", "5m"))
     assert report.coerced == {"close": 1} and "symbol" in report.dropped_columns
     assert clean["close"].iloc[100] == candles["close"].iloc[99]
     polluted["close"] = "KRW-BTC"
     with pytest.raises(CandleDataError, match=r"KRW-BTC 5m column 'close': \d+ of \d+ values are not numeric"):
-        prepare_candles(polluted, "KRW-BTC", "5m")
+        prepare_candles(polluted, Partition("KRW-BTC", "5m"))
 
 
 def test_bounded_oscillators_stay_in_range_on_tiny_choppy_prices():

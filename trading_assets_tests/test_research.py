@@ -10,6 +10,7 @@ import pytest
 from trading_assets.errors import CandleDataError
 from trading_assets.evaluation import judge, rank_board
 from trading_assets.execution import Execution
+from trading_assets.partition import Partition
 from trading_assets.research import features_from_source, run_walk_forward
 from trading_assets.sources import SyntheticSource
 from trading_assets.splits import FoldGrid
@@ -27,11 +28,11 @@ BARS = get_timeframe(TF).bars_per_year
 
 def _features(edge="none", strength=0.0, seed=7, days=14, end=END):
     source = SyntheticSource(seed=seed, edge=edge, edge_strength=strength)
-    return features_from_source(source, "KRW-BTC", TF, END - pd.Timedelta(days=days), end, EXECUTION)
+    return features_from_source(source, Partition("KRW-BTC", TF), END - pd.Timedelta(days=days), end, EXECUTION)
 
 
 def _research(features, models=MODELS, grid=FoldGrid("D")):
-    frame, _ = run_walk_forward(features, SPEC, grid, models, EXECUTION, NullTracker(), "KRW-BTC", TF)
+    frame, _ = run_walk_forward(features, SPEC, grid, models, EXECUTION, NullTracker(), Partition("KRW-BTC", TF))
     return frame
 
 
@@ -151,5 +152,5 @@ def test_an_impossible_execution_is_refused_before_any_training():
     too_long = Execution(horizon=400)
     spec = build_spec({"seq_len": 24, "horizon": 400, "entry_lag": 1})
     with pytest.raises(CandleDataError, match=r"KRW-BTC 5m: .*execution.horizon = 400.*allowed horizon <= 284"):
-        run_walk_forward(features, spec, FoldGrid("D"), MODELS, too_long, tracker, "KRW-BTC", TF)
+        run_walk_forward(features, spec, FoldGrid("D"), MODELS, too_long, tracker, Partition("KRW-BTC", TF))
     assert tracker.children == 0

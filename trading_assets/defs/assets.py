@@ -267,7 +267,7 @@ def _raw_candles_output(context: AssetExecutionContext, window: CandleWindow, so
 )
 def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Output[pd.DataFrame]:
     partition = partition_of(context.partition_key)
-    candles, pollution = prepare_candles(raw_candles, partition.symbol, partition.timeframe)
+    candles, pollution = prepare_candles(raw_candles, partition)
     provenance = Provenance.of(raw_candles)
     span_start, _ = provenance.span
     keep_from = None
@@ -307,15 +307,15 @@ def features(
     feature_config: FeatureConfigResource,
 ) -> Output[pd.DataFrame]:
     partition = partition_of(context.partition_key)
-    symbol, timeframe = partition.symbol, partition.timeframe
+    symbol = partition.symbol
     config = feature_config.config()
     trade = execution.for_symbol(symbol)
     provenance = Provenance.of(indicators)
     span_start, _ = provenance.span
-    shortfall = lead_in_shortfall(symbol, timeframe, provenance.lead_in_bars, config)
+    shortfall = lead_in_shortfall(partition, provenance.lead_in_bars, config)
     if shortfall:
         context.log.warning(shortfall)
-    result = build_features(indicators, symbol, timeframe, config, span_start=span_start, execution=trade)
+    result = build_features(indicators, partition, config, span_start=span_start, execution=trade)
     frame, report = result.frame, result.report
     provenance.but(
         execution=trade.as_dict(),

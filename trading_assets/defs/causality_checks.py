@@ -7,7 +7,7 @@ off per run (``enabled: false``) for huge spans.
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
-from dataclasses import asdict, astuple
+from dataclasses import asdict
 from typing import Literal
 
 import pandas as pd
@@ -93,12 +93,12 @@ def features_no_look_ahead(
 ) -> AssetCheckResult:
     if not config.enabled:
         return _skipped(context)
-    symbol, timeframe = astuple(partition_of(context.partition_key))
+    partition = partition_of(context.partition_key)
     cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions), config.max_rows)
     provenance = Provenance.of(frame)
     feature_config = FeatureConfig(**provenance.feature_config)
     execution = Execution.from_dict(provenance.execution)
-    diffs = features_look_ahead(indicators, frame, symbol, timeframe, feature_config, cuts, execution)
+    diffs = features_look_ahead(indicators, frame, partition, feature_config, cuts, execution)
     return _look_ahead_result(context, diffs, cuts)
 
 
@@ -113,9 +113,9 @@ def indicators_no_look_ahead(
 ) -> AssetCheckResult:
     if not config.enabled:
         return _skipped(context)
-    symbol, timeframe = astuple(partition_of(context.partition_key))
+    partition = partition_of(context.partition_key)
     cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions), config.max_rows)
-    return _look_ahead_result(context, indicators_look_ahead(raw_candles, frame, symbol, timeframe, cuts), cuts)
+    return _look_ahead_result(context, indicators_look_ahead(raw_candles, frame, partition, cuts), cuts)
 
 
 @partition_check(

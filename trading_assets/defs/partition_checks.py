@@ -4,7 +4,6 @@ No `from __future__ import annotations` here: Dagster reads the annotations of t
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import astuple
 from typing import Any
 
 from dagster import (
@@ -36,7 +35,8 @@ def partition_check(
 
 def partition_metadata(context: AssetCheckExecutionContext | AssetExecutionContext) -> dict[str, Any]:
     """The evaluated partition: its symbol, timeframe and key."""
-    symbol, timeframe = astuple(partition_of(context.partition_key))
+    partition = partition_of(context.partition_key)
+    symbol, timeframe = partition.symbol, partition.timeframe
     return {"symbol": symbol, "timeframe": timeframe, "partition": str(context.partition_key)}
 
 

@@ -8,7 +8,6 @@ No `from __future__ import annotations` here: Dagster reads the config and resou
 """
 
 from collections.abc import Iterator
-from dataclasses import astuple
 from typing import Literal
 
 import pandas as pd
@@ -99,8 +98,9 @@ def predictions(
 ) -> Output[pd.DataFrame]:
     from trading_assets.research import fold_summary, run_walk_forward
 
-    symbol, timeframe = astuple(partition_of(context.partition_key))
-    trade = label_execution(execution, features, symbol, timeframe)
+    partition = partition_of(context.partition_key)
+    symbol, timeframe = partition.symbol, partition.timeframe
+    trade = label_execution(execution, features, partition)
     with mlflow_tracking.open_run(
         f"{symbol}|{timeframe} walk-forward",
         partition_tags(context, "predictions"),
@@ -113,8 +113,7 @@ def predictions(
             tuple(config.models),
             trade,
             parent,
-            symbol,
-            timeframe,
+            partition,
             on_fold=lambda m, f, r: context.log.info(fold_summary(m, f, r)),
         )
     return Output(
@@ -167,15 +166,14 @@ def evaluation(
 ) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
     from trading_assets.research import evaluate_partition
 
-    symbol, timeframe = astuple(partition_of(context.partition_key))
-    trade = label_execution(execution, predictions, symbol, timeframe, horizon=True)
+    partition = partition_of(context.partition_key)
+    symbol, timeframe = partition.symbol, partition.timeframe
+    trade = label_execution(execution, predictions, partition, horizon=True)
     provenance = Provenance.of(predictions)
     bars_per_year = get_calendar(provenance.calendar).bars_per_year(timeframe)
     tags = {**partition_tags(context, "evaluation"), "predictions_run_id": provenance.mlflow_parent_run_id or ""}
     with mlflow_tracking.open_run(f"{symbol}|{timeframe} evaluation", tags) as tracker:
-        report = evaluate_partition(
-            predictions, symbol, timeframe, bars_per_year, trade, config.significance_level, tracker
-        )
+        report = evaluate_partition(predictions, partition, bars_per_year, trade, config.significance_level, tracker)
     yield Output(
         report.verdict.table,
         metadata={

@@ -4,7 +4,7 @@ No `from __future__ import annotations` here: Dagster reads the config and resou
 """
 
 from collections.abc import Callable
-from dataclasses import astuple, fields
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -25,6 +25,7 @@ from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, partition_of
 from trading_assets.defs.resources import ExecutionResource, MlflowResource
 from trading_assets.defs.versions import CODE_VERSION
+from trading_assets.partition import Partition
 from trading_assets.timeframes import DEVICE_PATTERN, NAME_PATTERN
 from trading_assets.training.config import (
     PRESETS,
@@ -116,10 +117,11 @@ class TrainedModelConfig(ModelSettings):
 
 
 def label_execution(
-    execution: ExecutionResource, frame: pd.DataFrame, symbol: str, timeframe: str, horizon: bool = False
+    execution: ExecutionResource, frame: pd.DataFrame, partition: Partition, horizon: bool = False
 ) -> "Execution":
     """The run's execution for ``symbol``, refused (before any work) when ``frame``'s label was built for another
     fill (and, with ``horizon``, another holding period)."""
+    symbol, timeframe = partition.symbol, partition.timeframe
     from trading_assets.errors import CandleDataError
     from trading_assets.execution import ExecutionError
     from trading_assets.provenance import Provenance
@@ -138,7 +140,8 @@ def epoch_line(epoch: int, metrics: dict[str, float]) -> str:
 
 
 def partition_tags(context: AssetExecutionContext, asset_name: str) -> dict[str, str]:
-    symbol, timeframe = astuple(partition_of(context.partition_key))
+    partition = partition_of(context.partition_key)
+    symbol, timeframe = partition.symbol, partition.timeframe
     return {
         "symbol": symbol,
         "timeframe": timeframe,
@@ -179,8 +182,9 @@ def trained_model(
     from trading_assets.training.pipeline import train_and_track
     from trading_assets.training.tracking import registered_model_name
 
-    symbol, timeframe = astuple(partition_of(context.partition_key))
-    trade = label_execution(execution, features, symbol, timeframe)
+    partition = partition_of(context.partition_key)
+    timeframe = partition.timeframe
+    trade = label_execution(execution, features, partition)
     spec = config.spec(trade)
     tags = partition_tags(context, "trained_model")
     with mlflow_tracking.open_run(str(context.partition_key), tags, dagster_run_alive(context.instance)) as tracker:
@@ -188,11 +192,10 @@ def trained_model(
             features,
             spec,
             tracker,
-            symbol,
-            timeframe,
+            partition,
             get_calendar(Provenance.of(features).calendar).bars_per_year(timeframe),
             trade,
-            registered_model_name(symbol, timeframe),
+            registered_model_name(partition),
             on_epoch=lambda epoch, metrics: context.log.info(epoch_line(epoch, metrics)),
         )
     verdict = outcome.baseline_verdict()

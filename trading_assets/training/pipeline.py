@@ -22,6 +22,7 @@ from trading_assets.evaluation import evaluate_predictions
 from trading_assets.execution import Execution, ExecutionError
 from trading_assets.features import DEFAULT_FEATURE_SET
 from trading_assets.labels import TARGET
+from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
 from trading_assets.splits import FoldGrid, Split, time_folds
 from trading_assets.training.bundle import ModelBundle
@@ -121,8 +122,9 @@ class BaselineVerdict:
         return [f"test MSE {self.model_mse:.4g} does not beat the {self.best} forecast ({self.best_mse:.4g})"]
 
 
-def require_rows(features: pd.DataFrame, spec: ModelSpec, symbol: str, timeframe: str) -> None:
+def require_rows(features: pd.DataFrame, spec: ModelSpec, partition: Partition) -> None:
     """A clear error naming the partition, the rows it has and the rows the split needs."""
+    symbol, timeframe = partition.symbol, partition.timeframe
     needed = required_rows(
         spec.sequence.seq_len,
         spec.sequence.horizon,
@@ -216,8 +218,7 @@ def train_and_track(
     features: pd.DataFrame,
     spec: ModelSpec,
     tracker: Tracker,
-    symbol: str,
-    timeframe: str,
+    partition: Partition,
     bars_per_year: float,
     execution: Execution = Execution(),
     registered_name: str | None = None,
@@ -225,7 +226,8 @@ def train_and_track(
 ) -> TrainOutcome:
     """Train the production model on the chronological split, evaluate it on the held-out test span
     (never seen by early stopping), log everything and register the servable bundle."""
-    require_rows(features, spec, symbol, timeframe)
+    symbol, timeframe = partition.symbol, partition.timeframe
+    require_rows(features, spec, partition)
 
     def epoch(number: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics(metrics, step=number)
@@ -268,8 +270,7 @@ def walk_forward(
     spec: ModelSpec,
     config: WalkForwardConfig,
     tracker: Tracker,
-    symbol: str,
-    timeframe: str,
+    partition: Partition,
     execution: Execution,
     on_fold: Callable[[str, int, TrainReport], Any] | None = None,
 ) -> pd.DataFrame:
@@ -280,6 +281,7 @@ def walk_forward(
     forecasts every bar of the block. The last fold is the hold-out (``holdout`` True): forecast like
     the others, never used for ranking. Bad settings are refused before any training.
     """
+    symbol, timeframe = partition.symbol, partition.timeframe
     try:
         folds = time_folds(features.index, config.grid, spec.gap)
     except ValueError as exc:

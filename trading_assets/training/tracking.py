@@ -33,6 +33,7 @@ from mlflow.tracking import MlflowClient
 
 import trading_assets
 from trading_assets.labels import TARGET
+from trading_assets.partition import Partition
 from trading_assets.processes import exclusive
 from trading_assets.redaction import redact
 from trading_assets.training.bundle import ModelBundle
@@ -58,8 +59,9 @@ class MlflowUnavailableError(RuntimeError):
     """The tracking server cannot be used; raised before any training starts."""
 
 
-def registered_model_name(symbol: str, timeframe: str) -> str:
-    return f"trading_assets-{symbol}-{timeframe}"
+def registered_model_name(partition: Partition) -> str:
+    """The MLflow registered model of ``partition``'s production model."""
+    return f"trading_assets-{partition.symbol}-{partition.timeframe}"
 
 
 def content_hash(frame: pd.DataFrame) -> str:
