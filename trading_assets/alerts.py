@@ -87,6 +87,31 @@ class RunFailureAlert:
         return f":x: {escape_mrkdwn(redact(body))} {link}"
 
 
+@dataclass(frozen=True)
+class ModelAlert:
+    """A champion decision: a challenger promoted or refused, a champion rolled back."""
+
+    partition: str
+    model: str  # the registered model
+    version: str
+    decision: str  # promoted | refused | rolled back
+    reason: str
+    run_id: str
+    run_url: str
+    timestamp: float
+
+    @property
+    def key(self) -> str:
+        return f"model:{self.model}:{self.version}:{self.decision}:{self.run_id}"
+
+    def text(self) -> str:
+        """Slack mrkdwn; every value escaped (only the run link is markup) and redacted."""
+        icon = {"promoted": ":trophy:", "refused": ":no_entry:"}.get(self.decision, ":leftwards_arrow_with_hook:")
+        body = f"{self.decision}: `{self.model}` version {self.version} (partition `{self.partition}`): {self.reason}"
+        link = f"<{escape_mrkdwn(redact(self.run_url))}|run {escape_mrkdwn(self.run_id[:8])}>"
+        return f"{icon} {escape_mrkdwn(redact(body))} {link}"
+
+
 def append_line(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line with a single ``write`` on an ``O_APPEND`` descriptor (no torn lines)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -148,7 +173,7 @@ class Outbox:
         finally:
             conn.close()
 
-    def add(self, alert: CheckAlert | RunFailureAlert, log_path: Path, webhook: bool) -> bool:
+    def add(self, alert: CheckAlert | RunFailureAlert | ModelAlert, log_path: Path, webhook: bool) -> bool:
         """Queue ``alert`` (state ``pending``, or ``logged`` without a webhook) and log it; False if known."""
         record = {**asdict(alert), "event_id": alert.key, "text": alert.text()}
         row = (

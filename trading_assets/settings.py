@@ -24,6 +24,7 @@ LOCATION_VARS: dict[str, str] = {
     "alert_log_path": "TRADING_ALERT_LOG",
     "alert_outbox_path": "TRADING_ALERT_OUTBOX",
     "webui_url": "DAGSTER_WEBUI_URL",
+    "champion_cache": "TRADING_CHAMPION_CACHE",
 }
 DATA_DIR_VAR = "TRADING_DATA_DIR"
 DAGSTER_HOME_VAR = "DAGSTER_HOME"

@@ -168,6 +168,18 @@ class CandleStore:
     ) -> None:
         self.dispose()
 
+    def transaction(self, series: tuple[str, str] | None = None, operation: str = "write"):
+        """One explicit transaction on the store's database (see :meth:`_transaction`): what lives beside the
+        candles (the signal history) commits or rolls back the same way."""
+        return self._transaction(series, operation)
+
+    def cursor(self) -> Cursor:
+        """A cursor for reads outside a transaction."""
+        return self._conn.cursor()
+
+    def sql(self, text: str) -> str:
+        return self._sql(text)
+
     def _sql(self, text: str) -> str:
         """``?`` placeholders in the driver's style (PostgreSQL: ``$1, $2, ..``)."""
         if self.dialect != "postgresql":

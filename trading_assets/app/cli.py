@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from trading_assets import settings
+from trading_assets.app import live
 from trading_assets.defs.instance import first_use_lock, get_instance, instance_home
 from trading_assets.defs.partitions import (
     DEFAULT_SYMBOLS,
@@ -422,6 +423,9 @@ def symbols_remove(names: tuple[str, ...]) -> None:
         instance.delete_dynamic_partition(SYMBOL_PARTITIONS_NAME, name)
     click.echo(f"removed: {', '.join(names)}")
 
+
+main.add_command(live.models)
+main.add_command(live.signals)
 
 if __name__ == "__main__":
     main()

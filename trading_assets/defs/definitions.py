@@ -10,7 +10,16 @@ from dagster import Definitions, in_process_executor
 from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.checks import CHECKS
 from trading_assets.defs.io_manager import ParquetIOManager
-from trading_assets.defs.jobs import full_pipeline_job, leaderboard_job, market_data_job, research_job, training_job
+from trading_assets.defs.jobs import (
+    full_pipeline_job,
+    leaderboard_job,
+    market_data_job,
+    research_job,
+    signals_freshness_job,
+    signals_job,
+    training_job,
+)
+from trading_assets.defs.live import LIVE_CHECKS, champion, signals, signals_after_new_candles, signals_freshness
 from trading_assets.defs.research import evaluation, leaderboard, predictions
 from trading_assets.defs.resources import (
     AlertResource,
@@ -27,11 +36,23 @@ from trading_assets.defs.training import trained_model
 
 locations = Locations.from_env()  # paths, hosts, credentials: from the environment, not from run config
 defs = Definitions(
-    assets=[raw_candles, indicators, features, trained_model, predictions, evaluation, leaderboard],
-    asset_checks=CHECKS,
-    jobs=[market_data_job, training_job, research_job, full_pipeline_job, leaderboard_job],
-    schedules=build_schedules(),
-    sensors=[build_alert_sensor([*CHECKS, trained_model, evaluation]), build_run_failure_sensor()],
+    assets=[raw_candles, indicators, features, trained_model, predictions, evaluation, leaderboard, champion, signals],
+    asset_checks=[*CHECKS, *LIVE_CHECKS],
+    jobs=[
+        market_data_job,
+        training_job,
+        research_job,
+        full_pipeline_job,
+        leaderboard_job,
+        signals_job,
+        signals_freshness_job,
+    ],
+    schedules=[*build_schedules(), signals_freshness],
+    sensors=[
+        build_alert_sensor([*CHECKS, *LIVE_CHECKS, trained_model, evaluation, signals]),
+        build_run_failure_sensor(),
+        signals_after_new_candles,
+    ],
     executor=in_process_executor,
     resources={
         "io_manager": ParquetIOManager(locations=locations),  # no asset may fall back to a pickling one

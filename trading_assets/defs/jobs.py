@@ -1,6 +1,6 @@
 """Jobs over the asset graph."""
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetCheckKey, AssetKey, AssetSelection, define_asset_job
 
 from trading_assets.defs.partitions import market_partitions
 
@@ -18,6 +18,9 @@ GPU_RUN_TAGS = {"dagster-k8s/config": GPU_K8S_CONFIG, "trading_assets/gpu": "1"}
 DATA_ASSETS = AssetSelection.assets("raw_candles", "indicators", "features")
 MODEL_ASSETS = AssetSelection.assets("trained_model")
 RESEARCH_ASSETS = AssetSelection.assets("predictions", "evaluation")
+# The live path; the freshness check spans every partition, so partitioned jobs leave it to its own job.
+FRESHNESS_CHECK = AssetSelection.checks(AssetCheckKey(AssetKey("signals"), "fresh"))
+LIVE_ASSETS = AssetSelection.assets("champion", "signals") - FRESHNESS_CHECK
 
 market_data_job = define_asset_job(
     "market_data_job",
@@ -41,10 +44,22 @@ research_job = define_asset_job(
 )
 full_pipeline_job = define_asset_job(
     "full_pipeline_job",
-    selection=DATA_ASSETS | MODEL_ASSETS | RESEARCH_ASSETS,
+    selection=DATA_ASSETS | MODEL_ASSETS | RESEARCH_ASSETS | LIVE_ASSETS,
     partitions_def=market_partitions,
-    description="The whole graph for one partition: candles to a registered model and its walk-forward evaluation.",
+    description="The whole graph for one partition: candles to a registered model, its walk-forward evaluation, "
+    "the champion decision and the signals of the new bars.",
     tags=GPU_RUN_TAGS,
+)
+signals_job = define_asset_job(
+    "signals_job",
+    selection=AssetSelection.assets("signals") - FRESHNESS_CHECK,
+    partitions_def=market_partitions,
+    description="The champion's signals for the new bars of one partition, from its stored indicators.",
+)
+signals_freshness_job = define_asset_job(
+    "signals_freshness_job",
+    selection=FRESHNESS_CHECK,
+    description="Whether every partition with a champion has a recent signal (the signals' freshness check).",
 )
 leaderboard_job = define_asset_job(
     "leaderboard_job",

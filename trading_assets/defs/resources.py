@@ -19,8 +19,9 @@ from dagster import ConfigurableResource, EnvVar, InitResourceContext, MetadataV
 from pydantic import Field, field_validator
 
 from trading_assets import settings
-from trading_assets.alerts import CheckAlert, Outbox, RunFailureAlert
+from trading_assets.alerts import CheckAlert, ModelAlert, Outbox, RunFailureAlert
 from trading_assets.calendars import TradingCalendar, get_calendar
+from trading_assets.champions import ChampionCache
 from trading_assets.defs.run_guard import refuse_environment_in_run_config
 from trading_assets.execution import Costs, Execution, market_costs
 from trading_assets.features import DEFAULT_FEATURE_SET, FeatureConfig, lead_in_bars
@@ -31,6 +32,7 @@ from trading_assets.store import CandleStore
 from trading_assets.timeframes import CALENDAR_PATTERN, NAME_PATTERN
 
 if TYPE_CHECKING:
+    from trading_assets.training.registry import Registry
     from trading_assets.training.tracking import MlflowTracker
 
 UPBIT_URL = "https://api.upbit.com"
@@ -61,6 +63,10 @@ class Locations(ConfigurableResource):
         default=None, description="SQLite outbox of alerts to deliver; default <data dir>/alerts_outbox.sqlite"
     )
     webui_url: str | None = Field(default=None, description=f"Base of run links in alerts; default {WEBUI_URL}")
+    champion_cache: str | None = Field(
+        default=None,
+        description="Local copies of the champions' bundles (signals score from them); default <data dir>/champions",
+    )
 
     @classmethod
     def from_env(cls) -> "Locations":
@@ -103,6 +109,10 @@ class Locations(ConfigurableResource):
 
     def resolved_webui_url(self) -> str:
         return self._get("webui_url") or WEBUI_URL
+
+    def resolved_champion_cache(self) -> Path:
+        path = self._get("champion_cache")
+        return Path(path) if path else data_dir() / "champions"
 
 
 class CandleSourceResource(GuardedResource):
@@ -232,6 +242,16 @@ class MlflowResource(GuardedResource):
             return MetadataValue.url(f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")
         return f"run {run_id} in {uri} (browse with: mlflow ui --backend-store-uri <MLFLOW_TRACKING_URI>)"
 
+    def champion_cache(self) -> ChampionCache:
+        """The local champion bundles: what scoring reads, with no tracking server."""
+        return ChampionCache(self.locations.resolved_champion_cache())
+
+    def registry(self) -> "Registry":
+        """Aliases and evidence in the model registry, and the champion cache they fill."""
+        from trading_assets.training.registry import Registry
+
+        return Registry(self.resolved_uri(), self.champion_cache())
+
     @contextmanager
     def open_run(
         self, name: str, tags: dict[str, str], dagster_run_alive: Callable[[str], bool] | None = None
@@ -287,7 +307,7 @@ class AlertResource(GuardedResource):
     def run_url(self, run_id: str) -> str:
         return redact(f"{self.locations.resolved_webui_url().rstrip('/')}/runs/{run_id}")
 
-    def raise_alert(self, alert: CheckAlert | RunFailureAlert) -> bool:
+    def raise_alert(self, alert: CheckAlert | RunFailureAlert | ModelAlert) -> bool:
         """Queue ``alert`` once (by event id) and log it; False when it was queued before."""
         return self.outbox().add(alert, self.resolved_log_path(), self.resolved_webhook() is not None)
 

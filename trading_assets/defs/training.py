@@ -167,7 +167,8 @@ def partition_tags(context: AssetExecutionContext, asset_name: str) -> dict[str,
         )
     ],
     description="The production model per partition: a bundle of network, scaler (fit on its train span) and "
-    "feature columns, trained on `features`, tracked in MLflow and registered as trading_assets-<symbol>-<timeframe>.",
+    "feature columns, trained on `features`, tracked in MLflow and registered as trading_assets-<symbol>-<timeframe> "
+    "with the alias `challenger` (the `champion` asset decides whether it trades).",
 )
 def trained_model(
     context: AssetExecutionContext,
@@ -198,6 +199,7 @@ def trained_model(
             registered_model_name(partition),
             on_epoch=lambda epoch, metrics: context.log.info(epoch_line(epoch, metrics)),
         )
+    mlflow_tracking.registry().mark_challenger(partition, outcome.registered["registered_version"], config.model)
     verdict = outcome.baseline_verdict()
     return MaterializeResult(  # with the check declared on the asset, evaluated here
         metadata=_trained_model_metadata(outcome, mlflow_tracking, tracker, trade, features),

@@ -11,58 +11,18 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from trading_assets.defs import defs
-from trading_assets.defs.partitions import partition_key
 from trading_assets.features import TARGET
 from trading_assets.timeframes import DEFAULT_SPAN_DAYS, TIMEFRAMES, get_timeframe
 from trading_assets.training.config import build_spec
 from trading_assets.training.sequences import required_rows
 from trading_assets_tests.conftest import END
-
-MODEL = {"epochs": 3, "seq_len": 24, "hidden_size": 16}
-RESEARCH = {"fold_period": "D", "max_folds": 3}
-RUN_CONFIG = {
-    "ops": {
-        "raw_candles": {"config": {"days": 20.0, "end": END.isoformat()}},
-        "trained_model": {"config": {**MODEL, "model": "gru"}},
-        "predictions": {"config": {**MODEL, **RESEARCH, "models": ["gru", "linear"]}},
-    },
-    # a planted edge: the research loop must find it through Dagster too
-    "resources": {"candle_source": {"config": {"synthetic_edge": "persistent", "synthetic_edge_strength": 0.8}}},
-}
-KEY = partition_key("KRW-ETH", "15m")
+from trading_assets_tests.defs.pipeline import KEY, MODEL, RESEARCH, RUN_CONFIG, run
+from trading_assets_tests.defs.pipeline import checks_of as _checks
+from trading_assets_tests.defs.pipeline import meta as _meta
 
 
 def _run(instance, run_config=RUN_CONFIG, job="full_pipeline_job", key=KEY):
-    return defs.resolve_job_def(job).execute_in_process(
-        partition_key=key, instance=instance, run_config=run_config, raise_on_error=False
-    )
-
-
-def _meta(result, node):
-    return {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
-
-
-def _checks(result, asset):
-    return {e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == asset}
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    """One full run of the graph (data, trained_model, predictions, evaluation) and the leaderboard."""
-    from dagster import instance_for_test
-
-    data_dir = tmp_path_factory.mktemp("research") / "data"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRADING_DATA_DIR", str(data_dir))
-        for var in ("TRADING_DB_URL", "DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
-            mp.delenv(var, raising=False)
-        with instance_for_test() as instance:
-            from trading_assets.defs.partitions import add_symbols
-
-            add_symbols(instance, ["KRW-ETH"])
-            result = _run(instance)
-            board = defs.resolve_job_def("leaderboard_job").execute_in_process(instance=instance, raise_on_error=False)
-            yield data_dir, result, board
+    return run(instance, run_config, job, key)
 
 
 def test_trained_model_tracked_registered_and_servable(pipeline):
