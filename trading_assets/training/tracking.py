@@ -44,6 +44,7 @@ SERVING_CODE = Path(__file__).with_name("serving.py")
 # The modules a served model imports (numpy, pandas and torch only): shipped as the model's code.
 SERVING_MODULES = (
     "__init__.py",
+    "splits.py",
     "training/__init__.py",
     "training/bundle.py",
     "training/config.py",

@@ -21,7 +21,8 @@ def _evaluate(instance, name):
 
 def test_refresh_schedules_cover_every_timeframe_and_symbol(bare_instance):
     names = {s.name: s for s in defs.schedules}
-    assert {f"refresh_{tf}" for tf in DEFAULT_REFRESH_CRONS} | {"train_models"} == set(names)
+    assert {f"refresh_{tf}" for tf in DEFAULT_REFRESH_CRONS} | {"train_models", "signals_freshness"} == set(names)
+    assert names["signals_freshness"].job_name == "signals_freshness_job"
     assert names["refresh_60m"].cron_schedule == "1 * * * *" and names["train_models"].cron_schedule == "0 3 * * 0"
     assert names["refresh_5m"].job_name == "market_data_job" and names["train_models"].job_name == "training_job"
     assert _evaluate(bare_instance, "refresh_5m").skip_message == "no symbols registered"
