@@ -8,14 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from dagster import AssetKey, build_sensor_context, instance_for_test
+from dagster import AssetKey, build_sensor_context
 from mlflow.tracking import MlflowClient
 
 from trading_assets.app.cli import main
 from trading_assets.champions import ChampionCache
 from trading_assets.defs import defs
 from trading_assets.defs.live import signals_after_new_candles
-from trading_assets.defs.partitions import add_symbols
 from trading_assets.defs.resources import Locations, MlflowResource
 from trading_assets.execution import Execution
 from trading_assets.features import FeatureConfig, build_features
@@ -23,7 +22,7 @@ from trading_assets.partition import Partition
 from trading_assets.signals import SignalLog
 from trading_assets.store import CandleStore
 from trading_assets_tests.conftest import END
-from trading_assets_tests.defs.pipeline import KEY, RUN_CONFIG, checks_of, meta, run
+from trading_assets_tests.defs.pipeline import KEY, RUN_CONFIG, checks_of, meta, pipeline_home, run
 
 P = Partition("KRW-ETH", "15m")
 NAME = "trading_assets-KRW-ETH-15m"
@@ -50,14 +49,8 @@ def _history(data_dir):
 def pipeline_run(tmp_path_factory):
     """The full pipeline with the linear model as the production model: it is promoted and scores the newest bar."""
     data_dir = tmp_path_factory.mktemp("live") / "data"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRADING_DATA_DIR", str(data_dir))
-        for var in ("TRADING_DB_URL", "DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
-            mp.delenv(var, raising=False)
-        with instance_for_test() as instance:
-            add_symbols(instance, [P.symbol])
-            result = run(instance, LIVE_CONFIG)
-            yield data_dir, instance, result
+    with pipeline_home(data_dir, [P.symbol]) as instance:
+        yield data_dir, instance, run(instance, LIVE_CONFIG)
 
 
 @pytest.fixture
