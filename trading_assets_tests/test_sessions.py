@@ -11,19 +11,16 @@ from trading_assets.candles import drop_invalid_bars, fill_candle_grid
 from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.causality_checks import indicators_warmup_sufficient
 from trading_assets.defs.checks import data_checks
-from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.partitions import add_symbols, partition_key
 from trading_assets.defs.resources import (
     CandleSourceResource,
-    CandleStoreResource,
-    ExecutionResource,
-    FeatureConfigResource,
     Locations,
 )
 from trading_assets.features import lead_in_bars
 from trading_assets.provenance import Provenance
 from trading_assets.quality import continuity, percent
 from trading_assets.training.sequences import build_sequences
+from trading_assets_tests.conftest import data_resources
 
 FX_END = pd.Timestamp("2024-07-01", tz="UTC")  # a Monday
 DAY_END = pd.Timestamp("2024-07-10", tz="UTC")
@@ -62,13 +59,9 @@ def run_assets(instance, symbol, timeframe, files_dir, source_config, window, ch
         [raw_candles, indicators, features, *checks],
         partition_key=partition_key(symbol, timeframe),
         instance=instance,
-        resources={
-            "candle_source": CandleSourceResource(locations=Locations(files_dir=files_dir), **source_config),
-            "candle_store": CandleStoreResource(locations=Locations()),
-            "execution": ExecutionResource(),
-            "feature_config": FeatureConfigResource(),
-            "parquet_io_manager": ParquetIOManager(locations=Locations()),
-        },
+        resources=data_resources(
+            candle_source=CandleSourceResource(locations=Locations(files_dir=files_dir), **source_config)
+        ),
         run_config={"ops": {"raw_candles": {"config": {**window, "max_fill_bars": max_fill_bars}}}},
         raise_on_error=False,
     )

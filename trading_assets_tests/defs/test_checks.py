@@ -22,14 +22,10 @@ from trading_assets.defs.io_manager import ParquetIOManager, _ParquetUPathIOMana
 from trading_assets.defs.partitions import partition_key
 from trading_assets.defs.resources import (
     AlertResource,
-    CandleSourceResource,
-    CandleStoreResource,
-    ExecutionResource,
-    FeatureConfigResource,
     Locations,
 )
 from trading_assets.defs.sensors import build_alert_sensor
-from trading_assets_tests.conftest import END
+from trading_assets_tests.conftest import END, data_resources
 from trading_assets_tests.servers import WebhookReceiver
 
 asset_check_alerts = build_alert_sensor(data_checks)
@@ -105,13 +101,7 @@ def run(instance, corrupt=None, config=None, symbol="KRW-BTC", with_checks=True)
         [raw_candles, indicators, features, *(data_checks if with_checks else [])],
         partition_key=partition_key(symbol, "5m"),
         instance=instance,
-        resources={
-            "parquet_io_manager": CorruptingIOManager(locations=Locations(), corrupt=corrupt),
-            "candle_source": CandleSourceResource(locations=Locations()),
-            "candle_store": CandleStoreResource(locations=Locations()),
-            "execution": ExecutionResource(),
-            "feature_config": FeatureConfigResource(),
-        },
+        resources=data_resources(parquet_io_manager=CorruptingIOManager(locations=Locations(), corrupt=corrupt)),
         run_config=config or {"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}}}},
         raise_on_error=False,
     )

@@ -14,33 +14,23 @@ from trading_assets.app.cli import main
 from trading_assets.candles import CANDLE_COLUMNS, normalize_candles
 from trading_assets.defs import checks, defs
 from trading_assets.defs.assets import indicators, raw_candles
-from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.partition_checks import check_result, partition_check
 from trading_assets.defs.partitions import partition_key
 from trading_assets.defs.resources import (
     AlertResource,
     CandleSourceResource,
-    CandleStoreResource,
-    ExecutionResource,
-    FeatureConfigResource,
     Locations,
 )
 from trading_assets.defs.sensors import build_alert_sensor
 from trading_assets.indicators import INDICATORS, Bars, Column, Indicator, indicator_names, warmup_bars
 from trading_assets.sources import SOURCES, SourceSpec
 from trading_assets.timeframes import get_timeframe
-from trading_assets_tests.conftest import END
+from trading_assets_tests.conftest import END, data_resources
 
 KEY = partition_key("KRW-BTC", "5m")
 SLOW_CHECKS = {"no_look_ahead", "warmup_sufficient"}
 RUN_CONFIG = {"ops": {"raw_candles": {"config": {"days": 2.0, "end": END.isoformat()}}}}
-RESOURCES = {
-    "parquet_io_manager": ParquetIOManager(locations=Locations()),
-    "candle_source": CandleSourceResource(locations=Locations()),
-    "candle_store": CandleStoreResource(locations=Locations()),
-    "execution": ExecutionResource(),
-    "feature_config": FeatureConfigResource(),
-}
+RESOURCES = data_resources()
 
 
 def _checks_of(*assets):

@@ -17,18 +17,15 @@ from dagster import DagsterInstance, DagsterRunStatus, materialize
 
 from trading_assets.defs.assets import raw_candles
 from trading_assets.defs.instance import get_instance
-from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.partitions import add_symbols, partition_key
 from trading_assets.defs.resources import (
     CandleSourceResource,
     CandleStoreResource,
-    ExecutionResource,
-    FeatureConfigResource,
     Locations,
 )
 from trading_assets.sources import SyntheticSource
 from trading_assets.store import CandleStore
-from trading_assets_tests.conftest import END
+from trading_assets_tests.conftest import END, data_resources
 from trading_assets_tests.defs.test_checks import run
 from trading_assets_tests.servers import DagsterProcess, FakeUpbit, WebhookReceiver
 
@@ -108,15 +105,12 @@ def _upbit_raw_candles(instance, exchange, data_dir):
         [raw_candles],
         partition_key=partition_key("KRW-BTC", "5m"),
         instance=instance,
-        resources={
-            "parquet_io_manager": ParquetIOManager(locations=Locations()),
-            "candle_source": CandleSourceResource(
+        resources=data_resources(
+            candle_source=CandleSourceResource(
                 locations=Locations(upbit_base_url=exchange.url), kind="upbit", upbit_requests_per_second=1000
             ),
-            "candle_store": CandleStoreResource(locations=Locations(db_url=f"sqlite:///{data_dir / 'upbit.sqlite'}")),
-            "execution": ExecutionResource(),
-            "feature_config": FeatureConfigResource(),
-        },
+            candle_store=CandleStoreResource(locations=Locations(db_url=f"sqlite:///{data_dir / 'upbit.sqlite'}")),
+        ),
         run_config={"ops": {"raw_candles": {"config": {"days": 1.0, "end": END.isoformat()}}}},
         raise_on_error=False,
     )

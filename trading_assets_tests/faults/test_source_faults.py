@@ -6,19 +6,16 @@ import pytest
 from dagster import DagsterEventType, materialize
 
 from trading_assets.defs.assets import raw_candles
-from trading_assets.defs.io_manager import ParquetIOManager
 from trading_assets.defs.partitions import partition_key
 from trading_assets.defs.resources import (
     CandleSourceResource,
     CandleStoreResource,
-    ExecutionResource,
-    FeatureConfigResource,
     Locations,
 )
 from trading_assets.errors import CandleDataError, SourceUnavailableError
 from trading_assets.sources import SyntheticSource, UpbitSource
 from trading_assets.store import CandleStore
-from trading_assets_tests.conftest import END
+from trading_assets_tests.conftest import END, data_resources
 from trading_assets_tests.servers import FakeUpbit
 
 DAYS = 1.0
@@ -38,15 +35,12 @@ def _materialize(instance, exchange, symbol="KRW-BTC", refresh=False, window=Non
         [raw_candles],
         partition_key=partition_key(symbol, "5m"),
         instance=instance,
-        resources={
-            "parquet_io_manager": ParquetIOManager(locations=Locations()),
-            "candle_source": CandleSourceResource(
+        resources=data_resources(
+            candle_source=CandleSourceResource(
                 locations=Locations(upbit_base_url=exchange.url), kind="upbit", upbit_requests_per_second=1000, **source
             ),
-            "candle_store": CandleStoreResource(locations=Locations(), refresh=refresh),
-            "execution": ExecutionResource(),
-            "feature_config": FeatureConfigResource(),
-        },
+            candle_store=CandleStoreResource(locations=Locations(), refresh=refresh),
+        ),
         run_config={"ops": {"raw_candles": {"config": {"days": DAYS, "end": END.isoformat(), **(window or {})}}}},
         raise_on_error=False,
     )
