@@ -13,6 +13,7 @@ scoring needs no tracking server: a partition's directory holds one folder per c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -98,16 +99,17 @@ def decide(challenger: Evidence | None, champion: Evidence | None, level: float 
         return Decision(
             False, f"{c.model}: net edge t {c.edge_t:.3g} does not beat the champion's {champion.edge_t:.3g}"
         )
-    if not c.holdout_net_log_return >= (champion.holdout_net_log_return or 0.0):
+    sitting_holdout = champion.holdout_net_log_return if champion.holdout_net_log_return is not None else 0.0
+    if not c.holdout_net_log_return >= sitting_holdout:  # a champion without a hold-out (set by hand) counts 0
         return Decision(
             False,
             f"{c.model}: hold-out net log return {c.holdout_net_log_return:.3g} below the champion's "
-            f"{champion.holdout_net_log_return:.3g}",
+            f"{sitting_holdout:.3g}",
         )
     return Decision(
         True,
         f"{c.model}: beats the champion (net edge t {c.edge_t:.3g} > {champion.edge_t:.3g}, "
-        f"hold-out {c.holdout_net_log_return:.3g} >= {champion.holdout_net_log_return:.3g})",
+        f"hold-out {c.holdout_net_log_return:.3g} >= {sitting_holdout:.3g})",
     )
 
 
@@ -127,8 +129,22 @@ class CachedChampion:
         return ModelBundle.load(self.bundle_dir)
 
 
+def _digest(directory: Path) -> str:
+    """One digest of every file under ``directory`` (names and contents)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(directory)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
 class ChampionCache:
-    """The champions' bundles on local disk, one directory per partition under ``root``."""
+    """The champions' bundles on local disk, one directory per partition under ``root``.
+
+    :meth:`stage` copies a bundle into a folder named by its version and content (a reset registry that
+    reuses a version number never gets the old files); :meth:`point` then switches the partition's
+    ``champion.json`` to it with one atomic rename, so a reader sees the previous champion or the new one.
+    """
 
     POINTER = "champion.json"
 
@@ -138,20 +154,36 @@ class ChampionCache:
     def _dir(self, partition: Partition) -> Path:
         return self.root / partition.symbol / partition.timeframe
 
-    def write(self, partition: Partition, model_name: str, version: str, bundle_dir: Path) -> CachedChampion:
-        """Copy ``bundle_dir`` into the cache as ``version`` and point the partition at it, atomically: a
-        reader sees the previous champion or this one, never a half-written bundle."""
+    def stage(self, partition: Partition, version: str, bundle_dir: Path) -> str:
+        """Copy ``bundle_dir`` into the partition's cache (fsynced; reused when identical); its folder name."""
         home = self._dir(partition)
         home.mkdir(parents=True, exist_ok=True)
-        target = home / f"v{int(version)}"
-        if not target.exists():
-            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=home))
+        folder = f"v{int(version)}-{_digest(bundle_dir)}"
+        if (home / folder).exists():
+            return folder
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=home))
+        try:
             shutil.copytree(bundle_dir, staging / "bundle")
-            os.rename(staging / "bundle", target)  # complete, or not there at all
+            for path in (staging / "bundle").rglob("*"):
+                if path.is_file():
+                    with open(path, "rb") as handle:
+                        os.fsync(handle.fileno())
+            try:
+                os.rename(staging / "bundle", home / folder)  # complete, or not there at all
+            except OSError:
+                if not (home / folder).exists():  # else a concurrent writer staged the same content first
+                    raise
+        finally:
             shutil.rmtree(staging, ignore_errors=True)
+        return folder
+
+    def point(self, partition: Partition, model_name: str, version: str, folder: str) -> CachedChampion:
+        """Make the staged ``folder`` the partition's champion (atomic replace of the pointer)."""
+        home = self._dir(partition)
         record = {
             "model_name": model_name,
             "version": str(int(version)),
+            "folder": folder,
             "promoted_at": pd.Timestamp.now(tz="UTC").isoformat(),
         }
         fd, tmp = tempfile.mkstemp(prefix=".champion-", dir=home)
@@ -162,17 +194,21 @@ class ChampionCache:
         os.replace(tmp, home / self.POINTER)
         return self.read(partition)
 
+    def write(self, partition: Partition, model_name: str, version: str, bundle_dir: Path) -> CachedChampion:
+        """:meth:`stage` then :meth:`point`."""
+        return self.point(partition, model_name, version, self.stage(partition, version, bundle_dir))
+
     def read(self, partition: Partition) -> CachedChampion | None:
         """The cached champion of ``partition``, or None."""
         pointer = self._dir(partition) / self.POINTER
         if not pointer.exists():
             return None
         record = json.loads(pointer.read_text())
-        version = str(int(record["version"]))
+        folder = Path(record["folder"]).name  # a name inside the partition's directory, nothing else
         return CachedChampion(
-            partition, record["model_name"], version, self._dir(partition) / f"v{version}", record["promoted_at"]
+            partition,
+            record["model_name"],
+            str(int(record["version"])),
+            self._dir(partition) / folder,
+            record["promoted_at"],
         )
-
-    def clear(self, partition: Partition) -> None:
-        """Forget the partition's champion (its cached folders stay until a later write)."""
-        (self._dir(partition) / self.POINTER).unlink(missing_ok=True)

@@ -22,12 +22,6 @@ from trading_assets.store import CandleStore
 from trading_assets.timeframes import get_timeframe
 
 COLUMNS = ("forecast", "position", "model_name", "model_version", "features_version", "generated_at")
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS signals (symbol VARCHAR(32) NOT NULL, timeframe VARCHAR(8) NOT NULL, "
-    "open_time BIGINT NOT NULL, forecast DOUBLE PRECISION NOT NULL, position DOUBLE PRECISION NOT NULL, "
-    "model_name VARCHAR(128) NOT NULL, model_version VARCHAR(16) NOT NULL, features_version VARCHAR(128) NOT NULL, "
-    "generated_at BIGINT NOT NULL, PRIMARY KEY (symbol, timeframe, open_time))"
-)
 
 
 class ChampionMismatchError(ValueError):
@@ -67,12 +61,20 @@ def score_new_bars(
     if new.empty:
         return Scored(_empty(), 0)
     first = int(index.searchsorted(new[0]))
-    memory = feature_memory_bars(config)
-    start = max(first - bundle.seq_len + 1 - memory, 0)
-    span_start = index[max(first - bundle.seq_len + 1, 0)]
-    features = build_features(
-        indicators.iloc[start:], partition, config, span_start=span_start, execution=execution, keep_unlabelled=True
-    ).frame
+    memory, back = feature_memory_bars(config), bundle.seq_len - 1
+    while True:  # the model's window before the first new bar, in feature rows (incomplete rows are dropped)
+        start = max(first - back, 0)
+        features = build_features(
+            indicators.iloc[max(start - memory, 0) :],
+            partition,
+            config,
+            span_start=index[start],
+            execution=execution,
+            keep_unlabelled=True,
+        ).frame
+        if start == 0 or int(features.index.searchsorted(new[0])) >= bundle.seq_len - 1:
+            break
+        back *= 2
     missing = [c for c in bundle.feature_columns if c not in features.columns]
     if missing:
         raise ChampionMismatchError(
@@ -100,12 +102,10 @@ def _empty() -> pd.DataFrame:
 
 
 class SignalLog:
-    """The append-only signal history of every partition, in ``store``'s database."""
+    """The append-only signal history of every partition, in ``store``'s database (its ``signals`` table)."""
 
     def __init__(self, store: CandleStore) -> None:
         self.store = store
-        with store.transaction(operation="signal schema creation") as cur:
-            cur.execute(_SCHEMA)
 
     def last(self, partition: Partition) -> tuple[pd.Timestamp, float] | None:
         """The newest signal's bar and position, or None."""
@@ -121,20 +121,15 @@ class SignalLog:
         return None if row is None else (pd.Timestamp(row[0], unit="ms", tz="UTC"), float(row[1]))
 
     def append(self, partition: Partition, rows: pd.DataFrame) -> int:
-        """Insert ``rows`` after the newest stored signal, all or none (one transaction); a row at or before
-        it is refused: history never changes. Returns the rows written."""
-        if rows.empty:
-            return 0
+        """Insert the ``rows`` after the newest stored signal, all or none (one transaction). Rows at or before it
+        were written by an earlier or a concurrent run and stay as they are: history never changes. Returns the
+        rows written."""
         series = (partition.symbol, partition.timeframe)
         with self.store.transaction(series=series, operation=f"signal append of {partition}") as cur:
             cur.execute(self.store.sql("SELECT MAX(open_time) FROM signals WHERE symbol = ? AND timeframe = ?"), series)
             newest = cur.fetchone()[0]
-            first = int(rows.index[0].value // 1_000_000)
-            if newest is not None and first <= newest:
-                raise ValueError(
-                    f"{partition}: signal history is append-only: {rows.index[0]} is not after the newest stored "
-                    f"signal {pd.Timestamp(newest, unit='ms', tz='UTC')}"
-                )
+            if newest is not None:
+                rows = rows[rows.index > pd.Timestamp(newest, unit="ms", tz="UTC")]
             insert = self.store.sql(
                 "INSERT INTO signals (symbol, timeframe, open_time, forecast, position, model_name, model_version, "
                 "features_version, generated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"

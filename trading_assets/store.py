@@ -53,6 +53,11 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS candle_coverage (symbol VARCHAR(32) NOT NULL, timeframe VARCHAR(8) NOT NULL, "
     "start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL, "  # [start, end), epoch milliseconds UTC
     "source VARCHAR(512) NOT NULL, PRIMARY KEY (symbol, timeframe))",
+    # the signal history (trading_assets.signals.SignalLog) lives beside the candles: one database, one lock
+    "CREATE TABLE IF NOT EXISTS signals (symbol VARCHAR(32) NOT NULL, timeframe VARCHAR(8) NOT NULL, "
+    "open_time BIGINT NOT NULL, forecast DOUBLE PRECISION NOT NULL, position DOUBLE PRECISION NOT NULL, "
+    "model_name VARCHAR(128) NOT NULL, model_version VARCHAR(16) NOT NULL, features_version VARCHAR(128) NOT NULL, "
+    "generated_at BIGINT NOT NULL, PRIMARY KEY (symbol, timeframe, open_time))",
 )
 
 

@@ -36,6 +36,8 @@ def test_a_challenger_must_beat_the_sitting_champion_on_both():
     weaker_holdout = decide(Evidence("gru", 0.01, 4.0, 0.06, 0.005), GOOD)
     assert not weaker_holdout.promote and "below the champion's" in weaker_holdout.reason
     assert not decide(GOOD, GOOD).promote  # the same evidence is no improvement
+    by_hand = Evidence("gru", 0.3, 1.0, 0.01, None)  # a champion promoted by hand, without a hold-out
+    assert decide(GOOD, by_hand).promote and "hold-out 0.01 >= 0" in decide(GOOD, by_hand).reason
     assert not decide(Evidence("gru", 0.5, 9.0, 0.5, 0.5), GOOD).promote  # never without significance
     assert Evidence.from_dict(json.loads(json.dumps(GOOD.as_dict()))) == GOOD
 
@@ -59,6 +61,9 @@ def test_the_cache_points_at_complete_bundles_only(tmp_path):
     assert first.version == "3" and (first.bundle_dir / "bundle.json").exists()
     assert cache.write(p, "trading_assets-KRW-BTC-5m", "4", bundle).version == "4"
     assert cache.write(p, "trading_assets-KRW-BTC-5m", "3", bundle).bundle_dir == first.bundle_dir  # reused
+    (bundle / "bundle.json").write_text('{"other": 1}')  # a reset registry reusing version 3: new content
+    other = cache.write(p, "trading_assets-KRW-BTC-5m", "3", bundle)
+    assert other.bundle_dir != first.bundle_dir and (other.bundle_dir / "bundle.json").read_text() == '{"other": 1}'
     assert not list((tmp_path / "cache" / "KRW-BTC" / "5m").glob(".*"))  # no staging or pointer leftovers
 
 

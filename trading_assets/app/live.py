@@ -109,8 +109,8 @@ def models_rollback(symbol: str, timeframe: str) -> None:
     partition = _partition(symbol, timeframe)
     try:
         current, previous = _registry().rollback(partition)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - no history, an unknown model, a tampered bundle: say which
+        raise click.ClickException(f"{partition}: cannot roll back: {exc}") from exc
     _alert(partition, current, "rolled back", f"champion moved back from version {current} to {previous}")
     click.echo(f"{partition}: champion is version {previous} again (was {current})")
 

@@ -83,15 +83,19 @@ def champion(
     partition = partition_of(context.partition_key)
     registry = mlflow_tracking.registry()
     challenger, sitting = registry.alias(partition, CHALLENGER), registry.alias(partition, CHAMPION)
-    if challenger is None or challenger == sitting:
-        reason = "no trained version yet" if challenger is None else f"version {challenger} is already champion"
+    cached = mlflow_tracking.champion_cache().read(partition)
+    if sitting and (cached is None or cached.version != sitting):  # a new volume, an interrupted promotion
+        registry.recache(partition, sitting)
+    judged = registry.decision(partition, challenger) if challenger else ""
+    if challenger is None or challenger == sitting or judged:  # every version is judged once
+        reason = "no trained version yet" if challenger is None else f"version {challenger}: {judged or 'champion'}"
         return MaterializeResult(metadata={"decision": "none", "reason": reason, "champion_version": sitting or ""})
     evidence = Evidence.from_evaluation(evaluation, registry.kind(partition, challenger))
     decision = decide(evidence, registry.evidence(partition, sitting) if sitting else None, config.significance_level)
     verb = "promoted" if decision.promote else "refused"
-    registry.record(partition, challenger, evidence, f"{verb}: {decision.reason}")
     if decision.promote:
         registry.promote(partition, challenger)
+    registry.record(partition, challenger, evidence, f"{verb}: {decision.reason}")
     context.log.info(f"{partition}: challenger version {challenger} {verb}: {decision.reason}")
     _alert(context, alerts, partition, challenger, verb, decision)
     return MaterializeResult(
@@ -149,6 +153,11 @@ def signals(
         context.log.info(reason)
         return _signals_result(context, {"skipped": reason, "rows_appended": 0}, [])
     stamp = {"model_name": cached.model_name, "model_version": cached.version, "features_version": _version(context)}
+    try:
+        bundle = cached.load_bundle()
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # missing, bounded, mismatched weights
+        problem = f"champion {cached.model_name} version {cached.version}: the cached bundle does not load: {exc}"
+        return _signals_result(context, {"stopped": problem, "rows_appended": 0}, [problem])
     with candle_store.get_store() as store:
         log = SignalLog(store)
         last = log.last(partition)
@@ -156,7 +165,7 @@ def signals(
             scored = score_new_bars(
                 indicators,
                 partition,
-                cached.load_bundle(),
+                bundle,
                 feature_config.config(),
                 execution.for_symbol(partition.symbol),
                 last[0] if last else None,
@@ -164,9 +173,8 @@ def signals(
                 stamp,
                 pd.Timestamp.now(tz="UTC"),
             )
-        except (ChampionMismatchError, OSError, ValueError, KeyError, RuntimeError) as exc:
-            problem = f"champion {cached.model_name} version {cached.version} cannot score {partition}: {exc}"
-            return _signals_result(context, {"stopped": problem, "rows_appended": 0}, [problem])
+        except ChampionMismatchError as exc:
+            return _signals_result(context, {"stopped": str(exc), "rows_appended": 0}, [str(exc)])
         written = log.append(partition, scored.rows)
     context.log.info(f"{partition}: {written} signal(s) from {cached.model_name} version {cached.version}")
     return _signals_result(context, _signal_metadata(scored.rows, written, scored.unscored, stamp), [])

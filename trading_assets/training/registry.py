@@ -75,37 +75,44 @@ class Registry:
         tags = self.client.get_registered_model(registered_model_name(partition)).tags
         return json.loads(tags.get(HISTORY_TAG, "[]"))
 
+    def decision(self, partition: Partition, version: str) -> str:
+        """The decision recorded on ``version`` ('' when it was never judged)."""
+        return self.client.get_model_version(registered_model_name(partition), version).tags.get(DECISION_TAG, "")
+
     def promote(self, partition: Partition, version: str) -> CachedChampion:
-        """Make ``version`` the champion: its bundle (digests checked) goes to the local cache first, then the
-        alias moves and the history grows."""
+        """Make ``version`` the champion: its bundle (digests checked) is staged in the local cache, then the alias
+        moves, the history grows, and last the cache points at it; a failure on the way leaves the cache on the
+        champion the registry still names."""
         name = registered_model_name(partition)
         self.client.get_model_version(name, version)  # an unknown version fails here, before anything moves
-        cached = self._cache(partition, version)
+        folder = self._stage(partition, version)
         history = [v for v in self.history(partition) if v != version] + [version]
         self.client.set_registered_model_alias(name, CHAMPION, version)
         self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-        return cached
+        return self.cache.point(partition, name, version, folder)
 
     def rollback(self, partition: Partition) -> tuple[str, str]:
-        """Move ``champion`` back to the previous champion; returns (from, to)."""
-        history = self.history(partition)
-        current = self.alias(partition, CHAMPION)
-        if current is None or len(history) < 2:
-            raise ValueError(f"{partition}: no previous champion to roll back to (history {history})")
-        previous = history[-2]
-        self._cache(partition, previous)
-        name = registered_model_name(partition)
+        """Move ``champion`` back to the champion before the current one; returns (from, to)."""
+        history, current = self.history(partition), self.alias(partition, CHAMPION)
+        at = history.index(current) if current in history else -1
+        if current is None or at < 1:
+            raise ValueError(f"{partition}: no champion before version {current} to roll back to (history {history})")
+        previous, name = history[at - 1], registered_model_name(partition)
+        folder = self._stage(partition, previous)
         self.client.set_registered_model_alias(name, CHAMPION, previous)
-        self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[:-1]))
+        self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[:at]))
         self.client.set_model_version_tag(name, current, DECISION_TAG, f"rolled back to version {previous}")
+        self.cache.point(partition, name, previous, folder)
         return current, previous
 
-    def _cache(self, partition: Partition, version: str) -> CachedChampion:
+    def recache(self, partition: Partition, version: str) -> CachedChampion:
+        """Cache ``version`` (the registry's champion) again, e.g. on a new volume or after a failed promotion."""
+        return self.cache.point(partition, registered_model_name(partition), version, self._stage(partition, version))
+
+    def _stage(self, partition: Partition, version: str) -> str:
         with tempfile.TemporaryDirectory() as tmp:
             load_registered_bundle(registered_model_name(partition), version, self.tracking_uri, Path(tmp))
-            return self.cache.write(
-                partition, registered_model_name(partition), version, Path(tmp) / "artifacts" / "bundle"
-            )
+            return self.cache.stage(partition, version, Path(tmp) / "artifacts" / "bundle")
 
     def versions(self, partition: Partition | None = None) -> list[VersionRow]:
         """Every version of the partition's registered model (all partitions' without one), newest first."""

@@ -127,8 +127,7 @@ def test_signal_history_is_append_only_and_all_or_nothing(live):
     with CandleStore(f"sqlite:///{data_dir / 'candles.sqlite'}") as store:
         log = SignalLog(store)
         history = log.history(P)
-        with pytest.raises(ValueError, match="append-only"):
-            log.append(P, history.iloc[-1:])
+        assert log.append(P, history.iloc[-3:].assign(forecast=9.0)) == 0  # written before: never changed
         later = history.iloc[-2:].copy()
         later.index = later.index + pd.Timedelta(days=30)
         later["forecast"] = later["forecast"].astype(object)
@@ -166,6 +165,18 @@ def test_a_weaker_challenger_is_refused_and_the_cli_promotes_and_rolls_back(live
     assert rolled.exit_code == 0 and "version 1 again" in rolled.output
     assert client.get_registered_model(NAME).aliases["champion"] == 1
     assert ChampionCache(data_dir / "champions").read(P).version == "1"
+    # version 2 was judged once: the rollback sticks, and a lost cache is refilled from the registry
+    shutil.rmtree(data_dir / "champions")
+    again = defs.resolve_job_def("full_pipeline_job").execute_in_process(
+        partition_key=KEY, instance=instance, run_config={}, asset_selection=[AssetKey("champion")]
+    )
+    assert (
+        meta(again, "champion")["decision"] == "none" and "version 2: rolled back" in meta(again, "champion")["reason"]
+    )
+    assert client.get_registered_model(NAME).aliases["champion"] == 1
+    assert ChampionCache(data_dir / "champions").read(P).version == "1"
+    no_more = runner.invoke(main, ["models", "rollback", "--symbol", "KRW-ETH", "--timeframe", "15m"])
+    assert no_more.exit_code == 1 and "no champion before version 1" in no_more.output
     bad = runner.invoke(main, ["models", "promote", "--symbol", "KRW|ETH", "--timeframe", "15m", "--version", "1"])
     assert bad.exit_code == 2 and "invalid symbol" in bad.output
     alerts = [json.loads(line) for line in (data_dir / "alerts.jsonl").read_text().splitlines()]
@@ -208,3 +219,20 @@ def test_the_freshness_check_names_partitions_whose_signals_are_late(live):
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "fresh"]
     assert not check.passed and check.severity.value == "ERROR"  # END lies weeks before now
     assert KEY in check.description and check.metadata["beyond_error"].value == 1
+
+
+def test_new_bars_after_a_hole_in_the_features_get_the_forecast_a_full_recomputation_gives(live):
+    """Rows with incomplete features are dropped: the model's window then reaches further back in the bars."""
+    from trading_assets.signals import score_new_bars
+
+    data_dir, _, _ = live
+    indicators = pd.read_parquet(data_dir / "assets" / "indicators" / "KRW-ETH" / "15m.parquet")
+    indicators.iloc[-16:-6, indicators.columns.get_loc("rsi_14")] = np.nan  # longer than ffill_limit
+    bundle = ChampionCache(data_dir / "champions").read(P).load_bundle()
+    stamp = {"model_name": NAME, "model_version": "1", "features_version": "x"}
+    now = pd.Timestamp.now(tz="UTC")
+    scored = score_new_bars(indicators, P, bundle, FeatureConfig(), Execution(), indicators.index[-6], 0.0, stamp, now)
+    full = build_features(indicators, P, FeatureConfig(), span_start=indicators.index[0], keep_unlabelled=True).frame
+    expected = bundle.predict(full).reindex(indicators.index[-5:]).dropna()
+    assert scored.unscored == 0 and len(expected) == 5
+    np.testing.assert_allclose(scored.rows["forecast"], expected, rtol=1e-6)
