@@ -24,7 +24,10 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-ASSETS = {"raw_candles", "indicators", "features", "trained_model", "predictions", "evaluation", "leaderboard"}
+ASSETS = {
+    *("raw_candles", "indicators", "features", "trained_model", "predictions", "evaluation", "leaderboard"),
+    *("champion", "signals"),  # the live path
+}
 
 
 def start_ui(data_dir: Path, log: Path, *args: str) -> tuple[subprocess.Popen, int]:
