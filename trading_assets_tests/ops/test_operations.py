@@ -180,6 +180,8 @@ def test_webserver_graphql_and_browser(platform, backfill):
             "predictions",
             "evaluation",
             "leaderboard",
+            "champion",
+            "signals",
         }
         assert [n for n, node in by_name.items() if not node["isPartitioned"]] == ["leaderboard"]
         assert [d["name"] for d in by_name["features"]["partitionDefinition"]["dimensionTypes"]] == [
