@@ -59,7 +59,10 @@ def _resource_fields(job_name):
     return out
 
 
-@pytest.mark.parametrize("job", ["market_data_job", "training_job", "research_job", "full_pipeline_job"])
+@pytest.mark.parametrize(
+    "job",
+    ["market_data_job", "training_job", "research_job", "full_pipeline_job", "signals_job", "signals_freshness_job"],
+)
 def test_run_config_offers_no_location(job):
     assert _resource_fields(job) == TUNABLE
 
