@@ -64,6 +64,33 @@ def test_materialize_default_partitions_and_symbols(data_dir, monkeypatch):
     assert bad_tf.exit_code != 0 and "unknown timeframe" in bad_tf.output
 
 
+def test_models_and_feature_set_become_run_config_of_their_steps():
+    from trading_assets.app.cli import market_run_config, merge_run_config, research_run_config
+
+    config = merge_run_config(market_run_config(days=2, refresh=True), research_run_config(["gru"], "default"))
+    assert config == {
+        "ops": {"raw_candles": {"config": {"days": 2}}, "predictions": {"config": {"models": ["gru"]}}},
+        "resources": {
+            "candle_store": {"config": {"refresh": True}},
+            "feature_config": {"config": {"feature_set": "default"}},
+        },
+    }
+    assert research_run_config(None, None) == {}
+
+
+def test_a_feature_set_registered_by_an_extension_is_chosen_from_the_command_line(data_dir, monkeypatch):
+
+    from trading_assets.features import DEFAULT_FEATURES, FEATURE_SETS
+
+    monkeypatch.setitem(FEATURE_SETS, "narrow", DEFAULT_FEATURES[:5])
+    args = ["materialize", "--assets", "data", "--symbols", "KRW-BTC", "--timeframes", "15m", "--days", "3"]
+    result = CliRunner().invoke(main, [*args, "--end", END.isoformat(), "--feature-set", "narrow"])
+    assert result.exit_code == 0, result.output
+    features = pd.read_parquet(data_dir / "assets" / "features" / "KRW-BTC" / "15m.parquet")
+    assert features.attrs["feature_set"] == "narrow"
+    assert list(features.columns) == [f.name for f in DEFAULT_FEATURES[:5]] + ["target"]
+
+
 def test_refresh_re_collects_through_the_candle_store_resource():
     from trading_assets.app.cli import market_run_config
 
@@ -86,9 +113,13 @@ SPAN_ERRORS = [
     (["--bars", "2000000"], "1m: the span is 2,000,000 bars, more than max_span_bars=1,051,200"),
     (["--days", "1000"], "1m: the span is 1,440,000 bars, more than max_span_bars=1,051,200"),
 ]
-SOURCE_ERRORS = [  # materialize only: a backfill takes no source options
+SOURCE_ERRORS = [  # materialize only: a backfill takes no source or research options
     (["--source", "files", "--upbit-url", "http://127.0.0.1:1"], "need --source upbit"),
     (["--requests-per-second", "0"], "--requests-per-second must be positive"),
+    (["--source", "nasdaq"], "--source 'nasdaq' is not a registered source; expected one of synthetic"),
+    (["--models", "gru,xgboost"], "--models xgboost: unknown; expected some of bilstm, lstm, gru, transformer, linear"),
+    (["--models", ","], "--models (none): unknown"),
+    (["--feature-set", "wide"], "--feature-set 'wide' is not a feature set; expected one of default"),
 ]
 
 

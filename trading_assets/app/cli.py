@@ -90,6 +90,38 @@ def source_error(source: str | None, upbit_url: str | None, requests_per_second:
     return None
 
 
+def research_error(models: list[str] | None, feature_set: str | None) -> str | None:
+    """Why ``--models`` or ``--feature-set`` name nothing registered (the choices are read now), or None."""
+    from trading_assets.features import FEATURE_SETS
+    from trading_assets.training.config import MODELS
+
+    unknown = [m for m in models or () if m not in MODELS]
+    if unknown or models == []:
+        return f"--models {','.join(unknown) or '(none)'}: unknown; expected some of {', '.join(MODELS)}"
+    if feature_set is not None and feature_set not in FEATURE_SETS:
+        return f"--feature-set {feature_set!r} is not a feature set; expected one of {', '.join(FEATURE_SETS)}"
+    return None
+
+
+def research_run_config(models: list[str] | None, feature_set: str | None) -> dict[str, Any]:
+    """Run config for the research loop's models and the feature set (what is not given keeps its default)."""
+    run_config: dict[str, Any] = {}
+    if models:
+        run_config["ops"] = {"predictions": {"config": {"models": models}}}
+    if feature_set:
+        run_config["resources"] = {"feature_config": {"config": {"feature_set": feature_set}}}
+    return run_config
+
+
+def merge_run_config(*configs: dict[str, Any]) -> dict[str, Any]:
+    """``configs`` merged section by section (``ops``, ``resources``: one entry per op or resource)."""
+    merged: dict[str, Any] = {}
+    for config in configs:
+        for section, entries in config.items():
+            merged.setdefault(section, {}).update(entries)
+    return merged
+
+
 def fail_usage(message: str) -> NoReturn:
     """Exit 2 with one line on stderr (before anything is launched)."""
     click.echo(f"Error: {message}", err=True)
@@ -200,6 +232,18 @@ SPAN_HELP = (
     "computed (by this code version) only collects and checks the candles",
 )
 @click.option(
+    "--models",
+    default=None,
+    help="Comma-separated models the research loop evaluates on equal terms (trading_assets.training.config.MODELS; "
+    "default: the predictions config's, bilstm,linear); given, the partitions are computed again (as --force)",
+)
+@click.option(
+    "--feature-set",
+    default=None,
+    help="Feature set of every step (trading_assets.features.FEATURE_SETS; default 'default'); given, the "
+    "partitions are computed again (as --force)",
+)
+@click.option(
     "--assets",
     "which",
     type=click.Choice(["all", "data"]),
@@ -221,19 +265,30 @@ def materialize(
     requests_per_second: float | None,
     refresh: bool,
     force: bool,
+    models: str | None,
+    feature_set: str | None,
     which: str,
 ) -> None:
     """Materialize the assets (and their checks) in-process for symbols x timeframes, with live progress.
 
     What is up to date is not recomputed (see ``materialize_partition``; ``--force`` recomputes it).
     """
-    usage_error(window_error(days, end, bars) or source_error(source, upbit_url, requests_per_second))
+    model_list = None if models is None else _csv(models)
+    usage_error(
+        window_error(days, end, bars)
+        or source_error(source, upbit_url, requests_per_second)
+        or research_error(model_list, feature_set)
+    )
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
     usage_error(next(filter(None, (span_error(tf, days, bars) for tf in tf_list)), None))
     if upbit_url:
         register_secrets(url_secrets(upbit_url))  # never shown, also in errors
     source = source or ("upbit" if upbit_url else None)
-    run_config = market_run_config(days, end, source, bars, refresh, requests_per_second)
+    run_config = merge_run_config(
+        market_run_config(days, end, source, bars, refresh, requests_per_second),
+        research_run_config(model_list if which == "all" else None, feature_set),
+    )
+    force = force or model_list is not None or feature_set is not None  # what depends on them is computed again
     with settings.given(files_dir=files_dir and str(Path(files_dir).resolve()), upbit_base_url=upbit_url):
         _materialize(ctx.obj["verbose"], symbol_list, tf_list, run_config, force, which)
 
