@@ -1,0 +1,121 @@
+"""From new candles to live signals, and the refresh of one partition against its first run.
+
+* signals: 20 symbols x 1m with 30 days stored and a champion each, then 5 new bars per symbol: the time
+  from the new candles in the source to all 20 signals written, as the platform does it today (per
+  partition: ``market_data_job`` for the new candles, then the ``signals_job`` the sensor asks for), in one
+  process on an ephemeral instance. The champions are one trained linear model (``training_job`` on the
+  first partition) cached for every partition: this times scoring, not the champion decision.
+  Goal (issue "From leaderboard to live signal"): <= 10 s on the 2-core machine.
+* refresh: ``trading-assets materialize --assets data --days 365`` of one 1m partition, then the same with
+  ``--end`` 5 minutes later, whole command each (a fresh process, as a user runs it). Goal: the second
+  <= 40 % of the first.
+
+    python benchmarks/bench_signals.py [--symbols 20] [--skip-refresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+END = pd.Timestamp("2026-01-01", tz="UTC")
+NEW_BARS = 5
+
+
+def bench_signals(symbols: int) -> None:
+    from dagster import DagsterInstance
+
+    from trading_assets.champions import ChampionCache
+    from trading_assets.defs import defs
+    from trading_assets.defs.partitions import add_symbols, partition_key
+    from trading_assets.defs.runs import QUIET_LOGGERS
+    from trading_assets.partition import Partition
+    from trading_assets.settings import data_dir, default_tracking_uri
+    from trading_assets.training.registry import Registry
+
+    names = [f"KRW-B{i:02d}" for i in range(symbols)]
+    instance = DagsterInstance.ephemeral()
+    add_symbols(instance, names)
+
+    def window(end: pd.Timestamp) -> dict:
+        return {"ops": {"raw_candles": {"config": {"days": 30.0, "end": end.isoformat()}}}}
+
+    def run(job: str, symbol: str, config: dict | None = None) -> float:
+        t0 = time.perf_counter()
+        result = defs.resolve_job_def(job).execute_in_process(
+            partition_key=partition_key(symbol, "1m"),
+            instance=instance,
+            run_config={**(config or {}), **QUIET_LOGGERS},
+            raise_on_error=True,
+        )
+        assert result.success
+        return time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for symbol in names:
+        run("market_data_job", symbol, window(END))
+    print(f"setup: {symbols} partitions x 30 days of 1m stored in {time.perf_counter() - t0:.1f} s")
+    run("training_job", names[0], {"ops": {"trained_model": {"config": {"model": "linear", "seq_len": 32}}}})
+    registry = Registry(default_tracking_uri(), ChampionCache(data_dir() / "champions"))
+    first = Partition(names[0], "1m")
+    champion = registry.promote(first, registry.alias(first, "challenger"))
+    for symbol in names[1:]:
+        registry.cache.write(Partition(symbol, "1m"), champion.model_name, champion.version, champion.bundle_dir)
+    for symbol in names:  # the first signal of each partition: the newest bar
+        run("signals_job", symbol)
+
+    later = END + pd.Timedelta(minutes=NEW_BARS)
+    data_s = signals_s = 0.0
+    t0 = time.perf_counter()
+    for symbol in names:
+        data_s += run("market_data_job", symbol, window(later))
+        signals_s += run("signals_job", symbol)
+    total = time.perf_counter() - t0
+    print(
+        f"signals: {symbols} symbols x {NEW_BARS} new 1m bars, new candles to all signals written: {total:.1f} s "
+        f"(data runs {data_s:.1f} s, signals runs {signals_s:.1f} s; goal <= 10 s)"
+    )
+
+
+def bench_refresh() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "TRADING_DATA_DIR": str(Path(tmp) / "data")}
+        for var in ("TRADING_DB_URL", "DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
+            env.pop(var, None)
+        times = []
+        for end in (END, END + pd.Timedelta(minutes=NEW_BARS)):
+            command = [sys.executable, "-m", "trading_assets.app.cli", "materialize", "--assets", "data"]
+            command += ["--symbols", "KRW-BTC", "--timeframes", "1m", "--days", "365", "--end", end.isoformat()]
+            t0 = time.perf_counter()
+            subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+    print(
+        f"refresh: 365 days of 1m, first run {times[0]:.1f} s, {NEW_BARS} minutes later {times[1]:.1f} s "
+        f"({times[1] / times[0]:.0%} of the first; goal <= 40 %)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=20)
+    parser.add_argument("--skip-refresh", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TRADING_DATA_DIR"] = str(Path(tmp) / "data")
+        for var in ("TRADING_DB_URL", "DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
+            os.environ.pop(var, None)
+        bench_signals(args.symbols)
+    if not args.skip_refresh:
+        bench_refresh()
+
+
+if __name__ == "__main__":
+    main()
