@@ -52,7 +52,7 @@ def test_every_registered_model_builds_and_the_linear_floor_reads_the_last_row()
     changed = x.clone()
     changed[:, :-1] = 0
     torch.testing.assert_close(linear(x), linear(changed))
-    with pytest.raises(ValueError, match="unknown model kind"):
+    with pytest.raises(ValueError, match="unknown model .mlp.; expected one of"):
         build_model(3, ModelConfig("mlp"))  # type: ignore[arg-type]
 
 
