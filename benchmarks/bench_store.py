@@ -26,26 +26,28 @@ from pathlib import Path
 
 import pandas as pd
 
+from trading_assets.partition import Partition
 from trading_assets.sources import SyntheticSource
 from trading_assets.store import CandleStore
 
 ROOT = Path(__file__).resolve().parents[1]
 END = pd.Timestamp("2026-01-01", tz="UTC")
+BTC_1M = Partition("KRW-BTC", "1m")
 START = END - pd.Timedelta(days=365)
 
 
 def bench_store(url: str, label: str, candles: pd.DataFrame) -> None:
     with CandleStore(url) as store:
         t0 = time.perf_counter()
-        store.upsert("KRW-BTC", "1m", candles, covered=(START, END, "bench"))
+        store.upsert(BTC_1M, candles, covered=(START, END, "bench"))
         t_insert = time.perf_counter() - t0
         t0 = time.perf_counter()
-        store.upsert("KRW-BTC", "1m", candles, covered=(START, END, "bench"))  # every row conflicts, none changed
+        store.upsert(BTC_1M, candles, covered=(START, END, "bench"))  # every row conflicts, none changed
         t_update = time.perf_counter() - t0
         reads = []
         for _ in range(3):
             t0 = time.perf_counter()
-            loaded = store.load("KRW-BTC", "1m", START, END)
+            loaded = store.load(BTC_1M, START, END)
             reads.append(time.perf_counter() - t0)
     n = len(candles)
     assert len(loaded) == n

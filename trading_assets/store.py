@@ -35,9 +35,10 @@ from sqlalchemy.engine import make_url
 from trading_assets.calendars import TradingCalendar
 from trading_assets.candles import CANDLE_COLUMNS, FilledCandles, empty_candles, fill_candle_grid, normalize_candles
 from trading_assets.errors import CandleDataError, StoreError
+from trading_assets.partition import Partition
 from trading_assets.redaction import redact, redacted_errors, url_secrets
 from trading_assets.sources.base import CandleSource, iter_batches, source_identity
-from trading_assets.timeframes import get_timeframe, to_utc, validate_symbol, validate_timeframe
+from trading_assets.timeframes import get_timeframe, to_utc
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,6 @@ _SCHEMA = (
     "model_name VARCHAR(128) NOT NULL, model_version VARCHAR(16) NOT NULL, features_version VARCHAR(128) NOT NULL, "
     "generated_at BIGINT NOT NULL, PRIMARY KEY (symbol, timeframe, open_time))",
 )
-
-
-def _validate(symbol: str, timeframe: str) -> None:
-    """Only well-formed market codes and known timeframes reach the database."""
-    validate_symbol(symbol)
-    validate_timeframe(timeframe)
 
 
 def _ms(ts: pd.Timestamp) -> int:
@@ -226,8 +221,7 @@ class CandleStore:
 
     def upsert(
         self,
-        symbol: str,
-        timeframe: str,
+        partition: Partition,
         candles: pd.DataFrame,
         covered: tuple[pd.Timestamp, pd.Timestamp, str] | None = None,
     ) -> int:
@@ -236,7 +230,7 @@ class CandleStore:
         ``covered`` = (start, end, source name) extends the recorded coverage of the series in the
         same transaction.
         """
-        _validate(symbol, timeframe)
+        symbol, timeframe = partition.symbol, partition.timeframe
         candles = normalize_candles(candles, symbol, timeframe)
         batch = pa.table(
             {"open_time": candles.index.as_unit("ms").asi8, **{c: candles[c].to_numpy() for c in CANDLE_COLUMNS}}
@@ -312,9 +306,9 @@ class CandleStore:
             (symbol, timeframe, _ms(start), _ms(end), source),
         )
 
-    def coverage(self, symbol: str, timeframe: str) -> Coverage | None:
+    def coverage(self, partition: Partition) -> Coverage | None:
         """The span ``[start, end)`` already collected for this series, and from which source."""
-        _validate(symbol, timeframe)
+        symbol, timeframe = partition.symbol, partition.timeframe
         with self._conn.cursor() as cur:
             cur.execute(
                 self._sql("SELECT start_ms, end_ms, source FROM candle_coverage WHERE symbol = ? AND timeframe = ?"),
@@ -325,14 +319,14 @@ class CandleStore:
             return None
         return Coverage(pd.Timestamp(row[0], unit="ms", tz="UTC"), pd.Timestamp(row[1], unit="ms", tz="UTC"), row[2])
 
-    def load(self, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    def load(self, partition: Partition, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Stored candles with bar start in ``[start, end)``, as the canonical frame.
 
         On PostgreSQL a span of more than ``parallel_read_bars`` bars is read as two halves at once,
         over a second connection, both in one snapshot: the server's COPY, one row per bar, is the
         bottleneck of a long read, and two of them use both cores.
         """
-        _validate(symbol, timeframe)
+        symbol, timeframe = partition.symbol, partition.timeframe
         lo, hi = _ms(start), _ms(end)
         bars = (hi - lo) / (get_timeframe(timeframe).delta.value / 1e6)
         if self.dialect == "postgresql" and bars > self.parallel_read_bars:
@@ -388,8 +382,7 @@ class CandleStore:
     def collect(
         self,
         source: CandleSource,
-        symbol: str,
-        timeframe: str,
+        partition: Partition,
         start: pd.Timestamp,
         end: pd.Timestamp,
         refresh: bool = False,
@@ -406,8 +399,9 @@ class CandleStore:
         and the next collection resumes from there.
         The series' recorded source identity (kind + where it reads from) must match the source's.
         """
+        timeframe = partition.timeframe
         start, end = to_utc(start), to_utc(end)
-        current = self.coverage(symbol, timeframe)
+        current = self.coverage(partition)
         if current is None or refresh or _far_from(current, start, end):
             spans = [(start, end)]  # a window far from what is stored: that window only, never the gap between
         else:
@@ -417,18 +411,18 @@ class CandleStore:
             if end > current.end:
                 tail = current.end - refetch_bars * get_timeframe(timeframe).delta
                 spans.append((max(tail, current.start, start), end))
-        return self.collect_spans(source, symbol, timeframe, spans, current)
+        return self.collect_spans(source, partition, spans, current)
 
     def collect_spans(
         self,
         source: CandleSource,
-        symbol: str,
-        timeframe: str,
+        partition: Partition,
         spans: list[tuple[pd.Timestamp, pd.Timestamp]],
         current: Coverage | None = None,
     ) -> CollectResult:
         """Fetch exactly ``spans`` and upsert what arrives; the recorded coverage (one interval) grows only
         where a batch touches it, so a detached window is fetched without claiming the gap before it."""
+        symbol, timeframe = partition.symbol, partition.timeframe
         identity = source_identity(source)
         if current is not None and current.source not in (identity, source.name):  # bare name: older stores
             raise CandleDataError(
@@ -451,7 +445,7 @@ class CandleStore:
                     covered = _union(covered, done)
                 span = (*done, identity) if touches else None
                 result.invalid_bars += batch.candles.attrs.get("invalid_bars", [])
-                fetched += self.upsert(symbol, timeframe, batch.candles, covered=span)
+                fetched += self.upsert(partition, batch.candles, covered=span)
             result.rows_fetched += fetched
             result.fetched_spans.append((lo, hi))
             log.info("collected %d %s %s candles in [%s, %s) from %s", fetched, symbol, timeframe, lo, hi, identity)
@@ -460,8 +454,7 @@ class CandleStore:
     def filled_window(
         self,
         source: CandleSource,
-        symbol: str,
-        timeframe: str,
+        partition: Partition,
         start: pd.Timestamp,
         end: pd.Timestamp,
         calendar: TradingCalendar | None = None,
@@ -476,18 +469,19 @@ class CandleStore:
         for again: a hole the store holds inside its recorded coverage (a page an exchange cut short, kept by
         an older version) fills without ``--refresh``; a market that had no trades answers with nothing.
         """
-        collected = self.collect(source, symbol, timeframe, start, end, refresh, refetch_bars)
-        candles = self.load(symbol, timeframe, start, end)
+        timeframe = partition.timeframe
+        collected = self.collect(source, partition, start, end, refresh, refetch_bars)
+        candles = self.load(partition, start, end)
         filled = fill_candle_grid(candles, timeframe, start, end, calendar, max_fill_bars)
         delta = get_timeframe(timeframe).delta
         gaps = [(b.after + delta, b.resume) for b in filled.breaks][-refetch_breaks:] if refetch_breaks else []
         if gaps:
-            again = self.collect_spans(source, symbol, timeframe, gaps, self.coverage(symbol, timeframe))
+            again = self.collect_spans(source, partition, gaps, self.coverage(partition))
             collected.fetched_spans += again.fetched_spans
             collected.invalid_bars += again.invalid_bars
             collected.rows_fetched += again.rows_fetched
             if again.rows_fetched:
-                candles = self.load(symbol, timeframe, start, end)
+                candles = self.load(partition, start, end)
                 filled = fill_candle_grid(candles, timeframe, start, end, calendar, max_fill_bars)
         return filled, collected
 

@@ -185,8 +185,7 @@ def raw_candles(
         with candle_store.get_store() as store:
             filled, collected = store.filled_window(
                 source,
-                partition.symbol,
-                partition.timeframe,
+                partition,
                 plan.fetch_start,
                 plan.span_end,
                 calendar,

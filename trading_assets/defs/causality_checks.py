@@ -148,8 +148,8 @@ def indicators_warmup_sufficient(
         # Only the history before the stored warm-up is new: collect (the store fetches only what it
         # lacks) and load just that; the rest is the run's raw_candles.
         with candle_store.get_store() as store:
-            store.collect(candle_source.get_source(), p.symbol, p.timeframe, extra_start, audit.provenance.span[1])
-            extra = store.load(p.symbol, p.timeframe, extra_start, raw_candles.index[0])
+            store.collect(candle_source.get_source(), p, extra_start, audit.provenance.span[1])
+            extra = store.load(p, extra_start, raw_candles.index[0])
         finding = audit.compare(extra, extra_start, feature_config.config(), config.tolerance)
     severity = AssetCheckSeverity[config.short_history_severity] if finding.short_history else AssetCheckSeverity.WARN
     return check_result(context, finding.problems, _metadata(finding.figures), severity)

@@ -10,6 +10,7 @@ from upath import UPath
 from trading_assets.defs.io_manager import ParquetIOManager, _ParquetUPathIOManager, read_provenance
 from trading_assets.defs.partitions import market_partitions, partition_key
 from trading_assets.defs.resources import Locations
+from trading_assets.partition import Partition
 from trading_assets.sources import SyntheticSource
 from trading_assets.store import CandleStore
 from trading_assets_tests.conftest import END
@@ -36,15 +37,15 @@ def assert_bit_exact(a: pd.DataFrame, b: pd.DataFrame) -> None:
 def test_store_and_parquet_round_trip_bit_exactly(instance, tmp_path, store_url):
     source = SyntheticSource(seed=11)
     with CandleStore(store_url) as store:
-        store.collect(source, "KRW-BTC", "1m", START, END)
-        expected = store.load("KRW-BTC", "1m", START, END)
+        store.collect(source, Partition("KRW-BTC", "1m"), START, END)
+        expected = store.load(Partition("KRW-BTC", "1m"), START, END)
     attrs = {"span_start": START.isoformat(), "warmup_bars": 12, "scaler": {"mean": [0.1, 1 / 3], "fit": None}}
     seen = {}
 
     @asset(partitions_def=market_partitions, io_manager_key="io")
     def stored_candles() -> pd.DataFrame:
         with CandleStore(store_url) as s:
-            frame = s.load("KRW-BTC", "1m", START, END)
+            frame = s.load(Partition("KRW-BTC", "1m"), START, END)
         frame.attrs = attrs
         return frame
 

@@ -23,6 +23,7 @@ from trading_assets.defs.resources import (
     CandleStoreResource,
     Locations,
 )
+from trading_assets.partition import Partition
 from trading_assets.sources import SyntheticSource
 from trading_assets.store import CandleStore
 from trading_assets_tests.conftest import END, data_resources
@@ -171,7 +172,7 @@ def test_killed_run_is_marked_failed_alerted_and_its_rerun_resumes(platform, hoo
     _wait("the dead run marked failed", marked_failed, platform, timeout=60)
     _wait("the dead run alerted", lambda: any("worker (pid" in b["text"] for b in hook.bodies), platform, timeout=60)
     store = CandleStore(f"sqlite:///{platform['data'] / 'candles.sqlite'}")
-    kept = store.coverage("KRW-BTC", "5m")
+    kept = store.coverage(Partition("KRW-BTC", "5m"))
     assert kept is not None and kept.end == END  # the pages fetched before the kill stayed
     store.dispose()
 

@@ -13,6 +13,7 @@ from trading_assets.defs.resources import (
     Locations,
 )
 from trading_assets.errors import CandleDataError, SourceUnavailableError
+from trading_assets.partition import Partition
 from trading_assets.sources import SyntheticSource, UpbitSource
 from trading_assets.store import CandleStore
 from trading_assets_tests.conftest import END, data_resources
@@ -107,9 +108,9 @@ def test_a_failure_keeps_committed_pages_and_the_rerun_resumes(instance, exchang
     assert "HTTP 500" in _error(result) and "window [" in _error(result)
     assert len(_events(result, DagsterEventType.STEP_RESTARTED)) == 1  # transient: the step was re-run once
     store = CandleStore(f"sqlite:///{data_dir / 'candles.sqlite'}")
-    coverage = store.coverage("KRW-BTC", "5m")
+    coverage = store.coverage(Partition("KRW-BTC", "5m"))
     assert coverage is not None and coverage.end == END  # the two committed pages
-    kept = store.load("KRW-BTC", "5m", coverage.start, coverage.end)
+    kept = store.load(Partition("KRW-BTC", "5m"), coverage.start, coverage.end)
     assert len(kept) == 400 and kept.index[0] == coverage.start
     store.dispose()
 
@@ -148,16 +149,16 @@ def test_store_collect_commits_each_page(exchange, data_dir):
 
     exchange.answer = breaking
     with pytest.raises(SourceUnavailableError):
-        store.collect(client, "KRW-BTC", "5m", start, END)
-    coverage = store.coverage("KRW-BTC", "5m")
-    kept = store.load("KRW-BTC", "5m", start, END)
+        store.collect(client, Partition("KRW-BTC", "5m"), start, END)
+    coverage = store.coverage(Partition("KRW-BTC", "5m"))
+    kept = store.load(Partition("KRW-BTC", "5m"), start, END)
     assert coverage.end == END and coverage.start == kept.index[0] and len(kept) == 400
-    result = store.collect(client, "KRW-BTC", "5m", start, END)
+    result = store.collect(client, Partition("KRW-BTC", "5m"), start, END)
     assert result.fetched_spans == [(start, coverage.start)]
     served = exchange.candles[("KRW-BTC", "5m")]
     pd.testing.assert_frame_equal(
-        store.load("KRW-BTC", "5m", start, END), served.loc[served.index >= start], check_freq=False
+        store.load(Partition("KRW-BTC", "5m"), start, END), served.loc[served.index >= start], check_freq=False
     )
     with pytest.raises(CandleDataError, match="holds candles collected from 'upbit:http"):
-        store.collect(SyntheticSource(), "KRW-BTC", "5m", start, END)
+        store.collect(SyntheticSource(), Partition("KRW-BTC", "5m"), start, END)
     store.dispose()
