@@ -21,8 +21,6 @@ from trading_assets.partition import Partition
 from trading_assets.store import CandleStore
 from trading_assets.timeframes import get_timeframe
 
-COLUMNS = ("forecast", "position", "model_name", "model_version", "features_version", "generated_at")
-
 
 class ChampionMismatchError(ValueError):
     """The champion's bundle cannot score this partition's features."""

@@ -90,6 +90,7 @@ class CandleWindow:
     collected: CollectResult
     provenance: Provenance
     warnings: tuple[str, ...]
+    span_bars: int  # session bars of the requested span
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -158,4 +159,4 @@ def assemble_window(plan: WindowPlan, filled: FilledCandles, collected: CollectR
         invalid_bars=len(collected.invalid_bars),
     )
     provenance.attach(frame)
-    return CandleWindow(plan, filled, collected, provenance, tuple(warnings))
+    return CandleWindow(plan, filled, collected, provenance, tuple(warnings), span_bars)

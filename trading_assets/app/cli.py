@@ -17,6 +17,7 @@ import click
 
 from trading_assets import settings
 from trading_assets.app import live
+from trading_assets.app.options import split_csv
 from trading_assets.defs.instance import first_use_lock, get_instance, instance_home
 from trading_assets.defs.partitions import (
     DEFAULT_SYMBOLS,
@@ -31,19 +32,15 @@ from trading_assets.sources import SOURCES
 from trading_assets.timeframes import TIMEFRAMES, span_error, to_utc, validate_symbol
 
 
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
 def _symbols(value: str) -> list[str]:
     try:
-        return [validate_symbol(s) for s in _csv(value)]
+        return [validate_symbol(s) for s in split_csv(value)]
     except ValueError as exc:
         fail_usage(str(exc))
 
 
 def _timeframes(value: str) -> list[str]:
-    tfs = _csv(value)
+    tfs = split_csv(value)
     bad = [t for t in tfs if t not in TIMEFRAMES]
     if bad:
         fail_usage(f"unknown timeframe(s) {bad}; expected some of {', '.join(TIMEFRAMES)}")
@@ -55,7 +52,7 @@ def selection_string(selection: str) -> str:
     if ":" in selection or " " in selection.strip():
         return selection
     parts = []
-    for item in _csv(selection):
+    for item in split_csv(selection):
         name = item.strip("+")
         parts.append(item[: len(item) - len(item.lstrip("+"))] + f"key:{name}" + item[len(item.rstrip("+")) :])
     return " or ".join(parts)
@@ -273,7 +270,7 @@ def materialize(
 
     What is up to date is not recomputed (see ``materialize_partition``; ``--force`` recomputes it).
     """
-    model_list = None if models is None else _csv(models)
+    model_list = None if models is None else split_csv(models)
     usage_error(
         window_error(days, end, bars)
         or source_error(source, upbit_url, requests_per_second)

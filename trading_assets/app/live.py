@@ -10,9 +10,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from trading_assets.app.options import split_csv
 from trading_assets.partition import Partition
-from trading_assets.settings import default_tracking_uri
-from trading_assets.timeframes import TIMEFRAMES, validate_symbol
+from trading_assets.timeframes import validate_symbol, validate_timeframe
 
 
 def _partition(symbol: str, timeframe: str) -> Partition:
@@ -23,11 +23,9 @@ def _partition(symbol: str, timeframe: str) -> Partition:
 
 
 def _registry():
-    from trading_assets.champions import ChampionCache
-    from trading_assets.defs.resources import Locations
-    from trading_assets.training.registry import Registry
+    from trading_assets.defs.resources import Locations, MlflowResource
 
-    return Registry(default_tracking_uri(), ChampionCache(Locations().resolved_champion_cache()))
+    return MlflowResource(locations=Locations()).registry()
 
 
 def _alert(partition: Partition, version: str, decision: str, reason: str) -> None:
@@ -42,19 +40,14 @@ def _alert(partition: Partition, version: str, decision: str, reason: str) -> No
     AlertResource(locations=Locations()).raise_alert(alert)
 
 
-def _csv(value: str | None, check) -> list[str] | None:
+def _validated(value: str | None, check) -> list[str] | None:
+    """The items of a comma-separated option, each passed through ``check`` (None when not given)."""
     if not value:
         return None
     try:
-        return [check(v.strip()) for v in value.split(",") if v.strip()]
+        return [check(v) for v in split_csv(value)]
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-
-
-def _timeframe(name: str) -> str:
-    if name not in TIMEFRAMES:
-        raise ValueError(f"unknown timeframe {name!r}; expected one of {', '.join(TIMEFRAMES)}")
-    return name
 
 
 @click.group()
@@ -67,7 +60,7 @@ def models() -> None:
 @click.option("--timeframes", default=None, help="Comma-separated timeframes (default: all)")
 def models_list(symbols: str | None, timeframes: str | None) -> None:
     """Every version: its aliases, model kind and the recorded decision."""
-    wanted_symbols, wanted_tfs = _csv(symbols, validate_symbol), _csv(timeframes, _timeframe)
+    wanted_symbols, wanted_tfs = _validated(symbols, validate_symbol), _validated(timeframes, validate_timeframe)
     rows = [
         r
         for r in _registry().versions()
@@ -124,7 +117,7 @@ def signals(symbols: str | None, timeframes: str | None) -> None:
     from trading_assets.signals import SignalLog, age_in_bars
     from trading_assets.store import CandleStore
 
-    wanted_symbols, wanted_tfs = _csv(symbols, validate_symbol), _csv(timeframes, _timeframe)
+    wanted_symbols, wanted_tfs = _validated(symbols, validate_symbol), _validated(timeframes, validate_timeframe)
     now = pd.Timestamp.now(tz="UTC")
     table = Table(title="latest signals")
     for column in ("partition", "bar", "forecast", "position", "model version", "age (bars)", "generated"):

@@ -34,11 +34,8 @@ from trading_assets.defs.resources import (
 from trading_assets.defs.runs import collect_progress
 from trading_assets.defs.versions import CODE_VERSION, candles_data_version
 from trading_assets.errors import SourceUnavailableError, StoreError
-from trading_assets.features import (
-    build_features,
-    feature_breaks,
-    lead_in_shortfall,
-)
+from trading_assets.execution import Execution
+from trading_assets.features import FeatureConfig, FeatureReport, build_features, feature_breaks, lead_in_shortfall
 from trading_assets.indicators import compute_indicators, indicator_names, prepare_candles
 from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
@@ -239,7 +236,7 @@ def _raw_candles_output(context: AssetExecutionContext, window: CandleWindow, so
             "span_start": plan.span_start.isoformat(),
             "span_end": plan.span_end.isoformat(),
             "span_rows": int((frame.index >= plan.span_start).sum()),
-            "span_session_bars": plan.span_bars(),
+            "span_session_bars": window.span_bars,
             "warmup_bars": plan.warmup,
             "warmup_rows": window.history,
             "missing_bars_filled": filled.filled,
@@ -326,19 +323,21 @@ def features(
         context.log.warning(
             f"{partition}: coerced {report.pollution.coerced[col]} non-numeric cells in '{col}', e.g. {examples[:3]}"
         )
-    return Output(
-        frame,
-        metadata={
-            **frame_metadata(frame, features_schema(config.feature_set)),
-            "feature_set": config.feature_set,
-            "label": f"one-bar log return of the trade filled at the {trade.fill} {trade.delay_bars} bar(s) later",
-            "feature_columns": MetadataValue.json([c for c in frame.columns if c != "target"]),
-            "coerced_cells": counts_metadata(report.pollution.coerced),
-            "coerced_examples": MetadataValue.json(report.pollution.examples),
-            "dropped_columns": MetadataValue.json(report.pollution.dropped_columns),
-            "non_finite_cells": counts_metadata(report.non_finite),
-            "forward_filled_cells": counts_metadata(report.filled),
-            "clipped_cells": counts_metadata(report.clipped),
-            "rows_dropped_incomplete": report.rows_dropped,
-        },
-    )
+    return Output(frame, metadata=_features_metadata(frame, report, config, trade))
+
+
+def _features_metadata(frame: pd.DataFrame, report: FeatureReport, config: FeatureConfig, trade: Execution) -> dict:
+    """What the features' materialization shows: schema figures, the label, and what cleaning did per column."""
+    return {
+        **frame_metadata(frame, features_schema(config.feature_set)),
+        "feature_set": config.feature_set,
+        "label": f"one-bar log return of the trade filled at the {trade.fill} {trade.delay_bars} bar(s) later",
+        "feature_columns": MetadataValue.json([c for c in frame.columns if c != "target"]),
+        "coerced_cells": counts_metadata(report.pollution.coerced),
+        "coerced_examples": MetadataValue.json(report.pollution.examples),
+        "dropped_columns": MetadataValue.json(report.pollution.dropped_columns),
+        "non_finite_cells": counts_metadata(report.non_finite),
+        "forward_filled_cells": counts_metadata(report.filled),
+        "clipped_cells": counts_metadata(report.clipped),
+        "rows_dropped_incomplete": report.rows_dropped,
+    }

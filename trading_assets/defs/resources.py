@@ -75,7 +75,7 @@ class Locations(ConfigurableResource):
 
     def _get(self, field: str) -> str | None:
         """Given by the caller (the CLI), else this resource's field, else the variable."""
-        return settings.given_locations().get(field) or getattr(self, field) or settings.location(field)
+        return settings.given_locations().get(field) or getattr(self, field) or settings.env(LOCATION_VARS[field])
 
     def resolved_db_url(self) -> str:
         return self._get("db_url") or default_db_url()
