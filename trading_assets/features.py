@@ -381,3 +381,25 @@ def build_features(
     out[:, :-1] = values
     out[:, -1] = target
     return FeatureResult(pd.DataFrame(out, index=index, columns=[*names, TARGET]), report)
+
+
+def extend_features(
+    previous: pd.DataFrame,
+    indicators: pd.DataFrame,
+    partition: Partition,
+    config: FeatureConfig,
+    span_start: pd.Timestamp | None,
+    execution: Execution,
+    resume: pd.Timestamp,
+) -> FeatureResult:
+    """What :func:`build_features` gives, computing only the rows from ``resume`` on, from the
+    :func:`feature_memory_bars` of indicators before them, and keeping ``previous``' rows before it. The rows
+    whose trade reaches into the changed bars (the label's horizon before ``resume``) are computed again too.
+    The report counts the recomputed rows."""
+    from trading_assets.incremental import input_rows_from, splice
+
+    at = int(indicators.index.searchsorted(resume)) - execution.label_reach  # labels reading changed bars
+    resume = min(resume, indicators.index[max(at, 0)])
+    first = input_rows_from(indicators.index, resume, feature_memory_bars(config))
+    tail = build_features(indicators.iloc[first:], partition, config, resume, execution)
+    return FeatureResult(splice(previous, tail.frame, span_start, resume), tail.report)

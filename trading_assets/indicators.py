@@ -96,6 +96,7 @@ class Indicator:
     inputs: tuple[str, ...] = ("close",)
     smoothing: tuple[tuple[float, int], ...] = ()
     compute: Callable[[Bars, Indicator], tuple[np.ndarray, ...]] | None = None
+    anchored: bool = False  # a running total anchored at 0 on the first kept row: not start-invariant as it is
 
     def warmup(self, tolerance: float) -> int:
         """TA-Lib's lookback plus the bars until each smoother's memory of the start falls below ``tolerance``."""
@@ -256,6 +257,7 @@ INDICATORS: dict[str, Indicator] = {
         {},
         {"obv": Column("on-balance volume, 0 at the first bar of the requested span")},
         compute=_anchored_obv,
+        anchored=True,
     ),
     "sar": Indicator(
         "SAR",
@@ -379,3 +381,27 @@ def compute_indicators(
         frame = frame.iloc[first:]
     replacements = {col: int(mask[first:].sum()) for col, mask in bars.flat.items()}
     return IndicatorResult(frame, replacements, first)
+
+
+def extend_indicators(
+    previous: pd.DataFrame, candles: pd.DataFrame, keep_from: pd.Timestamp | None, resume: pd.Timestamp, history: int
+) -> IndicatorResult | None:
+    """What :func:`compute_indicators` gives for ``candles`` from ``keep_from`` on, computing only the rows from
+    ``resume`` on (from ``history`` candles before it: every indicator is start-invariant within the warm-up
+    tolerance) and keeping ``previous``' rows before it. Anchored running totals continue ``previous``' level
+    and move to 0 on the first kept row. None when ``previous`` has no row before ``resume`` to continue from."""
+    from trading_assets.incremental import input_rows_from, splice
+
+    first = input_rows_from(candles.index, resume, history)
+    before = previous.index[previous.index < resume]
+    if before.empty or before[-1] < candles.index[first] or (keep_from is not None and before[-1] < keep_from):
+        return None
+    tail = compute_indicators(candles.iloc[first:], resume, trim=False)
+    anchored = [c for ind in INDICATORS.values() if ind.anchored for c in ind.columns]
+    for column in anchored:  # continue the previous running total from the last row both have
+        tail.frame[column] += previous.at[before[-1], column] - tail.frame.at[before[-1], column]
+    frame = splice(previous, tail.frame, keep_from, resume)
+    for column in anchored:
+        frame[column] -= frame[column].iloc[0]
+    skipped = 0 if keep_from is None else int(candles.index.searchsorted(keep_from))
+    return IndicatorResult(frame, tail.flat_replacements, skipped)

@@ -26,6 +26,7 @@ class Provenance:
     span_end: str | None = None
     warmup_bars: int = 0  # session bars of history loaded before span_start (lead-in included)
     lead_in_bars: int = 0  # of those, the bars indicators keep before span_start for the features' clipping
+    warmup_tolerance: float = 1e-6  # how far a row may still depend on where the history starts (sets warmup_bars)
     history_bars: int = 0  # session bars actually available before span_start (short history: < warmup_bars)
     filled_bars: int = 0  # bars filled flat in the raw candle frame (warm-up included)
     filled_bars_in_span: int = 0  # of those, the bars inside the requested span

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from trading_assets.calendars import TradingCalendar
-from trading_assets.candles import FilledCandles
+from trading_assets.candles import CANDLE_COLUMNS, Break, FilledCandles
 from trading_assets.errors import CandleDataError, EmptySourceError
+from trading_assets.incremental import Lineage, mask_of_runs, mask_runs
 from trading_assets.indicators import warmup_bars
 from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
 from trading_assets.store import CollectResult
 from trading_assets.timeframes import DEFAULT_SPAN_DAYS, MAX_SPAN_BARS, get_timeframe, span_error, to_utc
+
+FILLED_RUNS = "filled_runs"  # raw_candles' attrs: which rows were filled (trading_assets.incremental.mask_runs)
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ def assemble_window(plan: WindowPlan, filled: FilledCandles, collected: CollectR
         span_end=plan.span_end.isoformat(),
         warmup_bars=plan.warmup,
         lead_in_bars=plan.lead_in,
+        warmup_tolerance=request.warmup_tolerance,
         history_bars=history,
         filled_bars=filled.filled,
         filled_bars_in_span=int((filled.filled_mask & in_span).sum()),
@@ -159,4 +164,55 @@ def assemble_window(plan: WindowPlan, filled: FilledCandles, collected: CollectR
         invalid_bars=len(collected.invalid_bars),
     )
     provenance.attach(frame)
+    frame.attrs[FILLED_RUNS] = mask_runs(filled.filled_mask)
     return CandleWindow(plan, filled, collected, provenance, tuple(warnings), span_bars)
+
+
+def tail_start(plan: WindowPlan, previous: pd.DataFrame, refetch_bars: int) -> pd.Timestamp | None:
+    """Where an incremental refresh of ``previous`` (the partition's last raw candles) collects from: before the
+    bars the store may have revised (``refetch_bars``) and a fill run, so the tail starts at a bar both have;
+    None when ``previous`` cannot be extended (another recipe, a window that grows backwards or jumps ahead)."""
+    mine = Provenance.of(previous)
+    recipe = (plan.calendar.name, plan.warmup, plan.lead_in, plan.request.max_fill_bars)
+    if (mine.calendar, mine.warmup_bars, mine.lead_in_bars, mine.max_fill_bars) != recipe:
+        return None
+    if FILLED_RUNS not in previous.attrs or Lineage.of(previous) is None:
+        return None
+    if previous.empty or plan.fetch_start < previous.index[0] or plan.span_end < pd.Timestamp(mine.span_end):
+        return None
+    back = (refetch_bars + plan.request.max_fill_bars + 2) * get_timeframe(plan.partition.timeframe).delta
+    start = pd.Timestamp(mine.span_end) - back
+    return start if plan.fetch_start <= start else None
+
+
+def extend_filled(plan: WindowPlan, previous: pd.DataFrame, tail: FilledCandles) -> FilledCandles | None:
+    """The filled window of ``plan``: ``previous``' rows up to the first real bar of ``tail`` (collected from
+    :func:`tail_start`), ``tail``'s from it; what a full collection and fill gives, since a bar is filled only
+    from the bars before it. None when the two do not meet at a real bar with the same values (a revised or
+    late candle): the caller collects in full."""
+    previous_mask = mask_of_runs(previous.attrs[FILLED_RUNS], len(previous))
+    real = tail.frame.index[~tail.filled_mask]
+    if real.empty or real[0] not in previous.index:
+        return None
+    meet = real[0]
+    at = int(previous.index.get_loc(meet))
+    columns = list(CANDLE_COLUMNS)
+    if previous_mask[at] or not previous[columns].iloc[at].equals(tail.frame[columns].loc[meet]):
+        return None
+    head = (previous.index >= plan.fetch_start) & (previous.index < meet)
+    first_real = np.flatnonzero(head & ~previous_mask)  # nothing is filled before the first real candle
+    head[: first_real[0] if len(first_real) else len(head)] = False
+    rest = tail.frame.index >= meet
+    frame = pd.concat([previous.loc[head, columns], tail.frame.loc[rest, columns]])
+    frame.attrs = {}
+    mask = np.r_[previous_mask[head], tail.filled_mask[rest]]
+    tf, calendar = get_timeframe(plan.partition.timeframe), plan.calendar
+    breaks = []
+    for resume in Provenance.of(previous).break_times():
+        if not frame.index[0] < resume <= meet:
+            continue
+        after = frame.index[int(frame.index.searchsorted(resume)) - 1]
+        breaks.append(Break(after, resume, len(calendar.grid(tf, after + tf.delta, resume))))
+    breaks += [b for b in tail.breaks if b.after >= meet]
+    leading = len(calendar.grid(tf, plan.fetch_start, frame.index[0])) if len(frame) else tail.leading_missing
+    return FilledCandles(frame, mask, leading, tuple(breaks), tail.trailing_missing)

@@ -165,8 +165,9 @@ def market_run_config(
         if requests_per_second is not None:
             resource["upbit_requests_per_second"] = requests_per_second
         run_config.setdefault("resources", {})["candle_source"] = {"config": resource}
-    if refresh:
+    if refresh:  # fetched again, so computed again in full
         run_config.setdefault("resources", {})["candle_store"] = {"config": {"refresh": True}}
+        run_config["resources"]["incremental"] = {"config": {"enabled": False}}
     return run_config
 
 
@@ -286,6 +287,8 @@ def materialize(
         research_run_config(model_list if which == "all" else None, feature_set),
     )
     force = force or model_list is not None or feature_set is not None  # what depends on them is computed again
+    if force:  # in full, not extending the previous outputs
+        run_config = merge_run_config(run_config, {"resources": {"incremental": {"config": {"enabled": False}}}})
     with settings.given(files_dir=files_dir and str(Path(files_dir).resolve()), upbit_base_url=upbit_url):
         _materialize(ctx.obj["verbose"], symbol_list, tf_list, run_config, force, which)
 

@@ -6,23 +6,26 @@ No `from __future__ import annotations` here: Dagster reads the config and resou
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
     AssetRecordsFilter,
     Config,
     DataVersion,
+    MaterializeResult,
     MetadataValue,
-    Output,
     RetryRequested,
     asset,
 )
 from pydantic import Field
 
+from trading_assets.candles import fill_candle_grid
 from trading_assets.defs.dagster_private import CODE_VERSION_TAG
+from trading_assets.defs.incremental import incremental_check, previous_output, verified
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
 from trading_assets.defs.partitions import market_partitions, partition_of
 from trading_assets.defs.resources import (
@@ -30,22 +33,46 @@ from trading_assets.defs.resources import (
     CandleStoreResource,
     ExecutionResource,
     FeatureConfigResource,
+    IncrementalResource,
 )
 from trading_assets.defs.runs import collect_progress
 from trading_assets.defs.versions import CODE_VERSION, candles_data_version
 from trading_assets.errors import SourceUnavailableError, StoreError
 from trading_assets.execution import Execution
-from trading_assets.features import FeatureConfig, FeatureReport, build_features, feature_breaks, lead_in_shortfall
-from trading_assets.indicators import compute_indicators, indicator_names, prepare_candles
+from trading_assets.features import (
+    FeatureConfig,
+    FeatureReport,
+    FeatureResult,
+    build_features,
+    extend_features,
+    feature_breaks,
+    lead_in_shortfall,
+)
+from trading_assets.incremental import Lineage, resume_point
+from trading_assets.indicators import (
+    IndicatorResult,
+    compute_indicators,
+    extend_indicators,
+    indicator_names,
+    prepare_candles,
+)
 from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
 from trading_assets.redaction import redact
 from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
-from trading_assets.sources.base import source_identity
+from trading_assets.sources.base import CandleSource, source_identity
+from trading_assets.store import CandleStore, CollectResult
 from trading_assets.timeframes import (
     TIME_PATTERN,
 )
-from trading_assets.window import CandleWindow, WindowPlan, WindowRequest, assemble_window
+from trading_assets.window import (
+    CandleWindow,
+    WindowPlan,
+    WindowRequest,
+    assemble_window,
+    extend_filled,
+    tail_start,
+)
 
 # Every data asset: one partitioning, one Parquet file per partition, one group.
 DATA_ASSET = {
@@ -160,10 +187,12 @@ def unchanged_chart(context: AssetExecutionContext, inputs: str) -> MetadataValu
 @asset(
     **DATA_ASSET,
     kinds={"pandas", "parquet"},
+    check_specs=[incremental_check("raw_candles")],
     description="OHLCV candles on the symbol's session grid (UTC), the requested span plus indicator warm-up "
     "counted in session bars; short gaps (<= max_fill_bars) filled flat at the previous close with zero volume and "
-    "counted, longer gaps kept as breaks, bars with invalid values treated as missing. Transient source errors "
-    "re-run the step (candle_source.step_retries); a ban, an unknown market or bad data do not.",
+    "counted, longer gaps kept as breaks, bars with invalid values treated as missing. A refresh collects and fills "
+    "only the bars after the previous output (see incremental). Transient source errors re-run the step "
+    "(candle_source.step_retries); a ban, an unknown market or bad data do not.",
 )
 def raw_candles(
     context: AssetExecutionContext,
@@ -171,33 +200,58 @@ def raw_candles(
     candle_source: CandleSourceResource,
     candle_store: CandleStoreResource,
     feature_config: FeatureConfigResource,
-) -> Output[pd.DataFrame]:
+    incremental: IncrementalResource,
+):  # MaterializeResult carrying the frame (an annotation would make Dagster type-check it as Nothing)
     partition = partition_of(context.partition_key)
     calendar = candle_source.calendar_for(partition.symbol)
     plan = WindowPlan.of(partition, calendar, config.request(), feature_config.lead_in_bars())
     source = candle_source.get_source()
     if hasattr(source, "on_page"):  # an exchange: report requests done / expected (the CLI shows an ETA)
         source.on_page = _request_reporter(context, partition, source.name)
+    previous = None if candle_store.refresh else previous_output(context, incremental)
     try:
         with candle_store.get_store() as store:
-            filled, collected = store.filled_window(
-                source,
-                partition,
-                plan.fetch_start,
-                plan.span_end,
-                calendar,
-                config.max_fill_bars,
-                candle_store.refresh,
-                candle_store.refetch_bars,
-                candle_store.refetch_breaks,
+            window = _collect_window(store, source, plan, candle_store, previous)
+            frame, check = verified(
+                context, incremental, window.frame, lambda: _stored_window(store, plan, source.name).frame, 0.0
             )
     except (SourceUnavailableError, StoreError) as exc:
         raise _retry_if_transient(context, candle_source, partition, exc) from exc
-    window = assemble_window(plan, filled, collected, source.name)
     for warning in window.warnings:
         context.log.warning(warning)
     context.log.info(window.summary(source.name))
-    return _raw_candles_output(context, window, source_identity(source))
+    return _raw_candles_output(context, window, frame, source_identity(source), check)
+
+
+def _collect_window(
+    store: CandleStore, source: CandleSource, plan: WindowPlan, candle_store: CandleStoreResource, previous
+) -> CandleWindow:
+    """The window of ``plan``: ``previous`` extended by the bars after it where it allows (a collection and
+    fill of the tail only), else collected and filled in full; its lineage attached."""
+    args = (plan.calendar, plan.request.max_fill_bars)
+    args += (candle_store.refresh, candle_store.refetch_bars, candle_store.refetch_breaks)
+    start = None if previous is None else tail_start(plan, previous, candle_store.refetch_bars)
+    if start is not None:
+        tail, collected = store.filled_window(source, plan.partition, start, plan.span_end, *args)
+        filled = extend_filled(plan, previous, tail)
+        if filled is not None:
+            window = assemble_window(plan, filled, collected, source.name)
+            meet = tail.frame.index[~tail.filled_mask][0]  # where the two meet (see extend_filled)
+            Lineage.of(previous).extended_by(None, meet).attach(window.frame)
+            return window
+    filled, collected = store.filled_window(source, plan.partition, plan.fetch_start, plan.span_end, *args)
+    window = assemble_window(plan, filled, collected, source.name)
+    Lineage.full().attach(window.frame)
+    return window
+
+
+def _stored_window(store: CandleStore, plan: WindowPlan, source: str) -> CandleWindow:
+    """The window of ``plan`` computed in full from what the store holds (no collection): what an incremental
+    refresh is compared with."""
+    partition, start, end = plan.partition, plan.fetch_start, plan.span_end
+    candles = store.load(partition, start, end)
+    filled = fill_candle_grid(candles, partition.timeframe, start, end, plan.calendar, plan.request.max_fill_bars)
+    return assemble_window(plan, filled, CollectResult(), source)
 
 
 def _retry_if_transient(
@@ -216,17 +270,22 @@ def _retry_if_transient(
     return RetryRequested(max_retries=candle_source.step_retries, seconds_to_wait=wait)
 
 
-def _raw_candles_output(context: AssetExecutionContext, window: CandleWindow, source: str) -> Output[pd.DataFrame]:
-    """The window as ``raw_candles``' output: its data version (the same candles again: downstream stays
-    fresh), the chart (drawn again only when its inputs changed) and what the window holds."""
-    frame, filled, collected, plan = window.frame, window.filled, window.collected, window.plan
+def _raw_candles_output(
+    context: AssetExecutionContext, window: CandleWindow, frame: pd.DataFrame, source: str, check: AssetCheckResult
+):  # MaterializeResult carrying the frame (an annotation would make Dagster type-check it as Nothing)
+    """The window's ``frame`` as ``raw_candles``' output: its data version (the same candles again: downstream
+    stays fresh; it is the frame's lineage token too), the chart (drawn again only when its inputs changed),
+    what the window holds and the incremental check."""
+    filled, collected, plan = window.filled, window.collected, window.plan
     data_version = candles_data_version(frame)
+    Lineage.of(frame).but(token=data_version.value).attach(frame)
     title = f"{plan.partition} raw candles"
     inputs = chart_inputs(data_version, title, filled.filled_mask)
     chart = unchanged_chart(context, inputs) or candle_chart(frame, title, filled.filled_mask)
-    return Output(
-        frame,
+    return MaterializeResult(
+        value=frame,
         data_version=data_version,
+        check_results=[check],
         metadata={
             **frame_metadata(frame, RawCandlesModel),
             "symbol": plan.partition.symbol,
@@ -258,10 +317,14 @@ def _raw_candles_output(context: AssetExecutionContext, window: CandleWindow, so
 @asset(
     **DATA_ASSET,
     kinds={"pandas", "parquet", "talib"},
+    check_specs=[incremental_check("indicators")],
     description=f"Candles plus {len(indicator_names())} TA-Lib indicators over exactly the requested span "
-    "(warm-up trimmed; see trading_assets.indicators.INDICATORS).",
+    "(warm-up trimmed; see trading_assets.indicators.INDICATORS). A refresh computes only the changed bars, from "
+    "their warm-up (see incremental).",
 )
-def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Output[pd.DataFrame]:
+def indicators(
+    context: AssetExecutionContext, raw_candles: pd.DataFrame, incremental: IncrementalResource
+):  # MaterializeResult carrying the frame (an annotation would make Dagster type-check it as Nothing)
     partition = partition_of(context.partition_key)
     candles, pollution = prepare_candles(raw_candles, partition)
     provenance = Provenance.of(raw_candles)
@@ -270,13 +333,20 @@ def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Out
     if span_start is not None:  # the requested span plus the features' lead-in (session bars)
         first = int(candles.index.searchsorted(span_start)) - provenance.lead_in_bars
         keep_from = candles.index[max(first, 0)] if len(candles) else span_start
-    result = compute_indicators(candles, keep_from)
-    frame = provenance.attach(result.frame)
+    result = _indicators_of(candles, keep_from, raw_candles, previous_output(context, incremental))
+    frame, check = verified(
+        context,
+        incremental,
+        result.frame,
+        lambda: provenance.attach(compute_indicators(candles, keep_from).frame),
+        provenance.warmup_tolerance,
+    )
     nan_counts = frame.isna().sum()
     if nan_counts.any():
         context.log.warning(f"{partition}: NaN after warm-up trimming: {nan_counts[nan_counts > 0].to_dict()}")
-    return Output(
-        frame,
+    return MaterializeResult(
+        value=frame,
+        check_results=[check],
         metadata={
             **frame_metadata(frame, indicators_schema()),
             "warmup_rows_trimmed": result.warmup_rows_trimmed,
@@ -289,41 +359,99 @@ def indicators(context: AssetExecutionContext, raw_candles: pd.DataFrame) -> Out
     )
 
 
+def _indicators_of(
+    candles: pd.DataFrame, keep_from: pd.Timestamp | None, raw_candles: pd.DataFrame, previous: pd.DataFrame | None
+) -> IndicatorResult:
+    """The indicators from ``keep_from`` on: ``previous`` extended by the changed bars where it allows, else all
+    computed; the raw candles' provenance and the lineage attached."""
+    provenance, source = Provenance.of(raw_candles), Lineage.of(raw_candles)
+    token = source.token if source else None
+    resume = resume_point(previous, raw_candles, keep_from)
+    history = provenance.warmup_bars - provenance.lead_in_bars
+    result = None if resume is None else extend_indicators(previous, candles, keep_from, resume, history)
+    if result is None:
+        result, lineage = compute_indicators(candles, keep_from), Lineage.full(token)
+    else:
+        lineage = Lineage.of(previous).extended_by(token, resume)
+    lineage.attach(provenance.attach(result.frame))
+    return result
+
+
 @asset(
     **DATA_ASSET,
     kinds={"pandas", "parquet"},
+    check_specs=[incremental_check("features")],
     description="Model-ready float32 features (cleaned, outlier-clipped with time-aligned trailing blocks, "
     "unscaled: each model fits its scaler on its own train span) plus `target`, the one-bar log return of the "
-    "trade the execution model fills (by default bought at the next bar's open): the label is the trade.",
+    "trade the execution model fills (by default bought at the next bar's open): the label is the trade. A refresh "
+    "computes only the changed rows, from the lead-in they need (see incremental).",
 )
 def features(
     context: AssetExecutionContext,
     indicators: pd.DataFrame,
     execution: ExecutionResource,
     feature_config: FeatureConfigResource,
-) -> Output[pd.DataFrame]:
+    incremental: IncrementalResource,
+):  # MaterializeResult carrying the frame (an annotation would make Dagster type-check it as Nothing)
     partition = partition_of(context.partition_key)
-    symbol = partition.symbol
     config = feature_config.config()
-    trade = execution.for_symbol(symbol)
+    trade = execution.for_symbol(partition.symbol)
     provenance = Provenance.of(indicators)
-    span_start, _ = provenance.span
     shortfall = lead_in_shortfall(partition, provenance.lead_in_bars, config)
     if shortfall:
         context.log.warning(shortfall)
-    result = build_features(indicators, partition, config, span_start=span_start, execution=trade)
-    frame, report = result.frame, result.report
-    provenance.but(
-        execution=trade.as_dict(),
-        feature_set=config.feature_set,
-        feature_config=asdict(config),
-        breaks=feature_breaks(indicators.index, frame.index, provenance.break_times()),
-    ).attach(frame)
+    build = FeatureBuild(partition, config, trade, indicators)
+    result = build.extend(previous_output(context, incremental))
+    frame, check = verified(context, incremental, result.frame, lambda: build.full().frame, provenance.warmup_tolerance)
+    report = result.report
     for col, examples in report.pollution.examples.items():
         context.log.warning(
             f"{partition}: coerced {report.pollution.coerced[col]} non-numeric cells in '{col}', e.g. {examples[:3]}"
         )
-    return Output(frame, metadata=_features_metadata(frame, report, config, trade))
+    return MaterializeResult(
+        value=frame, check_results=[check], metadata=_features_metadata(frame, report, config, trade)
+    )
+
+
+@dataclass(frozen=True)
+class FeatureBuild:
+    """The features of one partition's indicators: in full, or extending the previous output."""
+
+    partition: Partition
+    config: FeatureConfig
+    trade: Execution
+    indicators: pd.DataFrame
+
+    def full(self) -> FeatureResult:
+        result = build_features(self.indicators, self.partition, self.config, self._span_start(), self.trade)
+        self._attach(result.frame)
+        return result
+
+    def extend(self, previous: pd.DataFrame | None) -> FeatureResult:
+        """``previous`` extended by the changed rows where it allows (see resume_point), else :meth:`full`."""
+        span_start, source = self._span_start(), Lineage.of(self.indicators)
+        resume = resume_point(previous, self.indicators, span_start)
+        if resume is None or source is None:
+            result = self.full()
+            Lineage.full(source.token if source else None).attach(result.frame)
+            return result
+        args = (self.indicators, self.partition, self.config, span_start, self.trade, resume)
+        result = extend_features(previous, *args)
+        self._attach(result.frame)
+        Lineage.of(previous).extended_by(source.token, resume).attach(result.frame)
+        return result
+
+    def _span_start(self) -> pd.Timestamp | None:
+        return Provenance.of(self.indicators).span[0]
+
+    def _attach(self, frame: pd.DataFrame) -> None:
+        provenance = Provenance.of(self.indicators)
+        provenance.but(
+            execution=self.trade.as_dict(),
+            feature_set=self.config.feature_set,
+            feature_config=asdict(self.config),
+            breaks=feature_breaks(self.indicators.index, frame.index, provenance.break_times()),
+        ).attach(frame)
 
 
 def _features_metadata(frame: pd.DataFrame, report: FeatureReport, config: FeatureConfig, trade: Execution) -> dict:

@@ -27,6 +27,7 @@ from trading_assets.defs.resources import (
     CandleStoreResource,
     ExecutionResource,
     FeatureConfigResource,
+    IncrementalResource,
     Locations,
     MlflowResource,
 )
@@ -63,5 +64,6 @@ defs = Definitions(
         "mlflow_tracking": MlflowResource(locations=locations),
         "execution": ExecutionResource(),
         "feature_config": FeatureConfigResource(),
+        "incremental": IncrementalResource(locations=locations),
     },
 )

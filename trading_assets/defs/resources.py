@@ -386,3 +386,18 @@ class FeatureConfigResource(GuardedResource):
     def lead_in_bars(self) -> int:
         """Bars of indicators the features need before the span."""
         return lead_in_bars(self.config())
+
+
+class IncrementalResource(GuardedResource):
+    """How the data assets refresh: by extending their previous output with the bars that changed (the warm-up
+    and lead-in those need recomputed with them), or in full. A new code version, ``--refresh`` and ``--force``
+    compute in full; so does a window that grows backwards or another recipe (see trading_assets.incremental)."""
+
+    locations: Locations
+    enabled: bool = Field(default=True, description="Extend the previous output when it allows; False: compute all")
+    verify_every: int = Field(
+        default=10,
+        ge=1,
+        description="Every Nth incremental refresh is also computed in full and compared at the splice point "
+        "(the incremental_matches_full checks); 1: every time",
+    )

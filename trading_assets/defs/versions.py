@@ -42,6 +42,7 @@ from trading_assets.defs.dagster_private import (
     TemporalContext,
     get_current_datetime,
 )
+from trading_assets.incremental import LINEAGE
 
 # Output(data_version=...) is beta in Dagster 1.13; the warning would reach the terminal on every run.
 warnings.filterwarnings("ignore", message="Parameter `data_version`", category=BetaWarning)
@@ -67,13 +68,15 @@ CODE_VERSION = _code_version()
 
 
 def candles_data_version(frame: pd.DataFrame) -> DataVersion:
-    """The data version of a candle frame: its index, columns and values bit for bit, and its provenance."""
+    """The data version of a candle frame: its index, columns and values bit for bit, and its provenance (not
+    its lineage: an incremental refresh and a full computation of the same candles are the same version)."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(frame.index.as_unit("ns").asi8.tobytes())
     for column in frame.columns:
         digest.update(f"\0{column}\0{frame[column].dtype}\0".encode())
         digest.update(frame[column].to_numpy().tobytes())
-    digest.update(json.dumps(frame.attrs, sort_keys=True, default=str).encode())
+    attrs = {k: v for k, v in frame.attrs.items() if k != LINEAGE}  # how it was computed is not what it holds
+    digest.update(json.dumps(attrs, sort_keys=True, default=str).encode())
     return DataVersion(digest.hexdigest())
 
 
