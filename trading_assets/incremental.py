@@ -16,6 +16,7 @@ make at the splice point, every ``verify_every`` incremental refresh.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import asdict, dataclass, replace
 
@@ -85,10 +86,11 @@ def resume_point(previous: pd.DataFrame | None, input_frame: pd.DataFrame, keep_
 def splice(previous: pd.DataFrame, tail: pd.DataFrame, keep_from: pd.Timestamp | None, resume: pd.Timestamp):
     """``previous``' rows in ``[keep_from, resume)`` followed by ``tail``'s rows from ``resume`` on (the columns
     of ``tail``; attrs empty: the caller attaches them)."""
-    head = previous.loc[previous.index < resume]
-    if keep_from is not None:
-        head = head.loc[head.index >= keep_from]
-    frame = pd.concat([head[tail.columns], tail.loc[tail.index >= resume]])
+    lo = 0 if keep_from is None else int(previous.index.searchsorted(keep_from))
+    head = previous.iloc[lo : int(previous.index.searchsorted(resume))]  # slices: no copy until the concat
+    if not head.columns.equals(tail.columns):
+        head = head[tail.columns]
+    frame = pd.concat([head, tail.iloc[int(tail.index.searchsorted(resume)) :]])
     frame.attrs = {}
     return frame
 
@@ -123,15 +125,11 @@ def differences(incremental: pd.DataFrame, full: pd.DataFrame, since: pd.Timesta
     return found
 
 
-def mask_runs(mask: np.ndarray) -> list[list[int]]:
-    """A boolean mask as runs ``[[first, length], ...]`` of its True rows (compact JSON for attrs)."""
-    edges = np.diff(np.r_[0, np.asarray(mask, dtype=np.int8), 0])
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [[int(s), int(e - s)] for s, e in zip(starts, ends)]
+def pack_mask(mask: np.ndarray) -> str:
+    """A boolean mask as a compact string for attrs (base64 of its bits): pandas deep-copies attrs on every
+    operation, and a string is copied for free."""
+    return base64.b64encode(np.packbits(np.asarray(mask, dtype=bool)).tobytes()).decode()
 
 
-def mask_of_runs(runs: list[list[int]], length: int) -> np.ndarray:
-    mask = np.zeros(length, dtype=bool)
-    for first, n in runs:
-        mask[first : first + n] = True
-    return mask
+def unpack_mask(packed: str, length: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(packed), dtype=np.uint8), count=length).astype(bool)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from trading_assets.execution import Execution, positions
 from trading_assets.features import FeatureConfig, build_features, feature_memory_bars
@@ -180,9 +179,11 @@ def age_in_bars(last: pd.Timestamp, timeframe: str, now: pd.Timestamp) -> float:
 
 def drift(recent: pd.DataFrame, reference: pd.DataFrame, columns: list[str]) -> dict[str, float]:
     """The two-sample Kolmogorov-Smirnov statistic of each column: ``recent`` against ``reference``."""
+    from scipy.stats import ks_2samp  # here: scipy.stats costs ~0.5 s a process, and only this check reads it
+
     out = {}
     for column in columns:
         a, b = recent[column].dropna().to_numpy(), reference[column].dropna().to_numpy()
         if len(a) and len(b):
-            out[column] = float(stats.ks_2samp(a, b).statistic)
+            out[column] = float(ks_2samp(a, b).statistic)
     return out

@@ -14,14 +14,14 @@ import pandas as pd
 from trading_assets.calendars import TradingCalendar
 from trading_assets.candles import CANDLE_COLUMNS, Break, FilledCandles
 from trading_assets.errors import CandleDataError, EmptySourceError
-from trading_assets.incremental import Lineage, mask_of_runs, mask_runs
+from trading_assets.incremental import Lineage, pack_mask, unpack_mask
 from trading_assets.indicators import warmup_bars
 from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
 from trading_assets.store import CollectResult
 from trading_assets.timeframes import DEFAULT_SPAN_DAYS, MAX_SPAN_BARS, get_timeframe, span_error, to_utc
 
-FILLED_RUNS = "filled_runs"  # raw_candles' attrs: which rows were filled (trading_assets.incremental.mask_runs)
+FILLED = "filled"  # raw_candles' attrs: which rows were filled (trading_assets.incremental.pack_mask)
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ def assemble_window(plan: WindowPlan, filled: FilledCandles, collected: CollectR
         invalid_bars=len(collected.invalid_bars),
     )
     provenance.attach(frame)
-    frame.attrs[FILLED_RUNS] = mask_runs(filled.filled_mask)
+    frame.attrs[FILLED] = pack_mask(filled.filled_mask)
     return CandleWindow(plan, filled, collected, provenance, tuple(warnings), span_bars)
 
 
@@ -176,7 +176,7 @@ def tail_start(plan: WindowPlan, previous: pd.DataFrame, refetch_bars: int) -> p
     recipe = (plan.calendar.name, plan.warmup, plan.lead_in, plan.request.max_fill_bars)
     if (mine.calendar, mine.warmup_bars, mine.lead_in_bars, mine.max_fill_bars) != recipe:
         return None
-    if FILLED_RUNS not in previous.attrs or Lineage.of(previous) is None:
+    if FILLED not in previous.attrs or Lineage.of(previous) is None:
         return None
     if previous.empty or plan.fetch_start < previous.index[0] or plan.span_end < pd.Timestamp(mine.span_end):
         return None
@@ -190,7 +190,7 @@ def extend_filled(plan: WindowPlan, previous: pd.DataFrame, tail: FilledCandles)
     :func:`tail_start`), ``tail``'s from it; what a full collection and fill gives, since a bar is filled only
     from the bars before it. None when the two do not meet at a real bar with the same values (a revised or
     late candle): the caller collects in full."""
-    previous_mask = mask_of_runs(previous.attrs[FILLED_RUNS], len(previous))
+    previous_mask = unpack_mask(previous.attrs[FILLED], len(previous))
     real = tail.frame.index[~tail.filled_mask]
     if real.empty or real[0] not in previous.index:
         return None
@@ -199,13 +199,13 @@ def extend_filled(plan: WindowPlan, previous: pd.DataFrame, tail: FilledCandles)
     columns = list(CANDLE_COLUMNS)
     if previous_mask[at] or not previous[columns].iloc[at].equals(tail.frame[columns].loc[meet]):
         return None
-    head = (previous.index >= plan.fetch_start) & (previous.index < meet)
-    first_real = np.flatnonzero(head & ~previous_mask)  # nothing is filled before the first real candle
-    head[: first_real[0] if len(first_real) else len(head)] = False
-    rest = tail.frame.index >= meet
-    frame = pd.concat([previous.loc[head, columns], tail.frame.loc[rest, columns]])
+    lo, hi = int(previous.index.searchsorted(plan.fetch_start)), at
+    real_head = np.flatnonzero(~previous_mask[lo:hi])  # nothing is filled before the first real candle
+    lo = lo + int(real_head[0]) if len(real_head) else hi
+    rest = int(tail.frame.index.searchsorted(meet))
+    frame = pd.concat([previous.iloc[lo:hi][columns], tail.frame.iloc[rest:][columns]])
     frame.attrs = {}
-    mask = np.r_[previous_mask[head], tail.filled_mask[rest]]
+    mask = np.r_[previous_mask[lo:hi], tail.filled_mask[rest:]]
     tf, calendar = get_timeframe(plan.partition.timeframe), plan.calendar
     breaks = []
     for resume in Provenance.of(previous).break_times():

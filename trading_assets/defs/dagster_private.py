@@ -25,6 +25,8 @@ PRIVATE: dict[str, str] = {
     "WorkspaceFileTarget": "dagster._core.workspace.load_target",
     "BulkActionStatus": "dagster._core.execution.backfill",
     "serialize_value": "dagster._serdes",
+    "ASSET_PARTITION_RANGE_START_TAG": "dagster._core.storage.tags",
+    "ASSET_PARTITION_RANGE_END_TAG": "dagster._core.storage.tags",
 }
 
 

@@ -14,9 +14,10 @@ from trading_assets.defs.dagster_private import CODE_VERSION_TAG
 from trading_assets.defs.io_manager import read_provenance, table_to_frame
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import partition_of
-from trading_assets.defs.resources import IncrementalResource
+from trading_assets.defs.resources import IncrementalResource, Locations
 from trading_assets.defs.versions import CODE_VERSION
 from trading_assets.incremental import Lineage, differences
+from trading_assets.partition import Partition
 
 INCREMENTAL_CHECK = "incremental_matches_full"
 
@@ -43,16 +44,25 @@ def previous_output(context: AssetExecutionContext, incremental: IncrementalReso
     ).records
     if not records or (records[0].asset_materialization.tags or {}).get(CODE_VERSION_TAG) != CODE_VERSION:
         return None
-    partition = partition_of(context.partition_key)
-    base = UPath(incremental.locations.resolved_assets_path())
-    path = base / context.asset_key.path[-1] / partition.symbol / f"{partition.timeframe}.parquet"
+    path = stored_path(incremental.locations, context.asset_key.path[-1], partition_of(context.partition_key))
     try:
         if read_provenance(path).get("run_id") != records[0].run_id:
             return None
-        with path.open("rb") as f:
-            return table_to_frame(pq.read_table(f))
+        return stored_frame(path)
     except (OSError, KeyError, ValueError):  # gone, or not a file this IO manager wrote: compute all
         return None
+
+
+def stored_path(locations: Locations, asset: str, partition: Partition) -> UPath:
+    """Where the Parquet IO manager keeps ``asset``'s ``partition``."""
+    return UPath(locations.resolved_assets_path()) / asset / partition.symbol / f"{partition.timeframe}.parquet"
+
+
+def stored_frame(path: UPath) -> pd.DataFrame:
+    """The frame at ``path``, as the Parquet IO manager loads it (for a step that reads partitions one at a time
+    rather than all of a run's partitions at once)."""
+    with path.open("rb") as f:
+        return table_to_frame(pq.read_table(f))
 
 
 def verified(

@@ -1,5 +1,7 @@
 """Jobs over the asset graph."""
 
+import warnings
+
 from dagster import AssetCheckKey, AssetKey, AssetSelection, define_asset_job
 
 from trading_assets.defs.partitions import market_partitions
@@ -14,6 +16,10 @@ GPU_K8S_CONFIG = {
     },
 }
 GPU_RUN_TAGS = {"dagster-k8s/config": GPU_K8S_CONFIG, "trading_assets/gpu": "1"}
+
+# signals may run over many partitions at once (a single-run backfill policy); in a job with the other assets it
+# runs one partition at a time like them, which Dagster says on every resolution of the job.
+warnings.filterwarnings("ignore", message="Asset job full_pipeline_job materializes assets with varying")
 
 DATA_ASSETS = AssetSelection.assets("raw_candles", "indicators", "features")
 MODEL_ASSETS = AssetSelection.assets("trained_model")

@@ -9,6 +9,7 @@ No `from __future__ import annotations` here: Dagster reads the config and resou
 """
 
 import time
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -21,6 +22,8 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetRecordsFilter,
+    BackfillPolicy,
+    BetaWarning,
     Config,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -39,6 +42,8 @@ from pydantic import Field
 
 from trading_assets.alerts import ModelAlert
 from trading_assets.champions import CHALLENGER, CHAMPION, Decision, Evidence, decide
+from trading_assets.defs.dagster_private import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from trading_assets.defs.incremental import stored_frame, stored_path
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, partition_of
 from trading_assets.defs.resources import (
@@ -46,6 +51,7 @@ from trading_assets.defs.resources import (
     CandleStoreResource,
     ExecutionResource,
     FeatureConfigResource,
+    IncrementalResource,
     MlflowResource,
 )
 from trading_assets.defs.versions import CODE_VERSION
@@ -53,6 +59,8 @@ from trading_assets.partition import Partition
 from trading_assets.signals import ChampionMismatchError, SignalLog, age_in_bars, drift, score_new_bars
 from trading_assets.timeframes import TIMEFRAMES
 
+# backfill_policy is beta in Dagster 1.13; the warning would reach the terminal on every import.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
 LIVE = {"partitions_def": market_partitions, "group_name": "live", "code_version": CODE_VERSION}
 SIGNAL_CHECK = "champion_usable"
 
@@ -121,69 +129,98 @@ def _alert(
 
 @asset(
     **LIVE,
-    deps=["champion"],
-    ins={"indicators": AssetIn("indicators")},
+    deps=["champion", "indicators"],
+    backfill_policy=BackfillPolicy.single_run(),
     kinds={"pytorch", "sql"},
     check_specs=[
         AssetCheckSpec(
             SIGNAL_CHECK,
             asset="signals",
-            description="ERROR when the champion's cached bundle does not load or does not fit the partition's "
-            "features (names the model version and the mismatch); no signal is written then",
+            description="ERROR when a champion's cached bundle does not load or does not fit its partition's "
+            "features (names the partition, the model version and the mismatch); no signal of that partition is "
+            "written then",
         )
     ],
     description="The champion's forecast and the execution rule's position for every bar after the last signal "
     "(the first run: the newest bar), with the model version, the data version of the indicators it was computed "
-    "from and when it was generated. Append-only (in the candle store's database, one transaction per run); a "
-    "partition without a champion is skipped with the reason. Scores from the local champion cache: no tracking "
-    "server needed.",
+    "from and when it was generated. Append-only (in the candle store's database, one transaction per partition); "
+    "a partition without a champion is skipped with the reason. Scores from the local champion cache: no tracking "
+    "server needed. One run may cover many partitions (a range of symbols of one timeframe, as the sensor asks).",
 )
 def signals(
     context: AssetExecutionContext,
-    indicators: pd.DataFrame,
     mlflow_tracking: MlflowResource,
     candle_store: CandleStoreResource,
     execution: ExecutionResource,
     feature_config: FeatureConfigResource,
+    incremental: IncrementalResource,
 ) -> MaterializeResult:
-    partition = partition_of(context.partition_key)
-    cached = mlflow_tracking.champion_cache().read(partition)
-    if cached is None:
-        reason = f"{partition}: no champion yet: nothing to score (skipped)"
-        context.log.info(reason)
-        return _signals_result(context, {"skipped": reason, "rows_appended": 0}, [])
-    stamp = {"model_name": cached.model_name, "model_version": cached.version, "features_version": _version(context)}
+    cache, config, now = mlflow_tracking.champion_cache(), feature_config.config(), pd.Timestamp.now(tz="UTC")
+    outcomes: dict[str, dict[str, Any]] = {}
+    with candle_store.get_store() as store:
+        log = SignalLog(store)
+        for key in context.partition_keys:  # one at a time: only one partition's indicators in memory
+            partition = partition_of(key)
+            cached = cache.read(partition)
+            if cached is None:
+                outcomes[key] = {"skipped": f"{partition}: no champion yet: nothing to score (skipped)"}
+                context.log.info(outcomes[key]["skipped"])
+                continue
+            trade = execution.for_symbol(partition.symbol)
+            indicators = stored_frame(stored_path(incremental.locations, "indicators", partition))
+            stamp = {"model_name": cached.model_name, "model_version": cached.version, "features_version": ""}
+            stamp["features_version"] = _version(context, key)
+            outcomes[key] = _score(log, partition, cached, indicators, config, trade, stamp, now)
+            context.log.info(f"{partition}: {outcomes[key].get('stopped') or outcomes[key]['rows_appended']} signal(s)")
+    problems = [o["stopped"] for o in outcomes.values() if "stopped" in o]
+    metadata = next(iter(outcomes.values())) if len(outcomes) == 1 else _run_metadata(outcomes)
+    return MaterializeResult(
+        metadata=metadata, check_results=[check_result(context, problems, {}, AssetCheckSeverity.ERROR, SIGNAL_CHECK)]
+    )
+
+
+def _score(log: SignalLog, partition: Partition, cached, indicators, config, trade, stamp, now) -> dict[str, Any]:
+    """Score and append one partition's new bars; its metadata, with ``stopped`` when its champion is unusable
+    (nothing written then)."""
     try:
         bundle = cached.load_bundle()
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # missing, bounded, mismatched weights
-        problem = f"champion {cached.model_name} version {cached.version}: the cached bundle does not load: {exc}"
-        return _signals_result(context, {"stopped": problem, "rows_appended": 0}, [problem])
-    with candle_store.get_store() as store:
-        log = SignalLog(store)
-        last = log.last(partition)
-        try:
-            scored = score_new_bars(
-                indicators,
-                partition,
-                bundle,
-                feature_config.config(),
-                execution.for_symbol(partition.symbol),
-                last[0] if last else None,
-                last[1] if last else 0.0,
-                stamp,
-                pd.Timestamp.now(tz="UTC"),
-            )
-        except ChampionMismatchError as exc:
-            return _signals_result(context, {"stopped": str(exc), "rows_appended": 0}, [str(exc)])
-        written = log.append(partition, scored.rows)
-    context.log.info(f"{partition}: {written} signal(s) from {cached.model_name} version {cached.version}")
-    return _signals_result(context, _signal_metadata(scored.rows, written, scored.unscored, stamp), [])
+        champion = f"champion {cached.model_name} version {cached.version}"
+        return {"stopped": f"{partition}: {champion}: the cached bundle does not load: {exc}", "rows_appended": 0}
+    last = log.last(partition)
+    try:
+        scored = score_new_bars(
+            indicators,
+            partition,
+            bundle,
+            config,
+            trade,
+            last[0] if last else None,
+            last[1] if last else 0.0,
+            stamp,
+            now,
+        )
+    except ChampionMismatchError as exc:
+        return {"stopped": str(exc), "rows_appended": 0}
+    written = log.append(partition, scored.rows)
+    return _signal_metadata(scored.rows, written, scored.unscored, stamp)
 
 
-def _version(context: AssetExecutionContext) -> str:
+def _run_metadata(outcomes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A run over several partitions: the totals, and each partition's figures."""
+    return {
+        "partitions": len(outcomes),
+        "rows_appended": sum(int(o.get("rows_appended", 0)) for o in outcomes.values()),
+        "skipped": sum("skipped" in o for o in outcomes.values()),
+        "stopped": sum("stopped" in o for o in outcomes.values()),
+        "by_partition": MetadataValue.json(outcomes),
+    }
+
+
+def _version(context: AssetExecutionContext, key: str) -> str:
     """The data version of the indicators partition the signals are computed from."""
     records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey("indicators"), asset_partitions=[context.partition_key]), limit=1
+        AssetRecordsFilter(asset_key=AssetKey("indicators"), asset_partitions=[key]), limit=1
     ).records
     return (records[0].asset_materialization.tags or {}).get("dagster/data_version", "") if records else ""
 
@@ -201,13 +238,6 @@ def _signal_metadata(rows: pd.DataFrame, written: int, unscored: int, stamp: dic
     }
 
 
-def _signals_result(context: AssetExecutionContext, metadata: dict, problems: list[str]) -> MaterializeResult:
-    return MaterializeResult(
-        metadata=metadata,
-        check_results=[check_result(context, problems, {}, AssetCheckSeverity.ERROR, SIGNAL_CHECK)],
-    )
-
-
 class DriftConfig(Config):
     window_bars: int = Field(default=500, ge=20, description="Newest bars compared with the champion's training span")
     max_reference_bars: int = Field(default=5000, ge=20, description="Most bars of the training span read")
@@ -219,30 +249,46 @@ class DriftConfig(Config):
 @asset_check(
     asset=signals,
     name="drift",
-    partitions_def=market_partitions,
     blocking=False,
-    additional_ins={"features": AssetIn("features")},
     description="WARN when a feature of the newest window, or the champion's forecasts on it, is distributed "
-    "unlike on the champion's training span (two-sample Kolmogorov-Smirnov statistic above the threshold).",
+    "unlike on the champion's training span (two-sample Kolmogorov-Smirnov statistic above the threshold); "
+    "evaluated for each partition of the run, the drifted ones named.",
 )
 def signals_drift(
-    context: AssetCheckExecutionContext, config: DriftConfig, features: pd.DataFrame, mlflow_tracking: MlflowResource
+    context: AssetCheckExecutionContext,
+    config: DriftConfig,
+    mlflow_tracking: MlflowResource,
+    incremental: IncrementalResource,
 ) -> AssetCheckResult:
-    cached = mlflow_tracking.champion_cache().read(partition_of(context.partition_key))
-    if cached is None:
-        return check_result(context, [], {"skipped": "no champion"}, AssetCheckSeverity.WARN)
-    bundle = cached.load_bundle()
-    fit = features.loc[pd.Timestamp(bundle.scaler.fit_start) : pd.Timestamp(bundle.scaler.fit_end)]
-    reference, recent = fit.iloc[-config.max_reference_bars :], features.iloc[-config.window_bars :]
-    moved = drift(recent, reference, bundle.feature_columns)
-    forecasts = [pd.DataFrame({"f": bundle.predict(frame)}) for frame in (recent, reference)]
-    forecast_drift = drift(*forecasts, ["f"]).get("f", 0.0)
-    drifted = {c: round(v, 4) for c, v in moved.items() if v > config.threshold}
-    problems = [f"features drifted from the training span: {drifted}"] if drifted else []
-    if forecast_drift > config.threshold:
-        problems.append(f"forecasts drifted from the training span: KS {forecast_drift:.3f}")
-    figures = {"feature_ks": MetadataValue.json(moved), "forecast_ks": forecast_drift, "model_version": cached.version}
-    return check_result(context, problems, figures, AssetCheckSeverity.WARN)
+    cache, problems, figures = mlflow_tracking.champion_cache(), [], {}
+    for key in context.partition_keys:
+        partition = partition_of(key)
+        cached = cache.read(partition)
+        if cached is None:
+            figures[key] = {"skipped": "no champion"}
+            continue
+        features = stored_frame(stored_path(incremental.locations, "features", partition))
+        try:
+            bundle = cached.load_bundle()
+            fit = features.loc[pd.Timestamp(bundle.scaler.fit_start) : pd.Timestamp(bundle.scaler.fit_end)]
+            reference, recent = fit.iloc[-config.max_reference_bars :], features.iloc[-config.window_bars :]
+            moved = drift(recent, reference, bundle.feature_columns)
+            forecasts = [pd.DataFrame({"f": bundle.predict(frame)}) for frame in (recent, reference)]
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # champion_usable stops it
+            figures[key] = {"skipped": f"champion version {cached.version} unusable: {exc}"}
+            continue
+        forecast_drift = drift(*forecasts, ["f"]).get("f", 0.0)
+        drifted = {c: round(v, 4) for c, v in moved.items() if v > config.threshold}
+        if drifted:
+            problems.append(f"{partition}: features drifted from the training span: {drifted}")
+        if forecast_drift > config.threshold:
+            problems.append(f"{partition}: forecasts drifted from the training span: KS {forecast_drift:.3f}")
+        figures[key] = {"feature_ks": moved, "forecast_ks": forecast_drift, "model_version": cached.version}
+    single = figures[context.partition_key] if len(figures) == 1 and context.has_partition_key else None
+    metadata = {k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in (single or {}).items()}
+    return check_result(
+        context, problems, metadata or {"by_partition": MetadataValue.json(figures)}, AssetCheckSeverity.WARN
+    )
 
 
 class FreshnessConfig(Config):
@@ -293,8 +339,9 @@ LIVE_CHECKS = [signals_drift, signals_fresh]
     job_name="signals_job",
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Scores the new bars: after indicators are materialized for a partition with a champion, one "
-    "signals run for it (a partition without a champion is not asked for).",
+    description="Scores the new bars: after indicators are materialized for partitions with a champion, one "
+    "signals run per timeframe for all of them (a range of symbols: one process, not one per partition); a "
+    "partition without a champion is not asked for.",
 )
 def signals_after_new_candles(context: SensorEvaluationContext, mlflow_tracking: MlflowResource):
     after = int(context.cursor) if context.cursor else None
@@ -304,13 +351,38 @@ def signals_after_new_candles(context: SensorEvaluationContext, mlflow_tracking:
     if not records:
         return SkipReason("no new indicators")
     context.update_cursor(str(records[-1].storage_id))
-    cache, newest = mlflow_tracking.champion_cache(), {}
-    for record in records:  # one run per partition, for its newest materialization
-        if record.partition_key and cache.read(partition_of(record.partition_key)) is not None:
-            newest[record.partition_key] = record.storage_id
-    if not newest:
+    cache = mlflow_tracking.champion_cache()
+    wanted = {partition_of(r.partition_key) for r in records if r.partition_key}
+    wanted = {p for p in wanted if cache.read(p) is not None}
+    if not wanted:
         return SkipReason(f"{len(records)} new indicators materialization(s), none of a partition with a champion")
-    return [RunRequest(run_key=f"signals:{key}:{storage_id}", partition_key=key) for key, storage_id in newest.items()]
+    symbols = context.instance.get_dynamic_partitions("symbol")
+    last = records[-1].storage_id
+    return [
+        RunRequest(run_key=f"signals:{first}..{end}:{last}", tags=range_tags(first, end))
+        for first, end in symbol_ranges(wanted, symbols)
+    ]
+
+
+def symbol_ranges(wanted: set[Partition], symbols: list[str]) -> list[tuple[str, str]]:
+    """``wanted`` as the fewest partition key ranges of one timeframe each: runs of consecutive symbols in the
+    symbol partitions' order (a Dagster range of a symbol x timeframe partitioning is a rectangle)."""
+    order = {s: i for i, s in enumerate(symbols)}
+    ranges = []
+    for timeframe in sorted({p.timeframe for p in wanted}):
+        positions = sorted(order[p.symbol] for p in wanted if p.timeframe == timeframe and p.symbol in order)
+        start = 0
+        for i in range(1, len(positions) + 1):
+            if i == len(positions) or positions[i] != positions[i - 1] + 1:
+                first, end = symbols[positions[start]], symbols[positions[i - 1]]
+                ranges.append((Partition(first, timeframe).key, Partition(end, timeframe).key))
+                start = i
+    return ranges
+
+
+def range_tags(first: str, end: str) -> dict[str, str]:
+    """The tags of a run over the partition key range ``first``..``end`` (inclusive)."""
+    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: end}
 
 
 @schedule(

@@ -34,7 +34,9 @@ def partition_check(
 
 
 def partition_metadata(context: AssetCheckExecutionContext | AssetExecutionContext) -> dict[str, Any]:
-    """The evaluated partition: its symbol, timeframe and key."""
+    """The evaluated partition: its symbol, timeframe and key (a run over several partitions: their keys)."""
+    if not context.has_partition_key:
+        return {"partitions": list(context.partition_keys)} if context.has_partition_key_range else {}
     partition = partition_of(context.partition_key)
     symbol, timeframe = partition.symbol, partition.timeframe
     return {"symbol": symbol, "timeframe": timeframe, "partition": str(context.partition_key)}

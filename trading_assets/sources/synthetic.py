@@ -26,7 +26,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from trading_assets.candles import CANDLE_COLUMNS, empty_candles, normalize_candles
 from trading_assets.timeframes import get_timeframe, to_utc, validate_symbol
@@ -144,9 +143,13 @@ class SyntheticSource:
             rho = float(np.exp(-1 / max(2.0, min(_DRIFT_MEMORY_BARS, len(steps) / 8))))
             shocks = rng.standard_normal(len(steps)) * np.sqrt(1 - rho**2)
             shocks[0] = rng.standard_normal()  # a stationary start
+            from scipy.signal import lfilter  # here: importing scipy.signal costs ~0.8 s a process
+
             drift = lfilter([1.0], [1.0, -rho], shocks)
             return bar_vol * (s * drift + np.sqrt(1 - s**2) * noise)
         # one_bar: AR(1) with coefficient -s and unit variance, started in its stationary distribution
         innovations = noise * np.sqrt(1 - s**2)
         innovations[0] = noise[0]
+        from scipy.signal import lfilter
+
         return bar_vol * lfilter([1.0], [1.0, s], innovations)

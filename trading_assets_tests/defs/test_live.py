@@ -14,7 +14,8 @@ from mlflow.tracking import MlflowClient
 from trading_assets.app.cli import main
 from trading_assets.champions import ChampionCache
 from trading_assets.defs import defs
-from trading_assets.defs.live import signals_after_new_candles
+from trading_assets.defs.live import range_tags, signals_after_new_candles, symbol_ranges
+from trading_assets.defs.partitions import add_symbols
 from trading_assets.defs.resources import Locations, MlflowResource
 from trading_assets.execution import Execution
 from trading_assets.features import FeatureConfig, build_features
@@ -112,8 +113,9 @@ def test_new_candles_drive_signals_and_the_next_run_catches_up_on_every_bar(live
     resources = {"mlflow_tracking": MlflowResource(locations=Locations())}
     with build_sensor_context(instance=instance, resources=resources) as context:
         requests = signals_after_new_candles(context)
-    assert [r.partition_key for r in requests] == [KEY]  # data, not a cron, asks for the signals
-    assert run(instance, {"resources": RUN_CONFIG["resources"]}, "signals_job").success
+    assert [r.tags for r in requests] == [range_tags(KEY, KEY)]  # data, not a cron, asks for the signals
+    job = defs.resolve_job_def("signals_job")
+    assert job.execute_in_process(instance=instance, run_config={"resources": RUN_CONFIG["resources"]}, tags=requests[0].tags).success
     history = _history(data_dir)
     new = pd.date_range(END, END + pd.Timedelta(minutes=105), freq="15min", tz="UTC")
     assert list(history.index) == [*before.index, *new]  # every bar since the last signal, none twice
@@ -236,3 +238,53 @@ def test_new_bars_after_a_hole_in_the_features_get_the_forecast_a_full_recomputa
     expected = bundle.predict(full).reindex(indicators.index[-5:]).dropna()
     assert scored.unscored == 0 and len(expected) == 5
     np.testing.assert_allclose(scored.rows["forecast"], expected, rtol=1e-6)
+
+
+def test_wanted_partitions_become_the_fewest_symbol_ranges_of_one_timeframe():
+    symbols = ["KRW-A", "KRW-B", "KRW-C", "KRW-D", "KRW-E"]
+    wanted = {Partition(s, "1m") for s in ("KRW-A", "KRW-B", "KRW-C", "KRW-E")} | {Partition("KRW-B", "5m")}
+    assert symbol_ranges(wanted, symbols) == [
+        ("KRW-A|1m", "KRW-C|1m"),  # consecutive symbols: one range
+        ("KRW-E|1m", "KRW-E|1m"),  # KRW-D is not wanted: not in a range
+        ("KRW-B|5m", "KRW-B|5m"),  # another timeframe: another run
+    ]
+
+
+def test_one_signals_run_covers_a_range_of_symbols(live):
+    """The sensor asks for one run per range of symbols: each partition is scored in it, one at a time; one
+    without a champion is skipped, and a broken champion stops only its own partition's signals."""
+    data_dir, instance, _ = live
+    add_symbols(instance, ["KRW-NONE", "KRW-XRP", "KRW-BAD"])  # in order after KRW-ETH
+    for symbol in ("KRW-XRP", "KRW-BAD"):
+        data = {"ops": {"raw_candles": RUN_CONFIG["ops"]["raw_candles"]}, "resources": RUN_CONFIG["resources"]}
+        assert run(instance, data, "market_data_job", Partition(symbol, "15m").key).success
+    cache = ChampionCache(data_dir / "champions")
+    champion = cache.read(P)
+    cache.write(Partition("KRW-XRP", "15m"), champion.model_name, champion.version, champion.bundle_dir)
+    broken = data_dir / "unfit_bundle"
+    shutil.copytree(champion.bundle_dir, broken)
+    config = json.loads((broken / "bundle.json").read_text())
+    config["feature_columns"][0] = "no_such_feature"
+    (broken / "bundle.json").write_text(json.dumps(config))
+    cache.write(Partition("KRW-BAD", "15m"), champion.model_name, "7", broken)
+    job = defs.resolve_job_def("signals_job")
+    result = job.execute_in_process(
+        instance=instance, run_config={"resources": RUN_CONFIG["resources"]}, tags=range_tags(KEY, Partition("KRW-BAD", "15m").key)
+    )
+    assert result.success
+    materialized = {e.event_specific_data.materialization.partition for e in result.get_asset_materialization_events()}
+    assert materialized == {KEY, "KRW-NONE|15m", "KRW-XRP|15m", "KRW-BAD|15m"}  # one run, four partitions
+    by_partition = meta(result, "signals")["by_partition"]
+    assert by_partition["KRW-NONE|15m"]["skipped"].startswith("KRW-NONE 15m: no champion yet")
+    assert by_partition["KRW-XRP|15m"]["rows_appended"] == 1 and by_partition["KRW-XRP|15m"]["model_version"] == "1"
+    stopped = by_partition["KRW-BAD|15m"]["stopped"]
+    assert stopped.startswith("KRW-BAD 15m: champion") and "version 7" in stopped and "no_such_feature" in stopped
+    usable = checks_of(result, "signals")["champion_usable"]
+    assert not usable.passed and "KRW-BAD 15m" in usable.description and "KRW-XRP" not in usable.description
+    with CandleStore(f"sqlite:///{data_dir / 'candles.sqlite'}") as store:
+        log = SignalLog(store)
+        assert len(log.history(Partition("KRW-XRP", "15m"))) == 1 and log.history(Partition("KRW-BAD", "15m")).empty
+    drift = checks_of(result, "signals")["drift"]
+    figures = drift.metadata["by_partition"].value
+    assert figures["KRW-NONE|15m"] == {"skipped": "no champion"} and figures["KRW-XRP|15m"]["model_version"] == "1"
+    assert figures["KRW-BAD|15m"]["skipped"].startswith("champion version 7 unusable")
