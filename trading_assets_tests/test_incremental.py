@@ -20,7 +20,9 @@ from trading_assets_tests.conftest import END
 
 P = Partition("KRW-BTC", "5m")
 REFETCH = 3
-CANDLES = SyntheticSource(missing_rate=0.05).fetch(P.symbol, P.timeframe, END - pd.Timedelta(days=40), END + pd.Timedelta(days=1))
+CANDLES = SyntheticSource(missing_rate=0.05).fetch(
+    P.symbol, P.timeframe, END - pd.Timedelta(days=40), END + pd.Timedelta(days=1)
+)
 
 
 def _plan(end: pd.Timestamp, days: float = 6.0) -> WindowPlan:

@@ -115,7 +115,9 @@ def test_new_candles_drive_signals_and_the_next_run_catches_up_on_every_bar(live
         requests = signals_after_new_candles(context)
     assert [r.tags for r in requests] == [range_tags(KEY, KEY)]  # data, not a cron, asks for the signals
     job = defs.resolve_job_def("signals_job")
-    assert job.execute_in_process(instance=instance, run_config={"resources": RUN_CONFIG["resources"]}, tags=requests[0].tags).success
+    assert job.execute_in_process(
+        instance=instance, run_config={"resources": RUN_CONFIG["resources"]}, tags=requests[0].tags
+    ).success
     history = _history(data_dir)
     new = pd.date_range(END, END + pd.Timedelta(minutes=105), freq="15min", tz="UTC")
     assert list(history.index) == [*before.index, *new]  # every bar since the last signal, none twice
@@ -269,7 +271,9 @@ def test_one_signals_run_covers_a_range_of_symbols(live):
     cache.write(Partition("KRW-BAD", "15m"), champion.model_name, "7", broken)
     job = defs.resolve_job_def("signals_job")
     result = job.execute_in_process(
-        instance=instance, run_config={"resources": RUN_CONFIG["resources"]}, tags=range_tags(KEY, Partition("KRW-BAD", "15m").key)
+        instance=instance,
+        run_config={"resources": RUN_CONFIG["resources"]},
+        tags=range_tags(KEY, Partition("KRW-BAD", "15m").key),
     )
     assert result.success
     materialized = {e.event_specific_data.materialization.partition for e in result.get_asset_materialization_events()}

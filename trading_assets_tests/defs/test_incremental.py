@@ -1,0 +1,119 @@
+"""The data assets' incremental refresh through Dagster: each refresh extends the stored partition with the new
+bars, the incremental_matches_full checks compare it with a full computation, and a difference, a new code
+version, --refresh and --force compute in full."""
+
+import pandas as pd
+import pytest
+
+from trading_assets.defs import assets as asset_module
+from trading_assets.defs import incremental as incremental_module
+from trading_assets.incremental import Lineage, differences
+from trading_assets.indicators import IndicatorResult
+from trading_assets_tests.conftest import END
+from trading_assets_tests.defs.test_assets import latest_metadata, run_partition
+
+SYMBOL, TIMEFRAME = "KRW-BTC", "5m"
+DATA = ("raw_candles", "indicators", "features")
+
+
+def _config(end: pd.Timestamp, verify_every: int = 1, enabled: bool = True) -> dict:
+    return {
+        "ops": {"raw_candles": {"config": {"days": 2.0, "end": end.isoformat()}}},
+        "resources": {"incremental": {"config": {"verify_every": verify_every, "enabled": enabled}}},
+    }
+
+
+def _checks(result) -> dict:
+    return {
+        e.asset_key.path[-1]: e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == incremental_module.INCREMENTAL_CHECK
+    }
+
+
+def _stored(data_dir) -> dict[str, pd.DataFrame]:
+    return {a: pd.read_parquet(data_dir / "assets" / a / SYMBOL / f"{TIMEFRAME}.parquet") for a in DATA}
+
+
+def _refresh(instance, end, **config):
+    result = run_partition(instance, SYMBOL, TIMEFRAME, _config(end, **config))
+    assert result.success
+    return result
+
+
+def test_refreshes_extend_the_stored_partitions_and_equal_a_full_computation(instance, data_dir):
+    first = _refresh(instance, END)
+    assert {a: c.metadata["computed"].value for a, c in _checks(first).items()} == dict.fromkeys(DATA, "in full")
+    for refreshes, minutes in enumerate((5, 25), start=1):  # the window slides: new bars in, the oldest out
+        result = _refresh(instance, END + pd.Timedelta(minutes=minutes))
+        for asset, check in _checks(result).items():
+            figures = {k: v.value for k, v in check.metadata.items()}
+            assert check.passed and figures["computed"] == "incremental", asset
+            assert figures["compared_with_full"] and figures["differences"] == "{}"
+            assert figures["refreshes_since_full"] == refreshes
+    incremental = _stored(data_dir)
+    full = run_partition(instance, SYMBOL, TIMEFRAME, _config(END + pd.Timedelta(minutes=25), enabled=False))
+    assert {c.metadata["computed"].value for c in _checks(full).values()} == {"in full"}
+    computed = _stored(data_dir)
+    pd.testing.assert_frame_equal(incremental["raw_candles"], computed["raw_candles"])  # bit for bit
+    for asset in ("indicators", "features"):
+        assert differences(incremental[asset], computed[asset], computed[asset].index[0], 1e-6) == {}
+        assert incremental[asset].index.equals(computed[asset].index)
+    assert latest_metadata(instance, "raw_candles", f"{SYMBOL}|{TIMEFRAME}")["span_end"] == "2026-10-01T00:25:00+00:00"
+
+
+def test_between_comparisons_the_refresh_is_not_recomputed_and_the_chart_is_kept(instance):
+    _refresh(instance, END, verify_every=2)
+    key = f"{SYMBOL}|{TIMEFRAME}"
+    drawn = latest_metadata(instance, "indicators", key)["chart_last_bar"]
+    result = _refresh(instance, END + pd.Timedelta(minutes=5), verify_every=2)
+    assert {c.metadata["compared_with_full"].value for c in _checks(result).values()} == {False}
+    assert latest_metadata(instance, "indicators", key)["chart_last_bar"] == drawn  # kept, and says how old
+    result = _refresh(instance, END + pd.Timedelta(minutes=10), verify_every=2)
+    assert {c.metadata["compared_with_full"].value for c in _checks(result).values()} == {True}
+    assert latest_metadata(instance, "indicators", key)["chart_last_bar"] > drawn  # drawn at each comparison
+
+
+def test_an_incremental_result_that_differs_fails_the_check_and_the_full_one_is_stored(instance, data_dir, monkeypatch):
+    _refresh(instance, END)
+    extend = asset_module.extend_indicators
+
+    def off_by_a_little(*args, **kwargs) -> IndicatorResult:
+        result = extend(*args, **kwargs)
+        result.frame.iloc[-1, result.frame.columns.get_loc("rsi_14")] += 1.0  # a bug in the incremental path
+        return result
+
+    monkeypatch.setattr(asset_module, "extend_indicators", off_by_a_little)
+    result = run_partition(instance, SYMBOL, TIMEFRAME, _config(END + pd.Timedelta(minutes=5)))
+    check = _checks(result)["indicators"]
+    assert not check.passed and check.severity.value == "ERROR"
+    assert "KRW-BTC 5m: the incremental refresh differs from a full computation" in check.description
+    assert "rsi_14" in check.description and "the full computation is stored" in check.description
+    stored = _stored(data_dir)["indicators"]
+    assert not Lineage.of(stored).incremental  # the full computation, recorded as such
+    assert "features" not in {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}  # blocked
+
+
+def test_a_new_code_version_or_force_computes_in_full(instance, monkeypatch):
+    _refresh(instance, END)
+    monkeypatch.setattr(incremental_module, "CODE_VERSION", "another code version")
+    result = _refresh(instance, END + pd.Timedelta(minutes=5))
+    assert {c.metadata["computed"].value for c in _checks(result).values()} == {"in full"}
+
+
+@pytest.mark.parametrize("flag", ["--force", "--refresh"])
+def test_the_cli_computes_in_full_when_forced_or_refreshed(flag, data_dir):
+    from click.testing import CliRunner
+
+    from trading_assets.app.cli import main
+
+    def materialize(end, *extra):
+        args = ["materialize", "--assets", "data", "--symbols", SYMBOL, "--timeframes", TIMEFRAME, "--days", "2"]
+        out = CliRunner().invoke(main, [*args, "--end", end.isoformat(), *extra])
+        assert out.exit_code == 0, out.output
+
+    materialize(END)
+    materialize(END + pd.Timedelta(minutes=5))
+    assert Lineage.of(_stored(data_dir)["features"]).incremental
+    materialize(END + pd.Timedelta(minutes=10), flag)
+    assert not any(Lineage.of(frame).incremental for frame in _stored(data_dir).values())
