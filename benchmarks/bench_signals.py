@@ -1,9 +1,9 @@
 """From new candles to live signals, and the refresh of one partition against its first run.
 
 * signals: 20 symbols x 1m with 30 days stored and a champion each, then 5 new bars per symbol: the time
-  from the new candles in the source to all 20 signals written, as the platform does it today (per
-  partition: ``market_data_job`` for the new candles, then the ``signals_job`` the sensor asks for), in one
-  process on an ephemeral instance. The champions are one trained linear model (``training_job`` on the
+  from the new candles in the source to all 20 signals written, as the platform does it (per partition a
+  ``market_data_job`` run, an incremental refresh; then the one ``signals_job`` run over the range of
+  symbols the sensor asks for), in one process on an ephemeral instance. The champions are one trained linear model (``training_job`` on the
   first partition) cached for every partition: this times scoring, not the champion decision.
   Goal (issue "From leaderboard to live signal"): <= 10 s on the 2-core machine.
 * refresh: ``trading-assets materialize --assets data --days 365`` of one 1m partition, then the same with
@@ -35,6 +35,7 @@ def bench_signals(symbols: int) -> None:
 
     from trading_assets.champions import ChampionCache
     from trading_assets.defs import defs
+    from trading_assets.defs.live import range_tags
     from trading_assets.defs.partitions import add_symbols, partition_key
     from trading_assets.defs.runs import QUIET_LOGGERS
     from trading_assets.partition import Partition
@@ -69,19 +70,27 @@ def bench_signals(symbols: int) -> None:
     champion = registry.promote(first, registry.alias(first, "challenger"))
     for symbol in names[1:]:
         registry.cache.write(Partition(symbol, "1m"), champion.model_name, champion.version, champion.bundle_dir)
-    for symbol in names:  # the first signal of each partition: the newest bar
-        run("signals_job", symbol)
+    def signals_run() -> float:  # one run over the range of symbols, as the sensor asks for it
+        t0 = time.perf_counter()
+        tags = range_tags(Partition(names[0], "1m").key, Partition(names[-1], "1m").key)
+        result = defs.resolve_job_def("signals_job").execute_in_process(
+            instance=instance, run_config=QUIET_LOGGERS, tags=tags, raise_on_error=True
+        )
+        assert result.success
+        return time.perf_counter() - t0
+
+    signals_run()  # the first signal of each partition: the newest bar
 
     later = END + pd.Timedelta(minutes=NEW_BARS)
-    data_s = signals_s = 0.0
+    data_s = 0.0
     t0 = time.perf_counter()
     for symbol in names:
         data_s += run("market_data_job", symbol, window(later))
-        signals_s += run("signals_job", symbol)
+    signals_s = signals_run()
     total = time.perf_counter() - t0
     print(
         f"signals: {symbols} symbols x {NEW_BARS} new 1m bars, new candles to all signals written: {total:.1f} s "
-        f"(data runs {data_s:.1f} s, signals runs {signals_s:.1f} s; goal <= 10 s)"
+        f"(data runs {data_s:.1f} s, one signals run {signals_s:.1f} s; goal <= 10 s)"
     )
 
 

@@ -35,6 +35,7 @@ class Lineage:
     base: str | None = None  # the previous output this frame extends; None: computed in full
     changed_from: str | None = None  # ISO 8601: the first row that may differ from ``base`` (new rows included)
     depth: int = 0  # incremental refreshes since the last full computation
+    rows: int | None = None  # rows of the frame it was attached to: a stored frame that lost rows is not extended
 
     @classmethod
     def of(cls, frame: pd.DataFrame | None) -> Lineage | None:
@@ -53,8 +54,14 @@ class Lineage:
         return replace(self, **changes)
 
     def attach(self, frame: pd.DataFrame) -> pd.DataFrame:
-        frame.attrs[LINEAGE] = asdict(self)
+        frame.attrs[LINEAGE] = {**asdict(self), "rows": len(frame)}
         return frame
+
+    @classmethod
+    def whole(cls, frame: pd.DataFrame | None) -> Lineage | None:
+        """The lineage of ``frame`` if it still has the rows it was attached with, else None."""
+        lineage = cls.of(frame)
+        return lineage if lineage is not None and lineage.rows == len(frame) else None
 
     @property
     def incremental(self) -> bool:

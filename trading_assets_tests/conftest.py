@@ -22,6 +22,7 @@ def data_resources(**replace):
         CandleStoreResource,
         ExecutionResource,
         FeatureConfigResource,
+        IncrementalResource,
         Locations,
     )
 
@@ -31,6 +32,7 @@ def data_resources(**replace):
         "candle_store": CandleStoreResource(locations=Locations()),
         "execution": ExecutionResource(),
         "feature_config": FeatureConfigResource(),
+        "incremental": IncrementalResource(locations=Locations()),
         **replace,
     }
 

@@ -24,7 +24,7 @@ def test_materialize_default_partitions_and_symbols(data_dir, monkeypatch):
     }
     for key in ("KRW-BTC|5m", "KRW-ETH|5m"):  # status, rows, checks passed/warned/failed, duration, MLflow run
         status, row_count, checks, duration, _ = rows[key]
-        assert status == "success" and int(row_count.replace(",", "")) > 200 and checks == "14/0/0" and duration
+        assert status == "success" and int(row_count.replace(",", "")) > 200 and checks == "17/0/0" and duration
     log_path = Path(next(line for line in lines if line.startswith("Dagster event log:")).split(": ", 1)[1])
     log = log_path.read_text()
     assert "RUN_SUCCESS" in log and "ASSET_CHECK_EVALUATION" in log and "STEP_START" in log
@@ -72,6 +72,7 @@ def test_models_and_feature_set_become_run_config_of_their_steps():
         "ops": {"raw_candles": {"config": {"days": 2}}, "predictions": {"config": {"models": ["gru"]}}},
         "resources": {
             "candle_store": {"config": {"refresh": True}},
+            "incremental": {"config": {"enabled": False}},  # fetched again: computed again in full
             "feature_config": {"config": {"feature_set": "default"}},
         },
     }
@@ -98,6 +99,7 @@ def test_refresh_re_collects_through_the_candle_store_resource():
     assert config["resources"] == {
         "candle_source": {"config": {"kind": "files"}},
         "candle_store": {"config": {"refresh": True}},
+        "incremental": {"config": {"enabled": False}},
     }
     assert "resources" not in market_run_config(days=2)
 
@@ -212,7 +214,7 @@ def test_a_partition_whose_candles_did_not_change_is_not_recomputed(data_dir, tm
     assert run()[0] == "success" and computed() == {"raw_candles": 1, "indicators": 1, "features": 1}
     assert drawn == [raw, with_indicators]
     status, _, checks, *_ = run()
-    assert status == "success, 2 up to date" and checks == "14/0/0"  # the earlier run's checks still count
+    assert status == "success, 2 up to date" and checks == "17/0/0"  # the earlier run's checks still count
     assert computed() == {"raw_candles": 2, "indicators": 1, "features": 1}
     assert len(drawn) == 2  # the same candles: the chart of the last materialization, not drawn again
     second, first = charts_of_raw_candles()

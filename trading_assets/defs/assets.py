@@ -227,6 +227,8 @@ def raw_candles(
     if hasattr(source, "on_page"):  # an exchange: report requests done / expected (the CLI shows an ETA)
         source.on_page = _request_reporter(context, partition, source.name)
     previous = None if candle_store.refresh else previous_output(context, incremental)
+    if previous is not None and candles_data_version(previous).value != Lineage.of(previous).token:
+        previous = None  # the stored candles are not those it recorded (changed on disk): compute all
     try:
         with candle_store.get_store() as store:
             window = _collect_window(store, source, plan, candle_store, previous)

@@ -48,9 +48,10 @@ def previous_output(context: AssetExecutionContext, incremental: IncrementalReso
     try:
         if read_provenance(path).get("run_id") != records[0].run_id:
             return None
-        return stored_frame(path)
+        frame = stored_frame(path)
     except (OSError, KeyError, ValueError):  # gone, or not a file this IO manager wrote: compute all
         return None
+    return frame if Lineage.whole(frame) is not None else None  # a file that lost rows since: compute all
 
 
 def stored_path(locations: Locations, asset: str, partition: Partition) -> UPath:

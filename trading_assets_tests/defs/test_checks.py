@@ -127,7 +127,7 @@ def test_clean_partition_passes_every_check(instance):
     result = run(instance)
     assert result.success
     evals = evaluations(result)
-    assert len(evals) == 11 and all(e.passed for e in evals.values())
+    assert len(evals) == 14 and all(e.passed for e in evals.values())  # 11 data checks, 3 incremental
     assert materialized(result) == {"raw_candles", "indicators", "features"}
     m = meta(evals[("raw_candles", "nan_rate")])
     assert m["partition"] == "KRW-BTC|5m" and set(m["nan_rates"]) == {"open", "high", "low", "close", "volume", "value"}

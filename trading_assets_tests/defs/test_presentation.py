@@ -62,6 +62,6 @@ def test_default_spans_fit_every_timeframe_through_features(instance):
         assert result.success, timeframe
         checks = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
         failed = [e.event_specific_data for e in checks if not e.event_specific_data.passed]
-        assert len(checks) == 14 and all(c.severity == AssetCheckSeverity.WARN for c in failed), timeframe
+        assert len(checks) == 17 and all(c.severity == AssetCheckSeverity.WARN for c in failed), timeframe
         rows = latest_metadata(instance, "features", partition_key("KRW-ETH", timeframe))["dagster/row_count"]
         assert rows > 200, (timeframe, rows)
