@@ -3,8 +3,9 @@
 * signals: 20 symbols x 1m with 30 days stored and a champion each, then 5 new bars per symbol: the time
   from the new candles in the source to all 20 signals written, as the platform does it (per partition a
   ``market_data_job`` run, an incremental refresh; then the one ``signals_job`` run over the range of
-  symbols the sensor asks for), in one process on an ephemeral instance. The champions are one trained linear model (``training_job`` on the
-  first partition) cached for every partition: this times scoring, not the champion decision.
+  symbols the sensor asks for), in one process on an ephemeral instance. The champions are one trained
+  linear model (``training_job`` on the first partition) cached for every partition: this times scoring,
+  not the champion decision.
   Goal (issue "From leaderboard to live signal"): <= 10 s on the 2-core machine.
 * refresh: ``trading-assets materialize --assets data --days 365`` of one 1m partition, then the same with
   ``--end`` 5 minutes later, whole command each (a fresh process, as a user runs it). Goal: the second
