@@ -71,6 +71,7 @@ def bench_signals(symbols: int) -> None:
     champion = registry.promote(first, registry.alias(first, "challenger"))
     for symbol in names[1:]:
         registry.cache.write(Partition(symbol, "1m"), champion.model_name, champion.version, champion.bundle_dir)
+
     def signals_run() -> float:  # one run over the range of symbols, as the sensor asks for it
         t0 = time.perf_counter()
         tags = range_tags(Partition(names[0], "1m").key, Partition(names[-1], "1m").key)
