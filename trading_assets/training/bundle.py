@@ -29,7 +29,7 @@ CONFIG = "bundle.json"
 FORMAT_VERSION = 1
 MAX_CONFIG_BYTES = 1 << 20  # the JSON of a real bundle is a few kB
 MAX_WEIGHTS_BYTES = 4 << 30
-_LIMITS = {"hidden_size": 16_384, "num_layers": 64, "num_heads": 256}  # ModelConfig fields
+_LIMITS = {"hidden_size": 16_384, "num_layers": 64, "num_heads": 256, "top_k": 64}  # ModelConfig fields
 MAX_FEATURES, MAX_SEQ_LEN = 4096, 100_000
 
 
@@ -86,6 +86,8 @@ class ModelBundle:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save({k: v.detach().cpu() for k, v in self.network.state_dict().items()}, directory / WEIGHTS)
+        if hasattr(self.network, "save_files"):  # a model kept in its own format beside the tensors (lightgbm)
+            self.network.save_files(directory)
         config = {
             "format_version": FORMAT_VERSION,
             "model_config": asdict(self.model_config),
@@ -115,6 +117,8 @@ class ModelBundle:
         check_bounds(config, model_config, (directory / WEIGHTS).stat().st_size, directory)
         network = build_model(len(config["feature_columns"]), model_config)
         network.load_state_dict(torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True))
+        if hasattr(network, "load_files"):
+            network.load_files(directory)
         return cls(
             network.eval(),
             model_config,

@@ -25,6 +25,14 @@ MODELS: dict[str, ModelEntry] = {
     "lstm": ModelEntry("LSTM", "trading_assets.training.models:lstm"),
     "gru": ModelEntry("GRU", "trading_assets.training.models:gru"),
     "transformer": ModelEntry("causal Transformer encoder", "trading_assets.training.models:transformer"),
+    "timesnet": ModelEntry(
+        "TimesNet: FFT period discovery and 2-D inception blocks (Wu et al., ICLR 2023)",
+        "trading_assets.training.models:timesnet",
+    ),
+    "lightgbm": ModelEntry(
+        "LightGBM gradient-boosted trees on the window's last row (the tabular baseline)",
+        "trading_assets.training.models:lightgbm",
+    ),
     "linear": ModelEntry(
         "closed-form ridge regression on the window's last row (the floor)", "trading_assets.training.models:linear"
     ),
@@ -45,6 +53,9 @@ class ModelConfig:
     num_layers: int = 1
     dropout: float = 0.1
     num_heads: int = 4  # transformer only
+    top_k: int = 2  # timesnet only: periods per block
+    num_leaves: int = 31  # lightgbm only: leaves per tree
+    max_trees: int = 500  # lightgbm only: a cap; early stopping on the validation span picks the number
 
 
 @dataclass(frozen=True)

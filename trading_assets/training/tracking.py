@@ -73,14 +73,19 @@ def content_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def serving_requirements() -> list[str]:
-    """What the registered model needs to load and predict, pinned to this environment's versions."""
-    return [
+def serving_requirements(kind: str = "") -> list[str]:
+    """What the registered model of ``kind`` needs to load and predict, pinned to this environment's versions."""
+    needs = [
         f"mlflow-skinny=={mlflow.__version__}",
         f"torch=={torch.__version__.split('+')[0]}",
         f"numpy=={np.__version__}",
         f"pandas=={pd.__version__}",
     ]
+    if kind == "lightgbm":
+        import lightgbm
+
+        needs.append(f"lightgbm=={lightgbm.__version__}")
+    return needs
 
 
 def connect(tracking_uri: str, experiment: str, timeout: float = 5.0) -> tuple[MlflowClient, str]:
@@ -308,7 +313,7 @@ class MlflowTracker:
                 python_model=str(SERVING_CODE),
                 artifacts={"bundle": str(path)},
                 code_paths=[str(package)],
-                pip_requirements=serving_requirements(),
+                pip_requirements=serving_requirements(bundle.model_config.kind),
                 signature=signature,
                 input_example=example,
                 registered_model_name=registered_name,

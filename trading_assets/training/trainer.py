@@ -35,7 +35,7 @@ class TrainReport:
     test_loss: float
     best_epoch: int
     epochs_run: int
-    stop_reason: str  # early_stopping, epoch_cap or closed_form
+    stop_reason: str  # early_stopping, epoch_cap, closed_form (ridge) or tree_cap (boosting)
     wall_seconds: float
     samples_per_second: float
     seconds_per_epoch: float
@@ -183,16 +183,18 @@ def train(
         model = model.to(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         best_state, best_val, best_epoch, stale = None, float("inf"), 0, 0
         history: list[dict[str, float]] = []
         started, train_seconds, samples = time.perf_counter(), 0.0, 0
         stop_reason = "epoch_cap"
-        if getattr(model, "closed_form", False):  # the ridge floor
-            _, best_val = fit_ridge(model, data, mean, std)
-            best_state, stop_reason = model.state_dict(), "closed_form"
+        fits_itself = hasattr(model, "fit_direct")  # the ridge floor, the boosted trees: no gradient loop
+        if fits_itself:
+            best_val, stop_reason = model.fit_direct(data, mean, std, config.seed)
+            best_state = model.state_dict()
             samples, train_seconds = len(data.train_ends), time.perf_counter() - started
-        for epoch in range(1, config.epochs + 1 if stop_reason == "epoch_cap" else 1):
+        else:
+            optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        for epoch in range(1, 1 if fits_itself else config.epochs + 1):
             model.train()
             epoch_start = time.perf_counter()
             order = data.train_ends[torch.randperm(len(data.train_ends), generator=generator).to(device)]
