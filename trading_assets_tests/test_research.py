@@ -154,3 +154,23 @@ def test_an_impossible_execution_is_refused_before_any_training():
     with pytest.raises(CandleDataError, match=r"KRW-BTC 5m: .*execution.horizon = 400.*allowed horizon <= 284"):
         run_walk_forward(features, spec, FoldGrid("D"), MODELS, too_long, tracker, Partition("KRW-BTC", TF))
     assert tracker.children == 0
+
+
+def test_timesnet_and_lightgbm_are_trained_and_ranked_like_the_others():
+    """The two models of the research-breadth round go through the same walk-forward and the same verdict: on a
+    persistent planted edge each finds it out of sample; the boosted trees stop on their validation span."""
+    spec = build_spec(
+        {"seq_len": 24, "hidden_size": 8, "horizon": 1, "entry_lag": 1, "epochs": 8, "learning_rate": 3e-3}
+    )
+    partition = Partition("KRW-BTC", TF)
+    features = _features("persistent", 0.8, days=10)
+    frame, _ = run_walk_forward(
+        features, spec, FoldGrid("D"), ("timesnet", "lightgbm"), EXECUTION, NullTracker(), partition
+    )
+    verdict = judge(frame, BARS, EXECUTION, TF)
+    assert set(verdict.ranked["model"]) == {"timesnet", "lightgbm"}
+    assert (verdict.ranked["edge_pvalue_adj"] < 1e-6).all() and (verdict.ranked["dm_pvalue_adj"] < 0.05).all()
+    assert (verdict.ranked["backtest_net_log_return"] > 0).all()
+    fits = frame.groupby(["model", "fold"])["stop_reason"].first()
+    assert set(fits.loc["lightgbm"]) <= {"early_stopping", "tree_cap"}
+    assert set(fits.loc["timesnet"]) <= {"early_stopping", "epoch_cap"}
