@@ -93,8 +93,12 @@ def run_walk_forward(
     tracker: Tracker,
     partition: Partition,
     on_fold: Callable[[str, int, TrainReport], Any] | None = None,
+    tuned: dict[str, dict] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Walk-forward forecasts of ``models`` with their provenance attached, and one summary row per model and fold."""
+    """Walk-forward forecasts of ``models`` with their provenance attached, and one summary row per model and fold.
+
+    ``tuned``: per model, settings a sweep chose (``{"params": ..., "trials": n}``, see trading_assets.tuning);
+    their trials are recorded (``research.tuning_trials``) for the leaderboard's multiple-testing adjustment."""
     symbol, timeframe = partition.symbol, partition.timeframe
     from trading_assets.training.config import MODELS
 
@@ -115,6 +119,8 @@ def run_walk_forward(
         "models": list(models),
         "epochs_cap": spec.train.epochs,
         "patience": spec.train.patience,
+        "tuned": {m: t["params"] for m, t in (tuned or {}).items()},
+        "tuning_trials": {m: int(t["trials"]) for m, t in (tuned or {}).items()},
     }
     tracker.log_params(
         {
@@ -122,7 +128,10 @@ def run_walk_forward(
             **{f"execution.{k}": v for k, v in execution.as_dict().items()},
         }
     )
-    frame = walk_forward(features, spec, WalkForwardConfig(grid, models), tracker, partition, execution, on_fold)
+    params = {m: t["params"] for m, t in (tuned or {}).items()}
+    frame = walk_forward(
+        features, spec, WalkForwardConfig(grid, models, params), tracker, partition, execution, on_fold
+    )
     folds = (
         frame.reset_index()
         .groupby(["model", "fold"])
@@ -205,6 +214,13 @@ def evaluate_partition(
     return PartitionReport(verdict, f"{caption}\n\n{overall}", images)
 
 
+def tuning_trials(evaluations: Sequence[pd.DataFrame]) -> int:
+    """The configurations tried besides the entries themselves: for each tuned model of each partition, its
+    sweep's evaluated trials less the one it became (``research.tuning_trials``, see run_walk_forward)."""
+    counts = (t.attrs.get("research", {}).get("tuning_trials", {}) for t in evaluations)
+    return sum(max(int(n) - 1, 0) for per_model in counts for n in per_model.values())
+
+
 def build_leaderboard(
     evaluations: Sequence[pd.DataFrame], level: float, tracker: Tracker
 ) -> tuple[pd.DataFrame, str, str]:
@@ -214,6 +230,7 @@ def build_leaderboard(
         tables[tables["scope"] == "overall"].reset_index(drop=True),
         tables[tables["scope"] == "holdout"].reset_index(drop=True),
         level,
+        extra_trials=tuning_trials(evaluations),
     )
     top = board[[c for c in TOP_SHOWN if c in board]].head(5).to_markdown(index=False, floatfmt=".3g")
     tracker.set_tags({"verdict": headline[:5000]})

@@ -25,6 +25,7 @@ LOCATION_VARS: dict[str, str] = {
     "alert_outbox_path": "TRADING_ALERT_OUTBOX",
     "webui_url": "DAGSTER_WEBUI_URL",
     "champion_cache": "TRADING_CHAMPION_CACHE",
+    "optuna_storage": "TRADING_OPTUNA_STORAGE",
 }
 DATA_DIR_VAR = "TRADING_DATA_DIR"
 DAGSTER_HOME_VAR = "DAGSTER_HOME"

@@ -100,11 +100,16 @@ def research_error(models: list[str] | None, feature_set: str | None) -> str | N
     return None
 
 
-def research_run_config(models: list[str] | None, feature_set: str | None) -> dict[str, Any]:
-    """Run config for the research loop's models and the feature set (what is not given keeps its default)."""
+def research_run_config(models: list[str] | None, feature_set: str | None, tuned: bool = False) -> dict[str, Any]:
+    """Run config for the research loop's models, the feature set and whether trained_model and predictions apply
+    the tuned settings (what is not given keeps its default)."""
     run_config: dict[str, Any] = {}
     if models:
         run_config["ops"] = {"predictions": {"config": {"models": models}}}
+    if tuned:
+        ops = run_config.setdefault("ops", {})
+        ops.setdefault("predictions", {"config": {}})["config"]["tuned"] = True
+        ops["trained_model"] = {"config": {"tuned": True}}
     if feature_set:
         run_config["resources"] = {"feature_config": {"config": {"feature_set": feature_set}}}
     return run_config
@@ -242,6 +247,12 @@ SPAN_HELP = (
     "partitions are computed again (as --force)",
 )
 @click.option(
+    "--tuned",
+    is_flag=True,
+    help="trained_model and predictions apply the best settings `trading-assets tune` found for each model; the "
+    "partitions are computed again (as --force)",
+)
+@click.option(
     "--assets",
     "which",
     type=click.Choice(["all", "data"]),
@@ -265,6 +276,7 @@ def materialize(
     force: bool,
     models: str | None,
     feature_set: str | None,
+    tuned: bool,
     which: str,
 ) -> None:
     """Materialize the assets (and their checks) in-process for symbols x timeframes, with live progress.
@@ -284,9 +296,9 @@ def materialize(
     source = source or ("upbit" if upbit_url else None)
     run_config = merge_run_config(
         market_run_config(days, end, source, bars, refresh, requests_per_second),
-        research_run_config(model_list if which == "all" else None, feature_set),
+        research_run_config(model_list if which == "all" else None, feature_set, tuned and which == "all"),
     )
-    force = force or model_list is not None or feature_set is not None  # what depends on them is computed again
+    force = force or model_list is not None or feature_set is not None or tuned  # what depends on them: again
     if force:  # in full, not extending the previous outputs
         run_config = merge_run_config(run_config, {"resources": {"incremental": {"config": {"enabled": False}}}})
     with settings.given(files_dir=files_dir and str(Path(files_dir).resolve()), upbit_base_url=upbit_url):
@@ -324,6 +336,56 @@ def _materialize(
         click.echo(f"\nLeaderboard: {meta['verdict'].value}\n{meta['top'].value}")
     if failed:
         click.echo(f"failed partitions: {', '.join(failed)}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--symbols", default=",".join(DEFAULT_SYMBOLS), show_default=True, help="Comma-separated markets")
+@click.option("--timeframes", default="1m", show_default=True, help="Comma-separated timeframes")
+@click.option(
+    "--models", default="bilstm", show_default=True, help="Comma-separated models to tune (each with a search space)"
+)
+@click.option("--trials", default=20, show_default=True, type=click.IntRange(1, 10_000), help="Trials per model in all")
+@click.option("--inner-folds", default=3, show_default=True, type=click.IntRange(1, 20), help="Folds per trial")
+@click.pass_context
+def tune(ctx: click.Context, symbols: str, timeframes: str, models: str, trials: int, inner_folds: int) -> None:
+    """Tune models per partition on its stored features: an optuna study each (resumed when stored), scored by
+    walk-forward validation before the research loop's first test fold. Then `materialize --tuned` uses them."""
+    from trading_assets.app.progress import progress
+    from trading_assets.defs import defs
+    from trading_assets.defs.runs import execute
+    from trading_assets.training.config import MODELS
+
+    model_list = split_csv(models)
+    usage_error(research_error(model_list, None))
+    flat = [m for m in model_list if not MODELS[m].search_space]
+    usage_error(f"--models {','.join(flat)}: nothing to tune (no search space)" if flat else None)
+    symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
+    instance = get_instance(symbol_list)
+    config = {"models": model_list, "trials": trials, "inner_folds": inner_folds}
+    keys = [str(partition_key(symbol, timeframe)) for symbol in symbol_list for timeframe in tf_list]
+    log_path = _log_path("tune")
+    click.echo(f"Dagster event log: {log_path}")
+    with progress(keys, log_path, ctx.obj["verbose"]) as reporter:
+        results = {
+            key: execute(
+                defs.resolve_job_def("tuning_job"),
+                instance,
+                reporter,
+                key,
+                {"ops": {"tuning": {"config": config}}},
+                key,
+            )
+            for key in keys
+        }
+    for key, result in results.items():
+        if result.success:
+            meta = result.asset_materializations_for_node("tuning")[0].metadata
+            click.echo(f"{key}: {meta['best'].value}; trials {meta['trials'].value}")
+            for problem in meta["problems"].value:
+                click.echo(f"{key}: {problem}")
+    if reporter.failed:
+        click.echo(f"failed partitions: {', '.join(reporter.failed)}", err=True)
         sys.exit(1)
 
 

@@ -18,6 +18,7 @@ from trading_assets.defs.jobs import (
     signals_freshness_job,
     signals_job,
     training_job,
+    tuning_job,
 )
 from trading_assets.defs.live import LIVE_CHECKS, champion, signals, signals_after_new_candles, signals_freshness
 from trading_assets.defs.research import evaluation, leaderboard, predictions
@@ -34,10 +35,22 @@ from trading_assets.defs.resources import (
 from trading_assets.defs.schedules import build_schedules
 from trading_assets.defs.sensors import build_alert_sensor, build_run_failure_sensor
 from trading_assets.defs.training import trained_model
+from trading_assets.defs.tuning import tuning
 
 locations = Locations.from_env()  # paths, hosts, credentials: from the environment, not from run config
 defs = Definitions(
-    assets=[raw_candles, indicators, features, trained_model, predictions, evaluation, leaderboard, champion, signals],
+    assets=[
+        raw_candles,
+        indicators,
+        features,
+        trained_model,
+        tuning,
+        predictions,
+        evaluation,
+        leaderboard,
+        champion,
+        signals,
+    ],
     asset_checks=[*CHECKS, *LIVE_CHECKS],
     jobs=[
         market_data_job,
@@ -47,6 +60,7 @@ defs = Definitions(
         leaderboard_job,
         signals_job,
         signals_freshness_job,
+        tuning_job,
     ],
     schedules=[*build_schedules(), signals_freshness],
     sensors=[

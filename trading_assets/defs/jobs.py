@@ -56,6 +56,13 @@ full_pipeline_job = define_asset_job(
     "the champion decision and the signals of the new bars.",
     tags=GPU_RUN_TAGS,
 )
+tuning_job = define_asset_job(
+    "tuning_job",
+    selection=AssetSelection.assets("tuning"),
+    partitions_def=market_partitions,
+    description="The hyperparameter sweeps of one partition, from its stored features (trading-assets tune).",
+    tags=GPU_RUN_TAGS,
+)
 signals_job = define_asset_job(
     "signals_job",
     selection=AssetSelection.assets("signals") - FRESHNESS_CHECK,

@@ -31,7 +31,14 @@ from trading_assets.defs.metadata import frame_metadata
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, partition_of
 from trading_assets.defs.resources import ExecutionResource, MlflowResource
-from trading_assets.defs.training import GPU_POOL, ModelSettings, dagster_run_alive, label_execution, partition_tags
+from trading_assets.defs.training import (
+    GPU_POOL,
+    ModelSettings,
+    dagster_run_alive,
+    label_execution,
+    partition_tags,
+    tuned_settings,
+)
 from trading_assets.defs.versions import CODE_VERSION
 from trading_assets.provenance import Provenance
 from trading_assets.splits import FOLD_PERIODS, FoldGrid
@@ -101,6 +108,8 @@ def predictions(
     partition = partition_of(context.partition_key)
     symbol, timeframe = partition.symbol, partition.timeframe
     trade = label_execution(execution, features, partition)
+    tuned = tuned_settings(config, mlflow_tracking.locations, partition, list(config.models))
+    tuned = {m: {**t, "params": config.unset(t["params"])} for m, t in tuned.items()}  # explicit fields win
     with mlflow_tracking.open_run(
         f"{symbol}|{timeframe} walk-forward",
         partition_tags(context, "predictions"),
@@ -115,6 +124,7 @@ def predictions(
             parent,
             partition,
             on_fold=lambda m, f, r: context.log.info(fold_summary(m, f, r)),
+            tuned=tuned,
         )
     return Output(
         frame,
@@ -174,6 +184,7 @@ def evaluation(
     tags = {**partition_tags(context, "evaluation"), "predictions_run_id": provenance.mlflow_parent_run_id or ""}
     with mlflow_tracking.open_run(f"{symbol}|{timeframe} evaluation", tags) as tracker:
         report = evaluate_partition(predictions, partition, bars_per_year, trade, config.significance_level, tracker)
+    report.verdict.table.attrs["research"] = provenance.research  # the leaderboard counts its tuning trials
     yield Output(
         report.verdict.table,
         metadata={

@@ -67,6 +67,11 @@ class Locations(ConfigurableResource):
         default=None,
         description="Local copies of the champions' bundles (signals score from them); default <data dir>/champions",
     )
+    optuna_storage: str | None = Field(
+        default=None,
+        description="Database of the tuning studies (an optuna RDB storage URL, e.g. the instance's PostgreSQL); "
+        "default SQLite <data dir>/optuna.sqlite",
+    )
 
     @classmethod
     def from_env(cls) -> "Locations":
@@ -113,6 +118,9 @@ class Locations(ConfigurableResource):
     def resolved_champion_cache(self) -> Path:
         path = self._get("champion_cache")
         return Path(path) if path else data_dir() / "champions"
+
+    def resolved_optuna_storage(self) -> str:
+        return self._get("optuna_storage") or f"sqlite:///{data_dir() / 'optuna.sqlite'}"
 
 
 class CandleSourceResource(GuardedResource):

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, partition_of
-from trading_assets.defs.resources import ExecutionResource, MlflowResource
+from trading_assets.defs.resources import ExecutionResource, Locations, MlflowResource
 from trading_assets.defs.versions import CODE_VERSION
 from trading_assets.partition import Partition
 from trading_assets.timeframes import DEVICE_PATTERN, NAME_PATTERN
@@ -36,6 +36,7 @@ from trading_assets.training.config import (
     TrainConfig,
     build_spec,
     known_model,
+    with_params,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +69,14 @@ class ModelSettings(Config):
     num_layers: int = Field(default=_MODEL.num_layers, gt=0)
     dropout: float = Field(default=_MODEL.dropout, ge=0, lt=1)
     num_heads: int = Field(default=_MODEL.num_heads, gt=0, description="Transformer attention heads")
+    top_k: int = Field(default=_MODEL.top_k, gt=0, le=64, description="TimesNet: periods per block")
+    num_leaves: int = Field(default=_MODEL.num_leaves, ge=2, description="LightGBM: leaves per tree")
+    max_trees: int = Field(default=_MODEL.max_trees, gt=0, description="LightGBM: cap on trees (early stopping)")
+    tuned: bool = Field(
+        default=False,
+        description="Apply the best configuration the partition's tuning asset found for the model (fields set "
+        "explicitly here win); refused when the model has not been tuned",
+    )
     seq_len: int = Field(default=_SEQ.seq_len, gt=0, description="Candles per input window")
     epochs: int = Field(default=_TRAIN.epochs, gt=0, description="Cap: training runs until early stopping stops it")
     batch_size: int = Field(default=_TRAIN.batch_size, gt=0)
@@ -91,13 +100,44 @@ class ModelSettings(Config):
         default=_SPLIT.gap, ge=0, description="Rows between spans; default seq_len + delay_bars + horizon - 1"
     )
 
-    def spec(self, execution: "Execution") -> ModelSpec:
-        """The model spec; the label's horizon and entry lag come from the execution model."""
+    def spec(self, execution: "Execution", tuned: dict[str, dict] | None = None) -> ModelSpec:
+        """The model spec; the label's horizon and entry lag come from the execution model. ``tuned``: the
+        model's tuned settings (see :func:`tuned_settings`), applied where no field was set explicitly."""
         names = {f.name for cls in (ModelConfig, TrainConfig, SequenceConfig) for f in fields(cls)}
         names |= {"model", "train_fraction", "validation_fraction", "split_gap"}
         values = {k: v for k, v in self.model_dump().items() if k in names}
         values.update(horizon=execution.horizon, entry_lag=execution.entry_lag)
-        return build_spec(values, explicit=set(self.model_fields_set), preset=self.preset)
+        spec = build_spec(values, explicit=set(self.model_fields_set), preset=self.preset)
+        own = (tuned or {}).get(spec.model.kind)
+        return with_params(spec, self.unset(own["params"])) if own else spec
+
+    def unset(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` less the fields this config sets explicitly (they win over tuned values)."""
+        return {k: v for k, v in params.items() if k not in self.model_fields_set}
+
+
+def tuned_settings(
+    config: ModelSettings, locations: Locations, partition: Partition, models: list[str]
+) -> dict[str, dict]:
+    """With ``config.tuned``: per model of ``models``, the best settings and the trials of the partition's stored
+    ``tuning`` asset (``{kind: {"params": ..., "trials": n}}``); a model it did not tune is an error naming it
+    (one without a search space, the ridge floor, has nothing to tune). Without: nothing."""
+    if not config.tuned:
+        return {}
+    from trading_assets.defs.incremental import stored_frame, stored_path
+    from trading_assets.training.config import MODELS
+
+    try:
+        best = stored_frame(stored_path(locations, "tuning", partition)).attrs.get("best", {})
+    except FileNotFoundError:
+        best = {}
+    missing = [m for m in models if m not in best and MODELS[m].search_space]  # linear: nothing to tune
+    if missing:
+        raise ValueError(
+            f"{partition}: tuned: true, but no tuning result for {missing}; run `trading-assets tune --symbols "
+            f"{partition.symbol} --timeframes {partition.timeframe} --models {','.join(missing)}` first"
+        )
+    return {m: best[m] for m in models if m in best}
 
 
 class TrainedModelConfig(ModelSettings):
@@ -186,7 +226,7 @@ def trained_model(
     partition = partition_of(context.partition_key)
     timeframe = partition.timeframe
     trade = label_execution(execution, features, partition)
-    spec = config.spec(trade)
+    spec = config.spec(trade, tuned_settings(config, mlflow_tracking.locations, partition, [config.model]))
     tags = partition_tags(context, "trained_model")
     with mlflow_tracking.open_run(str(context.partition_key), tags, dagster_run_alive(context.instance)) as tracker:
         outcome = train_and_track(

@@ -6,32 +6,71 @@ by field name (see :mod:`trading_assets.defs.training`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from trading_assets.splits import SplitConfig
 
 
 @dataclass(frozen=True)
+class Param:
+    """One tunable setting: a range of a ModelConfig or TrainConfig field (log-uniform when ``log``; integers
+    in ``step``s when ``integer``)."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+    step: int = 1
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     description: str
     builder: str  # "module:function" taking (n_features, ModelConfig) and returning an nn.Module
+    search_space: dict[str, Param] = field(default_factory=dict)  # what the tuning asset samples
+
+
+_TRAINING = {"learning_rate": Param(1e-4, 1e-2, log=True), "weight_decay": Param(1e-6, 1e-2, log=True)}
+_RECURRENT = {
+    "hidden_size": Param(8, 128, log=True, integer=True),
+    "num_layers": Param(1, 3, integer=True),
+    "dropout": Param(0.0, 0.5),
+    **_TRAINING,
+}
 
 
 # The one declaration of the architectures (torch-free, so Dagster config and the CLI read it
 # cheaply): the config's model choice, the walk-forward model list and build_model come from it.
 MODELS: dict[str, ModelEntry] = {
-    "bilstm": ModelEntry("bidirectional LSTM over the window", "trading_assets.training.models:bilstm"),
-    "lstm": ModelEntry("LSTM", "trading_assets.training.models:lstm"),
-    "gru": ModelEntry("GRU", "trading_assets.training.models:gru"),
-    "transformer": ModelEntry("causal Transformer encoder", "trading_assets.training.models:transformer"),
+    "bilstm": ModelEntry("bidirectional LSTM over the window", "trading_assets.training.models:bilstm", _RECURRENT),
+    "lstm": ModelEntry("LSTM", "trading_assets.training.models:lstm", _RECURRENT),
+    "gru": ModelEntry("GRU", "trading_assets.training.models:gru", _RECURRENT),
+    "transformer": ModelEntry(
+        "causal Transformer encoder",
+        "trading_assets.training.models:transformer",
+        {  # hidden_size in steps of 16: a multiple of the 4 heads
+            "hidden_size": Param(16, 128, integer=True, step=16),
+            "num_layers": Param(1, 3, integer=True),
+            "dropout": Param(0.0, 0.3),
+            **_TRAINING,
+        },
+    ),
     "timesnet": ModelEntry(
         "TimesNet: FFT period discovery and 2-D inception blocks (Wu et al., ICLR 2023)",
         "trading_assets.training.models:timesnet",
+        {
+            "hidden_size": Param(8, 64, log=True, integer=True),
+            "num_layers": Param(1, 3, integer=True),
+            "top_k": Param(1, 4, integer=True),
+            "dropout": Param(0.0, 0.3),
+            **_TRAINING,
+        },
     ),
     "lightgbm": ModelEntry(
         "LightGBM gradient-boosted trees on the window's last row (the tabular baseline)",
         "trading_assets.training.models:lightgbm",
+        {"num_leaves": Param(4, 128, log=True, integer=True), "max_trees": Param(50, 1000, log=True, integer=True)},
     ),
     "linear": ModelEntry(
         "closed-form ridge regression on the window's last row (the floor)", "trading_assets.training.models:linear"
@@ -142,3 +181,13 @@ def build_spec(values: dict[str, Any], explicit: set[str] | None = None, preset:
 def with_kind(spec: ModelSpec, kind: str) -> ModelSpec:
     """The same spec with another architecture."""
     return replace(spec, model=replace(spec.model, kind=kind))
+
+
+def with_params(spec: ModelSpec, params: dict[str, Any]) -> ModelSpec:
+    """The same spec with ``params`` (ModelConfig and TrainConfig fields by name, e.g. tuned ones) set."""
+    unknown = set(params) - {f.name for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}: not fields of ModelConfig or TrainConfig")
+    model = replace(spec.model, **{k: v for k, v in params.items() if k in ModelConfig.__dataclass_fields__})
+    train = replace(spec.train, **{k: v for k, v in params.items() if k in TrainConfig.__dataclass_fields__})
+    return replace(spec, model=model, train=train)

@@ -26,7 +26,7 @@ from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
 from trading_assets.splits import FoldGrid, Split, time_folds
 from trading_assets.training.bundle import ModelBundle
-from trading_assets.training.config import ModelSpec, with_kind
+from trading_assets.training.config import ModelSpec, with_kind, with_params
 from trading_assets.training.models import build_model
 from trading_assets.training.sequences import SequenceData, break_counts, build_sequences, required_rows
 from trading_assets.training.trainer import TrainReport, naive_forecasts, train
@@ -64,6 +64,7 @@ class NullTracker(Tracker):
 class WalkForwardConfig:
     grid: FoldGrid
     models: tuple[str, ...] = ("bilstm", "linear")
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model: tuned settings over the spec
 
 
 @dataclass
@@ -293,7 +294,7 @@ def walk_forward(
     index = features.index
     frames = []
     for kind in config.models:
-        model_spec = with_kind(spec, kind)
+        model_spec = with_params(with_kind(spec, kind), config.params.get(kind, {}))
         for fold in folds:
             name = f"{symbol}|{timeframe} {kind} fold {fold.number}" + (" (hold-out)" if fold.holdout else "")
             tags = {

@@ -1,0 +1,105 @@
+"""Hyperparameter sweeps (trading_assets.tuning): scored inside the training span only, stored and resumed,
+pruned, and reported when nothing completes; the leaderboard counts their trials."""
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from trading_assets import tuning
+from trading_assets.partition import Partition
+from trading_assets.research import tuning_trials
+from trading_assets.splits import FoldGrid, time_folds
+from trading_assets.tuning import inner_splits, tune, tuning_span
+from trading_assets_tests.test_research import SPEC, TF, _features
+
+P = Partition("KRW-BTC", TF)
+GRID = FoldGrid("D")
+
+
+@pytest.fixture(scope="module")
+def features():
+    return _features("persistent", 0.5, days=14)
+
+
+def _tune(features, storage, trials=4, model="lightgbm", **kwargs):
+    return tune(features, SPEC, GRID, model, P, storage, trials, **kwargs)
+
+
+def test_a_sweep_never_reads_the_outer_test_folds_or_the_holdout(features, tmp_path):
+    first_test = time_folds(features.index, GRID, SPEC.gap)[0].test.start
+    span = tuning_span(features, SPEC, GRID, P)
+    assert len(span) == first_test - SPEC.gap  # before the first test fold, its purge gap apart
+    result = _tune(features, f"sqlite:///{tmp_path / 'a.sqlite'}")
+    assert result.span_end == span.index[-1] < features.index[first_test]
+    scrambled = features.copy()
+    after = scrambled.index > result.span_end
+    noise = np.random.default_rng(0).standard_normal((int(after.sum()), scrambled.shape[1])).astype("float32")
+    scrambled.loc[after] = noise  # what the research loop tests on, replaced by noise
+    again = _tune(scrambled, f"sqlite:///{tmp_path / 'b.sqlite'}")
+    pd.testing.assert_frame_equal(
+        result.trials.drop(columns="seconds"), again.trials.drop(columns="seconds")
+    )  # the same trials, the same scores: nothing after the span was read
+    assert result.best_params == again.best_params and result.tried == 4
+
+
+def test_a_stored_study_resumes_after_a_kill(features, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'studies.sqlite'}"
+    assert _tune(features, storage, trials=3).tried == 3
+    study = optuna.load_study(study_name=tuning.study_name(P, "lightgbm", "default"), storage=storage)
+    study.ask()  # a trial a killed run left running
+    resumed = _tune(features, storage, trials=5)
+    states = list(resumed.trials["state"])
+    assert states.count("FAIL") == 1 and resumed.tried == 5 and len(states) == 6  # 3 kept, 2 new, 1 failed
+    assert _tune(features, storage, trials=5).tried == 5  # done: nothing more runs
+
+
+def test_trials_worse_than_the_median_are_pruned_and_a_sweep_without_a_result_is_reported(
+    features, tmp_path, monkeypatch
+):
+    from trading_assets.training import pipeline
+
+    fit = pipeline.fit_model
+    calls = {"n": 0}
+
+    def worse_each_time(*args, **kwargs):
+        result = fit(*args, **kwargs)
+        calls["n"] += 1
+        result.report.test_loss = float(calls["n"])  # every fold of every later trial is worse
+        return result
+
+    monkeypatch.setattr(pipeline, "fit_model", worse_each_time)
+    result = _tune(features, f"sqlite:///{tmp_path / 'p.sqlite'}", trials=6, inner_folds=3)
+    assert result.count("PRUNED") >= 1 and result.count("COMPLETE") >= 3
+    assert calls["n"] < 6 * 3  # pruned trials stopped before their last inner fold
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the network diverged")
+
+    monkeypatch.setattr(pipeline, "fit_model", broken)
+    failed = _tune(features, f"sqlite:///{tmp_path / 'f.sqlite'}", trials=2)
+    assert failed.best_params is None and failed.count("FAIL") == 2
+    assert failed.problem == "lightgbm: no completed trial (0 pruned, 2 failed): nothing to recommend"
+
+
+def test_inner_folds_expand_and_keep_their_gaps():
+    splits = inner_splits(1000, 3, 10, 0.2, 20)
+    assert [s.test for s in splits] == [range(250, 500), range(500, 750), range(750, 1000)]
+    for split in splits:
+        assert split.train.start == 0 and split.train.stop + 10 == split.validation.start
+        assert split.validation.stop + 10 == split.test.start
+    with pytest.raises(ValueError, match="too few for 3 inner folds"):
+        inner_splits(60, 3, 10, 0.2, 20)
+
+
+def test_a_model_without_a_search_space_is_refused(features, tmp_path):
+    with pytest.raises(ValueError, match="linear declares no search space"):
+        _tune(features, f"sqlite:///{tmp_path / 'l.sqlite'}", model="linear")
+
+
+def test_the_leaderboard_counts_every_trial_beyond_the_entry_it_became():
+    tuned = pd.DataFrame()
+    tuned.attrs["research"] = {"tuning_trials": {"lightgbm": 20, "gru": 5}}
+    untuned = pd.DataFrame()
+    untuned.attrs["research"] = {}
+    assert tuning_trials([tuned, untuned]) == 19 + 4
