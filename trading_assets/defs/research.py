@@ -109,7 +109,6 @@ def predictions(
     symbol, timeframe = partition.symbol, partition.timeframe
     trade = label_execution(execution, features, partition)
     tuned = tuned_settings(config, mlflow_tracking.locations, partition, list(config.models))
-    tuned = {m: {**t, "params": config.unset(t["params"])} for m, t in tuned.items()}  # explicit fields win
     with mlflow_tracking.open_run(
         f"{symbol}|{timeframe} walk-forward",
         partition_tags(context, "predictions"),

@@ -109,7 +109,7 @@ class ModelSettings(Config):
         values.update(horizon=execution.horizon, entry_lag=execution.entry_lag)
         spec = build_spec(values, explicit=set(self.model_fields_set), preset=self.preset)
         own = (tuned or {}).get(spec.model.kind)
-        return with_params(spec, self.unset(own["params"])) if own else spec
+        return with_params(spec, own["params"]) if own else spec
 
     def unset(self, params: dict[str, Any]) -> dict[str, Any]:
         """``params`` less the fields this config sets explicitly (they win over tuned values)."""
@@ -120,8 +120,9 @@ def tuned_settings(
     config: ModelSettings, locations: Locations, partition: Partition, models: list[str]
 ) -> dict[str, dict]:
     """With ``config.tuned``: per model of ``models``, the best settings and the trials of the partition's stored
-    ``tuning`` asset (``{kind: {"params": ..., "trials": n}}``); a model it did not tune is an error naming it
-    (one without a search space, the ridge floor, has nothing to tune). Without: nothing."""
+    ``tuning`` asset (``{kind: {"params": ..., "trials": n}}``, less the fields ``config`` sets explicitly: they
+    win); a model it did not tune is an error naming it (one without a search space, the ridge floor, has nothing
+    to tune). Without: nothing."""
     if not config.tuned:
         return {}
     from trading_assets.defs.incremental import stored_frame, stored_path
@@ -137,7 +138,7 @@ def tuned_settings(
             f"{partition}: tuned: true, but no tuning result for {missing}; run `trading-assets tune --symbols "
             f"{partition.symbol} --timeframes {partition.timeframe} --models {','.join(missing)}` first"
         )
-    return {m: best[m] for m in models if m in best}
+    return {m: {**best[m], "params": config.unset(best[m]["params"])} for m in models if m in best}
 
 
 class TrainedModelConfig(ModelSettings):
