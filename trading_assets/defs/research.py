@@ -106,18 +106,17 @@ def predictions(
     from trading_assets.research import fold_summary, run_walk_forward
 
     partition = partition_of(context.partition_key)
-    symbol, timeframe = partition.symbol, partition.timeframe
     trade = label_execution(execution, features, partition)
     tuned = tuned_settings(config, mlflow_tracking.locations, partition, list(config.models))
     with mlflow_tracking.open_run(
-        f"{symbol}|{timeframe} walk-forward",
+        f"{partition.key} walk-forward",
         partition_tags(context, "predictions"),
         dagster_run_alive(context.instance),
     ) as parent:
         frame, folds = run_walk_forward(
             features,
             config.spec(trade),
-            config.grid(timeframe),
+            config.grid(partition.timeframe),
             tuple(config.models),
             trade,
             parent,
