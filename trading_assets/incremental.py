@@ -75,12 +75,13 @@ class Lineage:
 def resume_point(previous: pd.DataFrame | None, input_frame: pd.DataFrame, keep_from: pd.Timestamp | None):
     """The first row to compute again when ``previous`` (this asset's last output) can be extended, else None.
 
-    Extensible when ``previous`` was computed from the frame ``input_frame`` extends, and it covers
+    Extensible when ``previous`` was computed from the frame ``input_frame`` extends, both still hold the rows
+    their lineage was attached with, and it covers
     ``keep_from`` (the new first row; a window that grows backwards is computed in full). The point is the
     input's ``changed_from``, or ``previous``' last row if that comes first (rows ``previous`` could not
     have yet, such as the last ones whose label had not ended).
     """
-    mine, theirs = Lineage.of(previous), Lineage.of(input_frame)
+    mine, theirs = Lineage.whole(previous), Lineage.whole(input_frame)  # frames that lost rows: compute all
     if previous is None or previous.empty or mine is None or theirs is None or theirs.changed_from is None:
         return None
     if theirs.base is None or mine.input != theirs.base:

@@ -13,7 +13,7 @@ from upath import UPath
 from trading_assets.defs.dagster_private import CODE_VERSION_TAG
 from trading_assets.defs.io_manager import read_provenance, table_to_frame
 from trading_assets.defs.partition_checks import check_result
-from trading_assets.defs.partitions import partition_of
+from trading_assets.defs.partitions import market_partitions, partition_of
 from trading_assets.defs.resources import IncrementalResource, Locations
 from trading_assets.defs.versions import CODE_VERSION
 from trading_assets.incremental import Lineage, differences
@@ -27,6 +27,7 @@ def incremental_check(asset: str) -> AssetCheckSpec:
     return AssetCheckSpec(
         INCREMENTAL_CHECK,
         asset=asset,
+        partitions_def=market_partitions,  # evaluated per partition, like the other data checks
         blocking=True,
         description="An incremental refresh (only the changed bars computed, with the warm-up and lead-in they "
         "need) equals a full computation from the splice point on, within the warm-up tolerance; compared every "

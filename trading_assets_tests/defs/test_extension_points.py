@@ -92,7 +92,13 @@ def test_a_registered_source_feeds_raw_candles(instance, monkeypatch, data_dir):
     assert (raw["close"] == 123.0).all() and raw.index[-1] == END - pd.Timedelta(minutes=5)
     assert result.asset_materializations_for_node("raw_candles")[0].metadata["source"].value == "constant(123.0)"
     evaluations = _evaluations(result)
-    assert {name for _, name in evaluations} == {"schema", "dtype_pollution", "nan_rate", "continuity"}
+    assert {name for _, name in evaluations} == {
+        "schema",
+        "dtype_pollution",
+        "nan_rate",
+        "continuity",
+        "incremental_matches_full",
+    }
     assert all(e.passed for e in evaluations.values())
 
 

@@ -47,6 +47,7 @@ TUNABLE = {
     "mlflow_tracking": {"experiment"},
     "execution": {"fill", "delay_bars", "horizon", "side", "cost_aware", "fee_bp", "half_spread_bp", "slippage_bp"},
     "feature_config": {"feature_set", "ffill_limit", "clip_window", "clip_k", "max_polluted_fraction"},
+    "incremental": {"enabled", "verify_every"},
 }
 
 
@@ -61,7 +62,15 @@ def _resource_fields(job_name):
 
 @pytest.mark.parametrize(
     "job",
-    ["market_data_job", "training_job", "research_job", "full_pipeline_job", "signals_job", "signals_freshness_job"],
+    [
+        "market_data_job",
+        "training_job",
+        "research_job",
+        "full_pipeline_job",
+        "signals_job",
+        "signals_freshness_job",
+        "tuning_job",
+    ],
 )
 def test_run_config_offers_no_location(job):
     assert _resource_fields(job) == TUNABLE

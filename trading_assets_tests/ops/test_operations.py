@@ -132,7 +132,7 @@ def test_cli_backfill_runs_every_partition_on_postgres(platform, backfill):
         per_partition.setdefault(part, {})[(json.loads(asset_key)[0], check_name)] = status
     assert set(per_partition) == expected_partitions
     for part, statuses in per_partition.items():
-        assert len(statuses) == 14, (part, statuses)  # 11 data-quality + 3 look-ahead/warm-up checks
+        assert len(statuses) == 17, (part, statuses)  # 11 data-quality, 3 look-ahead/warm-up, 3 incremental
         assert set(statuses.values()) == {"SUCCEEDED"}, (part, statuses)
 
 
@@ -203,7 +203,8 @@ def test_webserver_graphql_and_browser(platform, backfill):
             "executionForLatestMaterialization { status partition } } } } } } }",
         )
         listed = checks["assetNodeOrError"]["assetChecksOrError"]["checks"]
-        assert {c["name"] for c in listed} == {"schema", "dtype_pollution", "nan_rate", "no_look_ahead"}
+        names = {"schema", "dtype_pollution", "nan_rate", "no_look_ahead", "incremental_matches_full"}
+        assert {c["name"] for c in listed} == names
         assert all(c["blocking"] for c in listed)
         for c in listed:  # the latest evaluation of every check, with its partition
             latest = c["executionForLatestMaterialization"]
