@@ -177,6 +177,7 @@ def test_webserver_graphql_and_browser(platform, backfill):
             "indicators",
             "features",
             "trained_model",
+            "tuning",
             "predictions",
             "evaluation",
             "leaderboard",
