@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import click
 import pandas as pd
@@ -30,14 +29,9 @@ def _registry():
 
 def _alert(partition: Partition, version: str, decision: str, reason: str) -> None:
     """The decision as an alert, like the champion asset's (outbox, alert log, webhook)."""
-    from trading_assets.alerts import ModelAlert
     from trading_assets.defs.resources import AlertResource, Locations
-    from trading_assets.training.tracking import registered_model_name
 
-    alert = ModelAlert(
-        partition.key, registered_model_name(partition), version, decision, reason, "cli", "", time.time()
-    )
-    AlertResource(locations=Locations()).raise_alert(alert)
+    AlertResource(locations=Locations()).raise_model_alert(partition, version, decision, reason)
 
 
 def _validated(value: str | None, check) -> list[str] | None:

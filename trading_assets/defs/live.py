@@ -8,7 +8,6 @@ cached bundle and appends them to the signal history (trading_assets.signals).
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
-import time
 import warnings
 from typing import Any
 
@@ -40,8 +39,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from trading_assets.alerts import ModelAlert
-from trading_assets.champions import CHALLENGER, CHAMPION, Decision, Evidence, decide
+from trading_assets.champions import CHALLENGER, CHAMPION, Evidence, decide
 from trading_assets.defs.dagster_private import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from trading_assets.defs.incremental import stored_frame, stored_path
 from trading_assets.defs.partition_checks import check_result
@@ -105,7 +103,7 @@ def champion(
         registry.promote(partition, challenger)
     registry.record(partition, challenger, evidence, f"{verb}: {decision.reason}")
     context.log.info(f"{partition}: challenger version {challenger} {verb}: {decision.reason}")
-    _alert(context, alerts, partition, challenger, verb, decision)
+    alerts.raise_model_alert(partition, challenger, verb, decision.reason, context.run_id)
     return MaterializeResult(
         metadata={
             "decision": verb,
@@ -116,15 +114,6 @@ def champion(
             "evidence": MetadataValue.json(evidence.as_dict() if evidence else {}),
         }
     )
-
-
-def _alert(
-    context: AssetExecutionContext, alerts: AlertResource, partition: Partition, version: str, verb: str, d: Decision
-) -> None:
-    from trading_assets.training.tracking import registered_model_name
-
-    name, url = registered_model_name(partition), alerts.run_url(context.run_id)
-    alerts.raise_alert(ModelAlert(partition.key, name, version, verb, d.reason, context.run_id, url, time.time()))
 
 
 @asset(

@@ -10,6 +10,7 @@ variable's name, never its value. The other resources' own fields only tune beha
 No `from __future__ import annotations` here: Dagster reads the field annotations.
 """
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from trading_assets.champions import ChampionCache
 from trading_assets.defs.run_guard import refuse_environment_in_run_config
 from trading_assets.execution import Costs, Execution, market_costs
 from trading_assets.features import DEFAULT_FEATURE_SET, FeatureConfig, lead_in_bars
+from trading_assets.partition import Partition
 from trading_assets.redaction import redact, redacted_errors, url_secrets
 from trading_assets.settings import LOCATION_VARS, data_dir, default_db_url, default_tracking_uri
 from trading_assets.sources import CandleSource, build_source, known_source
@@ -318,6 +320,17 @@ class AlertResource(GuardedResource):
     def raise_alert(self, alert: CheckAlert | RunFailureAlert | ModelAlert) -> bool:
         """Queue ``alert`` once (by event id) and log it; False when it was queued before."""
         return self.outbox().add(alert, self.resolved_log_path(), self.resolved_webhook() is not None)
+
+    def raise_model_alert(
+        self, partition: Partition, version: str, decision: str, reason: str, run_id: str = "cli"
+    ) -> bool:
+        """A champion decision (``promoted``, ``refused``, ``rolled back``) on ``partition``'s registered model, as
+        an alert; ``run_id``: the Dagster run that took it (linked), or who did (``cli``)."""
+        from trading_assets.training.tracking import registered_model_name
+
+        url = self.run_url(run_id) if run_id != "cli" else ""
+        model = registered_model_name(partition)
+        return self.raise_alert(ModelAlert(partition.key, model, version, decision, reason, run_id, url, time.time()))
 
 
 class ExecutionResource(GuardedResource):
