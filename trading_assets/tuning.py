@@ -8,15 +8,18 @@ declared with the model (``MODELS[kind].search_space``), scored only inside the 
 * **Pruning.** After each inner fold the running mean is reported; optuna's median pruner stops a trial that
   is worse than the median of the earlier trials at the same fold.
 * **Storage.** The study lives in a database (an optuna RDB storage URL: a SQLite file beside the instance by
-  default, or the instance's PostgreSQL), named after the partition, the model and the feature set, so a run
-  that was killed resumes: its finished trials count, a trial it left running is marked failed, and only the
-  rest are run.
+  default, or the instance's PostgreSQL), named after the partition, the model, the feature set and a digest
+  of the data and terms it is scored on, so a run that was killed resumes: its finished trials count, a trial
+  it left running is marked failed, and only the rest are run (the sampler seeded on the trials so far, so it
+  draws new configurations); other data starts another study.
 * **Counting.** Every trial that was evaluated (complete or pruned) is a configuration tried: the leaderboard's
   multiple-testing adjustment counts them (see :func:`trading_assets.evaluation.rank_board`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -103,8 +106,12 @@ def suggest(trial, space: dict[str, Param]) -> dict[str, Any]:
     return out
 
 
-def study_name(partition: Partition, model: str, feature_set: str) -> str:
-    return f"{partition.key}:{model}:{feature_set}"
+def study_name(partition: Partition, model: str, feature_set: str, scored_on: dict[str, Any]) -> str:
+    """``<partition>:<model>:<feature set>:<digest>``; the digest covers what a trial's score depends on besides
+    its settings (the span's rows, the inner folds, the spec, the search space), so a study is resumed only on
+    the same data and terms, and another span starts another study."""
+    digest = hashlib.blake2b(json.dumps(scored_on, sort_keys=True, default=str).encode(), digest_size=6)
+    return f"{partition.key}:{model}:{feature_set}:{digest.hexdigest()}"
 
 
 def tune(
@@ -136,16 +143,25 @@ def tune(
     except ValueError as exc:
         raise CandleDataError(partition.symbol, partition.timeframe, f"tuning span: {exc}") from exc
     tracker = tracker or NullTracker()
-    name = study_name(partition, model, feature_set)
+    scored_on = {
+        "rows": len(span),
+        "first": span.index[0],
+        "last": span.index[-1],
+        "splits": [(s.train.stop, s.validation.stop, s.test.start, s.test.stop) for s in splits],
+        "spec": base.params(),
+        "space": {k: repr(v) for k, v in space.items()},
+    }
+    name = study_name(partition, model, feature_set, scored_on)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial: the caller's on_trial says it
     study = optuna.create_study(
         study_name=name,
         storage=storage,
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=spec.train.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
         load_if_exists=True,
     )
+    # seeded on where the study stands: a resumed study draws new configurations, not the first ones again
+    study.sampler = optuna.samplers.TPESampler(seed=spec.train.seed + len(study.trials))
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # left running by a killed run
         log.warning("%s: trial %d was left running by a run that ended; marked failed", name, stale.number)
@@ -183,8 +199,6 @@ def tune(
 
 
 def _result(study, model: str, span_end: pd.Timestamp) -> StudyResult:
-    import json
-
     import optuna
 
     rows = [

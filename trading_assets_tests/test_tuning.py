@@ -6,7 +6,6 @@ import optuna
 import pandas as pd
 import pytest
 
-from trading_assets import tuning
 from trading_assets.partition import Partition
 from trading_assets.research import tuning_trials
 from trading_assets.splits import FoldGrid, time_folds
@@ -45,13 +44,19 @@ def test_a_sweep_never_reads_the_outer_test_folds_or_the_holdout(features, tmp_p
 
 def test_a_stored_study_resumes_after_a_kill(features, tmp_path):
     storage = f"sqlite:///{tmp_path / 'studies.sqlite'}"
-    assert _tune(features, storage, trials=3).tried == 3
-    study = optuna.load_study(study_name=tuning.study_name(P, "lightgbm", "default"), storage=storage)
+    first = _tune(features, storage, trials=3)
+    assert first.tried == 3
+    study = optuna.load_study(study_name=first.study_name, storage=storage)
     study.ask()  # a trial a killed run left running
     resumed = _tune(features, storage, trials=5)
     states = list(resumed.trials["state"])
     assert states.count("FAIL") == 1 and resumed.tried == 5 and len(states) == 6  # 3 kept, 2 new, 1 failed
+    assert resumed.study_name == first.study_name
+    evaluated = resumed.trials[resumed.trials["state"] != "FAIL"]
+    assert evaluated["params"].nunique() == 5  # the resumed sampler draws new configurations, not the first again
     assert _tune(features, storage, trials=5).tried == 5  # done: nothing more runs
+    shorter = _tune(features.iloc[:-300], storage, trials=2)  # other data: another study, scored afresh
+    assert shorter.study_name != first.study_name and len(shorter.trials) == 2
 
 
 def test_trials_worse_than_the_median_are_pruned_and_a_sweep_without_a_result_is_reported(

@@ -54,6 +54,7 @@ from trading_assets.defs.resources import (
 )
 from trading_assets.defs.versions import CODE_VERSION
 from trading_assets.partition import Partition
+from trading_assets.redaction import redact
 from trading_assets.signals import ChampionMismatchError, SignalLog, age_in_bars, drift, score_new_bars
 from trading_assets.timeframes import TIMEFRAMES
 
@@ -155,11 +156,14 @@ def signals(
                 outcomes[key] = {"skipped": f"{partition}: no champion yet: nothing to score (skipped)"}
                 context.log.info(outcomes[key]["skipped"])
                 continue
-            trade = execution.for_symbol(partition.symbol)
-            indicators = stored_frame(stored_path(incremental.locations, "indicators", partition))
             stamp = {"model_name": cached.model_name, "model_version": cached.version, "features_version": ""}
             stamp["features_version"] = _version(context, key)
-            outcomes[key] = _score(log, partition, cached, indicators, config, trade, stamp, now)
+            try:  # a partition that cannot be scored stops its own signals, not the others' of the run
+                indicators = stored_frame(stored_path(incremental.locations, "indicators", partition))
+                trade = execution.for_symbol(partition.symbol)
+                outcomes[key] = _score(log, partition, cached, indicators, config, trade, stamp, now)
+            except Exception as exc:  # noqa: BLE001 - recorded: the ERROR check names it and alerts
+                outcomes[key] = {"stopped": f"{partition}: {type(exc).__name__}: {redact(exc)}", "rows_appended": 0}
             context.log.info(f"{partition}: {outcomes[key].get('stopped') or outcomes[key]['rows_appended']} signal(s)")
     problems = [o["stopped"] for o in outcomes.values() if "stopped" in o]
     metadata = next(iter(outcomes.values())) if len(outcomes) == 1 else _run_metadata(outcomes)
@@ -256,15 +260,15 @@ def signals_drift(
         if cached is None:
             figures[key] = {"skipped": "no champion"}
             continue
-        features = stored_frame(stored_path(incremental.locations, "features", partition))
         try:
+            features = stored_frame(stored_path(incremental.locations, "features", partition))
             bundle = cached.load_bundle()
             fit = features.loc[pd.Timestamp(bundle.scaler.fit_start) : pd.Timestamp(bundle.scaler.fit_end)]
             reference, recent = fit.iloc[-config.max_reference_bars :], features.iloc[-config.window_bars :]
             moved = drift(recent, reference, bundle.feature_columns)
             forecasts = [pd.DataFrame({"f": bundle.predict(frame)}) for frame in (recent, reference)]
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # champion_usable stops it
-            figures[key] = {"skipped": f"champion version {cached.version} unusable: {exc}"}
+            figures[key] = {"skipped": f"champion version {cached.version} unusable or no features: {exc}"}
             continue
         forecast_drift = drift(*forecasts, ["f"]).get("f", 0.0)
         drifted = {c: round(v, 4) for c, v in moved.items() if v > config.threshold}

@@ -189,10 +189,13 @@ class GradientBoostedRegressor(nn.Module):
         validation MSE in return units and the stop reason."""
         import lightgbm
 
-        def rows(ends: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-            return data.features[ends].double().cpu().numpy(), ((data.labels[ends].double() - mean) / std).numpy()
+        def rows(
+            ends: torch.Tensor,
+        ) -> tuple[np.ndarray, np.ndarray]:  # the data may sit on a GPU: trees fit on the CPU
+            x, y = data.features[ends].double(), (data.labels[ends].double() - mean) / std
+            return x.cpu().numpy(), y.cpu().numpy()
 
-        (x, y), (xv, yv) = rows(data.train_ends.cpu()), rows(data.validation_ends.cpu())
+        (x, y), (xv, yv) = rows(data.train_ends), rows(data.validation_ends)
         params = {
             "objective": "regression",
             "learning_rate": 0.05,

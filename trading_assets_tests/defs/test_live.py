@@ -256,7 +256,7 @@ def test_one_signals_run_covers_a_range_of_symbols(live):
     """The sensor asks for one run per range of symbols: each partition is scored in it, one at a time; one
     without a champion is skipped, and a broken champion stops only its own partition's signals."""
     data_dir, instance, _ = live
-    add_symbols(instance, ["KRW-NONE", "KRW-XRP", "KRW-BAD"])  # in order after KRW-ETH
+    add_symbols(instance, ["KRW-NONE", "KRW-XRP", "KRW-BAD", "KRW-GONE"])  # in order after KRW-ETH
     for symbol in ("KRW-XRP", "KRW-BAD"):
         data = {"ops": {"raw_candles": RUN_CONFIG["ops"]["raw_candles"]}, "resources": RUN_CONFIG["resources"]}
         assert run(instance, data, "market_data_job", Partition(symbol, "15m").key).success
@@ -269,20 +269,22 @@ def test_one_signals_run_covers_a_range_of_symbols(live):
     config["feature_columns"][0] = "no_such_feature"
     (broken / "bundle.json").write_text(json.dumps(config))
     cache.write(Partition("KRW-BAD", "15m"), champion.model_name, "7", broken)
+    cache.write(Partition("KRW-GONE", "15m"), champion.model_name, champion.version, champion.bundle_dir)  # no data
     job = defs.resolve_job_def("signals_job")
     result = job.execute_in_process(
         instance=instance,
         run_config={"resources": RUN_CONFIG["resources"]},
-        tags=range_tags(KEY, Partition("KRW-BAD", "15m").key),
+        tags=range_tags(KEY, Partition("KRW-GONE", "15m").key),
     )
     assert result.success
     materialized = {e.event_specific_data.materialization.partition for e in result.get_asset_materialization_events()}
-    assert materialized == {KEY, "KRW-NONE|15m", "KRW-XRP|15m", "KRW-BAD|15m"}  # one run, four partitions
+    assert materialized == {KEY, "KRW-NONE|15m", "KRW-XRP|15m", "KRW-BAD|15m", "KRW-GONE|15m"}  # one run
     by_partition = meta(result, "signals")["by_partition"]
     assert by_partition["KRW-NONE|15m"]["skipped"].startswith("KRW-NONE 15m: no champion yet")
     assert by_partition["KRW-XRP|15m"]["rows_appended"] == 1 and by_partition["KRW-XRP|15m"]["model_version"] == "1"
     stopped = by_partition["KRW-BAD|15m"]["stopped"]
     assert stopped.startswith("KRW-BAD 15m: champion") and "version 7" in stopped and "no_such_feature" in stopped
+    assert by_partition["KRW-GONE|15m"]["stopped"].startswith("KRW-GONE 15m: FileNotFoundError")  # not the others
     usable = checks_of(result, "signals")["champion_usable"]
     assert not usable.passed and "KRW-BAD 15m" in usable.description and "KRW-XRP" not in usable.description
     with CandleStore(f"sqlite:///{data_dir / 'candles.sqlite'}") as store:
