@@ -227,9 +227,13 @@ def feature_breaks(
     return tuple(t.isoformat() for t in dropped.union(recorded))
 
 
+MAX_FEATURE_LAG = 20  # the longest look-back of a derived feature (ret_20, obv_flow_20): its first rows are NaN
+
+
 def lead_in_bars(config: FeatureConfig) -> int:
-    """Bars of indicator history a feature row needs before it: the clipping block before its own."""
-    return 2 * config.clip_window
+    """Bars of indicator history a feature row needs before it: the clipping block before its own, covered from
+    its start by complete feature rows (the derived features' look-back and the forward fill come first)."""
+    return 2 * config.clip_window + MAX_FEATURE_LAG + config.ffill_limit
 
 
 def lead_in_shortfall(partition: Partition, lead_in: int, config: FeatureConfig) -> str | None:

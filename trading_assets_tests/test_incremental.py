@@ -8,7 +8,7 @@ import pytest
 from trading_assets.calendars import get_calendar
 from trading_assets.candles import fill_candle_grid
 from trading_assets.execution import Execution
-from trading_assets.features import FeatureConfig, build_features, extend_features
+from trading_assets.features import FeatureConfig, build_features, extend_features, lead_in_bars
 from trading_assets.incremental import Lineage, differences, pack_mask, resume_point, splice, unpack_mask
 from trading_assets.indicators import compute_indicators, extend_indicators, prepare_candles
 from trading_assets.partition import Partition
@@ -26,7 +26,9 @@ CANDLES = SyntheticSource(missing_rate=0.05).fetch(
 
 
 def _plan(end: pd.Timestamp, days: float = 6.0) -> WindowPlan:
-    return WindowPlan.of(P, get_calendar(), WindowRequest(days=days, end=end.isoformat()), 480)
+    return WindowPlan.of(
+        P, get_calendar(), WindowRequest(days=days, end=end.isoformat()), lead_in_bars(FeatureConfig())
+    )
 
 
 def _candles(drop: tuple[str, str] | None = None) -> pd.DataFrame:
@@ -100,9 +102,9 @@ def test_a_revised_candle_at_the_splice_point_or_another_recipe_is_computed_in_f
     revised.loc[revised.index >= start, "close"] *= 1.01  # the exchange corrected the bars the tail reads
     tail = fill_candle_grid(revised, P.timeframe, start, plan.span_end, plan.calendar, 5)
     assert extend_filled(plan, previous, tail) is None
-    longer = WindowPlan.of(P, get_calendar(), WindowRequest(days=9.0, end=END.isoformat()), 480)
+    longer = _plan(END, days=9.0)
     assert tail_start(longer, previous, REFETCH) is None  # the window grows backwards
-    other = WindowPlan.of(P, get_calendar(), WindowRequest(days=6.0, end=END.isoformat(), max_fill_bars=2), 480)
+    other = WindowPlan.of(P, get_calendar(), WindowRequest(days=6.0, end=END.isoformat(), max_fill_bars=2), 505)
     assert tail_start(other, previous, REFETCH) is None  # another fill policy
     far = _plan(END + pd.Timedelta(days=30))
     assert tail_start(far, previous, REFETCH) is None  # jumps past the stored window
@@ -127,7 +129,7 @@ def test_extending_indicators_and_features_gives_a_full_computation_within_the_w
     )
     features = build_features(indicators, P, config, provenance.span[0], trade).frame
     Lineage.full(Lineage.of(indicators).token).attach(features)
-    for end in (END, END + pd.Timedelta(hours=2)):
+    for end in (END, END + pd.Timedelta(hours=2), END + pd.Timedelta(hours=5), END + pd.Timedelta(hours=9)):
         window = _extended(before.frame, _plan(end), candles)
         raw, keep_from, provenance = _indicators(window)
         resume = resume_point(indicators, window.frame, keep_from)
@@ -211,4 +213,34 @@ def test_rows_whose_label_reads_a_revised_bar_are_computed_again():
     resume = resume_point(features, extended, provenance.span[0])
     more = extend_features(features, extended, P, config, provenance.span[0], trade, resume).frame
     reference = build_features(full, P, config, provenance.span[0], trade).frame
+    assert differences(more, reference, reference.index[0], provenance.warmup_tolerance) == {}
+
+
+def test_the_first_rows_of_a_slid_window_are_clipped_as_a_full_computation_clips_them():
+    """The clipping of the span's first rows reads the whole block before theirs: the lead-in covers it with
+    complete feature rows even when the span starts near a block's end (here 19 h into a 20 h block, with volume
+    bursts that clipping must cut)."""
+    config, trade = FeatureConfig(), Execution()
+    later = END + pd.Timedelta(minutes=15 * 60 + 10)
+    candles = CANDLES.copy()
+    span_start = Provenance.of(_full(_plan(later), candles).frame).span[0]
+    burst = (candles.index >= span_start) & (candles.index < span_start + pd.Timedelta(minutes=30))
+    candles.loc[burst, "volume"] *= 500
+    before = _full(_plan(later - pd.Timedelta(hours=3)), candles)
+    raw, keep_from, provenance = _indicators(before)
+    indicators = Lineage.full(Lineage.of(before.frame).token).attach(
+        provenance.attach(compute_indicators(raw, keep_from).frame)
+    )
+    features = Lineage.full(Lineage.of(indicators).token).attach(
+        build_features(indicators, P, config, provenance.span[0], trade).frame
+    )
+    window = _extended(before.frame, _plan(later), candles)
+    raw, keep_from, provenance = _indicators(window)
+    full_indicators = compute_indicators(raw, keep_from).frame
+    history = provenance.warmup_bars - provenance.lead_in_bars
+    resume = resume_point(indicators, window.frame, keep_from)
+    extended = extend_indicators(indicators, raw, keep_from, resume, history).frame
+    Lineage.of(indicators).extended_by("x", resume).attach(provenance.attach(extended))
+    more = extend_features(features, extended, P, config, provenance.span[0], trade, resume).frame
+    reference = build_features(full_indicators, P, config, provenance.span[0], trade).frame
     assert differences(more, reference, reference.index[0], provenance.warmup_tolerance) == {}

@@ -4,9 +4,11 @@ No `from __future__ import annotations` here: Dagster reads the config and resou
 """
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from trading_assets.candles import fill_candle_grid
+from trading_assets.candles import FilledCandles, fill_candle_grid
 from trading_assets.defs.dagster_private import CODE_VERSION_TAG
 from trading_assets.defs.incremental import incremental_check, previous_output, verified
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
@@ -63,9 +65,7 @@ from trading_assets.redaction import redact
 from trading_assets.schemas import RawCandlesModel, features_schema, indicators_schema
 from trading_assets.sources.base import CandleSource, source_identity
 from trading_assets.store import CandleStore, CollectResult
-from trading_assets.timeframes import (
-    TIME_PATTERN,
-)
+from trading_assets.timeframes import TIME_PATTERN, get_timeframe
 from trading_assets.window import (
     FILLED,
     CandleWindow,
@@ -75,6 +75,9 @@ from trading_assets.window import (
     extend_filled,
     tail_start,
 )
+
+# What an incremental raw window must have as a full one does, besides its bars: which were filled, the breaks.
+RAW_ATTRS = (FILLED, "breaks", "filled_bars", "filled_bars_in_span", "history_bars", "span_start", "span_end")
 
 # Every data asset: one partitioning, one Parquet file per partition, one group.
 DATA_ASSET = {
@@ -232,9 +235,8 @@ def raw_candles(
     try:
         with candle_store.get_store() as store:
             window = _collect_window(store, source, plan, candle_store, previous)
-            frame, check = verified(
-                context, incremental, window.frame, lambda: _stored_window(store, plan, source.name).frame, 0.0
-            )
+            reference = partial(_stored_window, store, plan, source.name)
+            frame, check = verified(context, incremental, window.frame, lambda: reference().frame, 0.0, RAW_ATTRS)
     except (SourceUnavailableError, StoreError) as exc:
         raise _retry_if_transient(context, candle_source, partition, exc) from exc
     for warning in window.warnings:
@@ -254,15 +256,35 @@ def _collect_window(
     if start is not None:
         tail, collected = store.filled_window(source, plan.partition, start, plan.span_end, *args)
         filled = extend_filled(plan, previous, tail)
-        if filled is not None:
+        meet = tail.frame.index[~tail.filled_mask][0] if filled is not None else None  # see extend_filled
+        if filled is not None and not _kept_breaks_filled(store, source, plan, filled, meet, candle_store):
             window = assemble_window(plan, filled, collected, source.name)
-            meet = tail.frame.index[~tail.filled_mask][0]  # where the two meet (see extend_filled)
             Lineage.of(previous).extended_by(None, meet).attach(window.frame)
             return window
     filled, collected = store.filled_window(source, plan.partition, plan.fetch_start, plan.span_end, *args)
     window = assemble_window(plan, filled, collected, source.name)
     Lineage.full().attach(window.frame)
     return window
+
+
+def _kept_breaks_filled(
+    store: CandleStore,
+    source: CandleSource,
+    plan: WindowPlan,
+    filled: FilledCandles,
+    meet: pd.Timestamp,
+    candle_store: CandleStoreResource,
+) -> bool:
+    """Ask again for the newest ``refetch_breaks`` breaks of the window that lie in its kept rows (the tail's were
+    asked by its own collection), as a full collection does; True when the source had bars there now (the
+    window is then collected in full)."""
+    delta = get_timeframe(plan.partition.timeframe).delta
+    newest = filled.breaks[-candle_store.refetch_breaks :] if candle_store.refetch_breaks else ()
+    kept = [(b.after + delta, b.resume) for b in newest if b.after < meet]
+    return (
+        bool(kept)
+        and store.collect_spans(source, plan.partition, kept, store.coverage(plan.partition)).rows_fetched > 0
+    )
 
 
 def _stored_window(store: CandleStore, plan: WindowPlan, source: str) -> CandleWindow:
@@ -449,7 +471,7 @@ class FeatureBuild:
     def extend(self, previous: pd.DataFrame | None) -> FeatureResult:
         """``previous`` extended by the changed rows where it allows (see resume_point), else :meth:`full`."""
         span_start, source = self._span_start(), Lineage.of(self.indicators)
-        resume = resume_point(previous, self.indicators, span_start)
+        resume = resume_point(previous, self.indicators, span_start) if self._same_recipe(previous) else None
         if resume is None or source is None:
             result = self.full()
             Lineage.full(source.token if source else None).attach(result.frame)
@@ -459,6 +481,16 @@ class FeatureBuild:
         self._attach(result.frame)
         Lineage.of(previous).extended_by(source.token, resume).attach(result.frame)
         return result
+
+    def _same_recipe(self, previous: pd.DataFrame | None) -> bool:
+        """Whether ``previous`` was built with this feature set, preprocessing and label (execution): rows built
+        otherwise are never kept."""
+        if previous is None:
+            return False
+        mine = Provenance.of(previous)
+        recorded = (mine.feature_set, mine.feature_config, mine.execution)
+        wanted = (self.config.feature_set, asdict(self.config), self.trade.as_dict())
+        return json.dumps(recorded, sort_keys=True, default=str) == json.dumps(wanted, sort_keys=True, default=str)
 
     def _span_start(self) -> pd.Timestamp | None:
         return Provenance.of(self.indicators).span[0]

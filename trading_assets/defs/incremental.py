@@ -73,26 +73,30 @@ def verified(
     frame: pd.DataFrame,
     full: Callable[[], pd.DataFrame],
     tolerance: float,
+    attrs: tuple[str, ...] = ("breaks",),
 ) -> tuple[pd.DataFrame, AssetCheckResult]:
     """``frame`` (its lineage attached) and the ``incremental_matches_full`` result: passed for a full
-    computation and for an incremental one not due for comparison; when due, compared with ``full()`` from the
-    splice point on. A difference beyond ``tolerance`` fails the check, and the full frame is returned instead."""
+    computation and for an incremental one not due for comparison; when due, compared with ``full()``: every
+    row (the kept ones too: a window that slid must still be what a full computation gives) and the ``attrs``
+    named. A difference beyond ``tolerance`` fails the check, and the full frame is returned instead."""
     lineage = Lineage.of(frame)
     if lineage is None or not lineage.incremental:
         return frame, check_result(context, [], {"computed": "in full"}, check_name=INCREMENTAL_CHECK)
-    since = pd.Timestamp(lineage.changed_from)
     figures = {"computed": "incremental", "changed_from": lineage.changed_from, "refreshes_since_full": lineage.depth}
     if not lineage.verification_due(incremental.verify_every):
         figures["compared_with_full"] = False
         return frame, check_result(context, [], figures, check_name=INCREMENTAL_CHECK)
     reference = full()
-    found = differences(frame, reference, since, tolerance)
+    found = differences(frame, reference, min(frame.index[0], reference.index[0]), tolerance)
+    moved = [k for k in attrs if frame.attrs.get(k) != reference.attrs.get(k)]
+    if moved:
+        found["attrs"] = moved
     figures.update(compared_with_full=True, differences=str(found))
     problems = []
     if found:
         problems.append(
-            f"{partition_of(context.partition_key)}: the incremental refresh differs from a full computation from "
-            f"{lineage.changed_from} on (tolerance {tolerance:g}): {found}; the full computation is stored"
+            f"{partition_of(context.partition_key)}: the incremental refresh (spliced at {lineage.changed_from}) "
+            f"differs from a full computation (tolerance {tolerance:g}): {found}; the full computation is stored"
         )
         frame = Lineage.full(lineage.input).attach(reference)
     return frame, check_result(context, problems, figures, AssetCheckSeverity.ERROR, INCREMENTAL_CHECK)

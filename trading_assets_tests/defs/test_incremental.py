@@ -9,6 +9,7 @@ from trading_assets.defs import assets as asset_module
 from trading_assets.defs import incremental as incremental_module
 from trading_assets.incremental import Lineage, differences
 from trading_assets.indicators import IndicatorResult
+from trading_assets.provenance import Provenance
 from trading_assets_tests.conftest import END
 from trading_assets_tests.defs.test_assets import latest_metadata, run_partition
 
@@ -87,7 +88,8 @@ def test_an_incremental_result_that_differs_fails_the_check_and_the_full_one_is_
     result = run_partition(instance, SYMBOL, TIMEFRAME, _config(END + pd.Timedelta(minutes=5)))
     check = _checks(result)["indicators"]
     assert not check.passed and check.severity.value == "ERROR"
-    assert "KRW-BTC 5m: the incremental refresh differs from a full computation" in check.description
+    assert "KRW-BTC 5m: the incremental refresh (spliced at " in check.description
+    assert "differs from a full computation (tolerance 1e-06)" in check.description
     assert "rsi_14" in check.description and "the full computation is stored" in check.description
     stored = _stored(data_dir)["indicators"]
     assert not Lineage.of(stored).incremental  # the full computation, recorded as such
@@ -117,3 +119,49 @@ def test_the_cli_computes_in_full_when_forced_or_refreshed(flag, data_dir):
     assert Lineage.of(_stored(data_dir)["features"]).incremental
     materialize(END + pd.Timedelta(minutes=10), flag)
     assert not any(Lineage.of(frame).incremental for frame in _stored(data_dir).values())
+
+
+def test_another_label_recomputes_the_features_in_full(instance):
+    _refresh(instance, END)
+    config = _config(END + pd.Timedelta(minutes=5))
+    config["resources"]["execution"] = {"config": {"delay_bars": 2}}  # the label is another trade now
+    result = run_partition(instance, SYMBOL, TIMEFRAME, config)
+    assert result.success
+    computed = {a: c.metadata["computed"].value for a, c in _checks(result).items()}
+    assert computed == {"raw_candles": "incremental", "indicators": "incremental", "features": "in full"}
+
+
+class _HealingSource:
+    """Synthetic candles with a 2-hour hole until ``healed``: a page the exchange cut short, answered later."""
+
+    healed = False
+    hole = (END - pd.Timedelta(days=1), END - pd.Timedelta(days=1) + pd.Timedelta(hours=2))
+
+    def __init__(self) -> None:
+        from trading_assets.sources import SyntheticSource
+
+        self.inner, self.name = SyntheticSource(), "healing"
+
+    def fetch(self, symbol, timeframe, start, end):
+        frame = self.inner.fetch(symbol, timeframe, start, end)
+        if self.healed:
+            return frame
+        return frame[(frame.index < self.hole[0]) | (frame.index >= self.hole[1])]
+
+
+def test_a_break_in_the_kept_rows_is_asked_for_again_and_filled(instance, data_dir, monkeypatch):
+    from trading_assets.sources import SOURCES, SourceSpec
+
+    monkeypatch.setitem(SOURCES, "healing", SourceSpec("heals", lambda spec: _HealingSource()))
+    source = {"candle_source": {"config": {"kind": "healing"}}}
+    first = _config(END)
+    first["resources"].update(source)
+    assert run_partition(instance, SYMBOL, TIMEFRAME, first).success
+    assert Provenance.of(_stored(data_dir)["raw_candles"]).breaks  # the hole is a break
+    monkeypatch.setattr(_HealingSource, "healed", True)
+    later = _config(END + pd.Timedelta(minutes=5))
+    later["resources"].update(source)
+    result = run_partition(instance, SYMBOL, TIMEFRAME, later)
+    assert result.success
+    assert _checks(result)["raw_candles"].metadata["computed"].value == "in full"  # the bars came: collected again
+    assert not Provenance.of(_stored(data_dir)["raw_candles"]).breaks
