@@ -30,7 +30,7 @@ from trading_assets.defs.jobs import GPU_K8S_CONFIG
 from trading_assets.defs.metadata import frame_metadata
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, partition_of
-from trading_assets.defs.resources import ExecutionResource, MlflowResource
+from trading_assets.defs.resources import ExecutionResource, Locations, MlflowResource
 from trading_assets.defs.training import (
     GPU_POOL,
     ModelSettings,
@@ -40,6 +40,8 @@ from trading_assets.defs.training import (
     tuned_settings,
 )
 from trading_assets.defs.versions import CODE_VERSION
+from trading_assets.execution import Execution
+from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
 from trading_assets.splits import FOLD_PERIODS, FoldGrid
 
@@ -107,7 +109,7 @@ def predictions(
 
     partition = partition_of(context.partition_key)
     trade = label_execution(execution, features, partition)
-    tuned = tuned_settings(config, mlflow_tracking.locations, partition, list(config.models))
+    tuned = _tuned(config, mlflow_tracking.locations, partition, features, trade)
     with mlflow_tracking.open_run(
         f"{partition.key} walk-forward",
         partition_tags(context, "predictions"),
@@ -136,6 +138,19 @@ def predictions(
             "folds": MetadataValue.md(folds.to_markdown(index=False)),
         },
     )
+
+
+def _tuned(
+    config: PredictionsConfig, locations: Locations, partition: Partition, features: pd.DataFrame, trade: Execution
+) -> dict[str, dict]:
+    """The tuned settings the walk-forward applies (see tuned_settings): from a sweep that read no row after the
+    span before the first test fold."""
+    if not config.tuned:
+        return {}
+    from trading_assets.tuning import tuning_span
+
+    last = tuning_span(features, config.spec(trade), config.grid(partition.timeframe), partition).index[-1]
+    return tuned_settings(config, locations, partition, list(config.models), features, last + pd.Timedelta(1, "ns"))
 
 
 class EvaluationConfig(Config):

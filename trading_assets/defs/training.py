@@ -25,7 +25,9 @@ from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, partition_of
 from trading_assets.defs.resources import ExecutionResource, Locations, MlflowResource
 from trading_assets.defs.versions import CODE_VERSION
+from trading_assets.features import DEFAULT_FEATURE_SET
 from trading_assets.partition import Partition
+from trading_assets.provenance import Provenance
 from trading_assets.timeframes import DEVICE_PATTERN, NAME_PATTERN
 from trading_assets.training.config import (
     PRESETS,
@@ -117,28 +119,42 @@ class ModelSettings(Config):
 
 
 def tuned_settings(
-    config: ModelSettings, locations: Locations, partition: Partition, models: list[str]
+    config: ModelSettings,
+    locations: Locations,
+    partition: Partition,
+    models: list[str],
+    features: pd.DataFrame,
+    unseen_from: pd.Timestamp,
 ) -> dict[str, dict]:
     """With ``config.tuned``: per model of ``models``, the best settings and the trials of the partition's stored
     ``tuning`` asset (``{kind: {"params": ..., "trials": n}}``, less the fields ``config`` sets explicitly: they
     win); a model it did not tune is an error naming it (one without a search space, the ridge floor, has nothing
-    to tune). Without: nothing."""
+    to tune). Refused when the sweep read rows from ``unseen_from`` on (the caller's test data: its scores would
+    be chosen on them) or another feature set than ``features``'. Without: nothing."""
     if not config.tuned:
         return {}
     from trading_assets.defs.incremental import stored_frame, stored_path
     from trading_assets.training.config import MODELS
 
     try:
-        best = stored_frame(stored_path(locations, "tuning", partition)).attrs.get("best", {})
+        stored = stored_frame(stored_path(locations, "tuning", partition)).attrs
     except FileNotFoundError:
-        best = {}
+        stored = {}
+    best, span_end = stored.get("best", {}), pd.Timestamp(stored.get("span_end") or unseen_from)
+    feature_set = Provenance.of(features).feature_set or DEFAULT_FEATURE_SET
     missing = [m for m in models if m not in best and MODELS[m].search_space]  # linear: nothing to tune
     if missing:
         raise ValueError(
             f"{partition}: tuned: true, but no tuning result for {missing}; run `trading-assets tune --symbols "
             f"{partition.symbol} --timeframes {partition.timeframe} --models {','.join(missing)}` first"
         )
-    return {m: {**best[m], "params": config.unset(best[m]["params"])} for m in models if m in best}
+    used = [m for m in models if m in best]
+    if used and (span_end >= unseen_from or stored.get("feature_set") != feature_set):
+        raise ValueError(
+            f"{partition}: tuned: true, but the sweep read features up to {span_end} ({stored.get('feature_set')}), "
+            f"and these are tested from {unseen_from} ({feature_set}); tune again on these features"
+        )
+    return {m: {**best[m], "params": config.unset(best[m]["params"])} for m in used}
 
 
 class TrainedModelConfig(ModelSettings):
@@ -227,7 +243,7 @@ def trained_model(
     partition = partition_of(context.partition_key)
     timeframe = partition.timeframe
     trade = label_execution(execution, features, partition)
-    spec = config.spec(trade, tuned_settings(config, mlflow_tracking.locations, partition, [config.model]))
+    spec = config.spec(trade, _tuned(config, mlflow_tracking.locations, partition, features, trade))
     tags = partition_tags(context, "trained_model")
     with mlflow_tracking.open_run(str(context.partition_key), tags, dagster_run_alive(context.instance)) as tracker:
         outcome = train_and_track(
@@ -248,6 +264,21 @@ def trained_model(
             check_result(context, verdict.problems, verdict.figures(), AssetCheckSeverity.WARN, "beats_baseline")
         ],
     )
+
+
+def _tuned(
+    config: TrainedModelConfig, locations: Locations, partition: Partition, features: pd.DataFrame, trade: "Execution"
+) -> dict[str, dict]:
+    """The tuned settings trained_model applies (see tuned_settings): from a sweep that read no row of its test
+    span or the purge gap before it."""
+    if not config.tuned:
+        return {}
+    from trading_assets.splits import chronological_split
+
+    spec = config.spec(trade)
+    split = chronological_split(len(features), spec.split.train_fraction, spec.split.validation_fraction, spec.gap)
+    unseen = features.index[max(split.test.start - spec.gap, 0)]
+    return tuned_settings(config, locations, partition, [config.model], features, unseen)
 
 
 def _trained_model_metadata(

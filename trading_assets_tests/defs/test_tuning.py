@@ -44,6 +44,13 @@ def test_the_best_tuned_settings_feed_the_research_loop_and_the_board_counts_the
     verdict = board.asset_materializations_for_node("leaderboard")[0].metadata["verdict"].value
     assert " of 4 entries tried" in verdict  # 2 models, and 2 more configurations the sweep tried
 
+    earlier = {"ops": {"raw_candles": {"config": {"days": 14.0, "end": (END - pd.Timedelta(days=3)).isoformat()}}}}
+    assert _run(instance, "market_data_job", earlier).success  # its test folds now lie inside the sweep's span
+    leaky = _run(instance, "research_job", research)
+    assert not leaky.success
+    failure = leaky.get_step_failure_events()[0].event_specific_data.error
+    assert "the sweep read features up to" in "".join(e.message for e in (failure, failure.cause) if e)
+
     untuned = _run(instance, "training_job", {"ops": {"trained_model": {"config": {"model": "gru", "tuned": True}}}})
     assert not untuned.success
     failure = untuned.get_step_failure_events()[0].event_specific_data.error
