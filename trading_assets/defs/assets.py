@@ -390,6 +390,7 @@ def indicators(
         check_results=[check],
         metadata={
             **frame_metadata(frame, indicators_schema()),
+            "computed_rows": computed_rows(frame),
             "warmup_rows_trimmed": result.warmup_rows_trimmed,
             "nan_counts": counts_metadata(nan_counts.to_dict()),
             "flat_window_replacements": counts_metadata(result.flat_replacements),
@@ -505,11 +506,21 @@ class FeatureBuild:
         ).attach(frame)
 
 
+def computed_rows(frame: pd.DataFrame) -> str:
+    """Which rows this materialization computed (the cleaning counts beside it are theirs): all, or those from
+    the splice point of an incremental refresh on (the rows before were kept from the previous one)."""
+    lineage = Lineage.of(frame)
+    if lineage is None or not lineage.incremental:
+        return "all"
+    return f"from {lineage.changed_from} (incremental; the rows before kept)"
+
+
 def _features_metadata(frame: pd.DataFrame, report: FeatureReport, config: FeatureConfig, trade: Execution) -> dict:
     """What the features' materialization shows: schema figures, the label, and what cleaning did per column."""
     return {
         **frame_metadata(frame, features_schema(config.feature_set)),
         "feature_set": config.feature_set,
+        "computed_rows": computed_rows(frame),
         "label": f"one-bar log return of the trade filled at the {trade.fill} {trade.delay_bars} bar(s) later",
         "feature_columns": MetadataValue.json([c for c in frame.columns if c != "target"]),
         "coerced_cells": counts_metadata(report.pollution.coerced),

@@ -55,6 +55,8 @@ class TransformerRegressor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
+        if length > len(self.position):
+            raise ValueError(f"transformer: windows of {length} rows, more than its {len(self.position)} positions")
         h = self.embed(x) + self.position[:length]
         mask = nn.Transformer.generate_square_subsequent_mask(length, device=x.device, dtype=h.dtype)
         return self.head(self.encoder(h, mask=mask, is_causal=True)[:, -1]).squeeze(-1)
@@ -163,6 +165,8 @@ class TimesNetRegressor(nn.Module):
         self.head = nn.Linear(2 * d_model, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] > len(self.position):
+            raise ValueError(f"timesnet: windows of {x.shape[1]} rows, more than its {len(self.position)} positions")
         h = self.dropout(self.embed(x) + self.position[: x.shape[1]])
         for block in self.blocks:
             h = self.norm(block(h))
