@@ -387,6 +387,13 @@ def build_features(
     return FeatureResult(pd.DataFrame(out, index=index, columns=[*names, TARGET]), report)
 
 
+def feature_resume(index: pd.DatetimeIndex, changed_from: pd.Timestamp, execution: Execution) -> pd.Timestamp:
+    """The first feature row a change of the indicators from ``changed_from`` on may alter: the label of a row
+    reads the bars of its trade, so the rows whose trade reaches into the change are computed again too."""
+    at = int(index.searchsorted(changed_from)) - execution.label_reach
+    return min(changed_from, index[max(at, 0)])
+
+
 def extend_features(
     previous: pd.DataFrame,
     indicators: pd.DataFrame,
@@ -402,8 +409,7 @@ def extend_features(
     The report counts the recomputed rows."""
     from trading_assets.incremental import input_rows_from, splice
 
-    at = int(indicators.index.searchsorted(resume)) - execution.label_reach  # labels reading changed bars
-    resume = min(resume, indicators.index[max(at, 0)])
+    resume = feature_resume(indicators.index, resume, execution)
     first = input_rows_from(indicators.index, resume, feature_memory_bars(config))
     tail = build_features(indicators.iloc[first:], partition, config, resume, execution)
     return FeatureResult(splice(previous, tail.frame, span_start, resume), tail.report)

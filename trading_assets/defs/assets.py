@@ -49,6 +49,7 @@ from trading_assets.features import (
     build_features,
     extend_features,
     feature_breaks,
+    feature_resume,
     lead_in_shortfall,
 )
 from trading_assets.incremental import Lineage, resume_point, unpack_mask
@@ -480,7 +481,8 @@ class FeatureBuild:
         args = (self.indicators, self.partition, self.config, span_start, self.trade, resume)
         result = extend_features(previous, *args)
         self._attach(result.frame)
-        Lineage.of(previous).extended_by(source.token, resume).attach(result.frame)
+        changed = feature_resume(self.indicators.index, resume, self.trade)  # where the rows may differ
+        Lineage.of(previous).extended_by(source.token, changed).attach(result.frame)
         return result
 
     def _same_recipe(self, previous: pd.DataFrame | None) -> bool:
