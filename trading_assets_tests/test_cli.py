@@ -77,6 +77,10 @@ def test_models_and_feature_set_become_run_config_of_their_steps():
         },
     }
     assert research_run_config(None, None) == {}
+    assert research_run_config(["gru"], None, tuned=True)["ops"] == {  # both take the tuned settings
+        "predictions": {"config": {"models": ["gru"], "tuned": True}},
+        "trained_model": {"config": {"tuned": True}},
+    }
 
 
 def test_a_feature_set_registered_by_an_extension_is_chosen_from_the_command_line(data_dir, monkeypatch):
