@@ -123,7 +123,10 @@ SOURCE_ERRORS = [  # materialize only: a backfill takes no source or research op
     (["--source", "files", "--upbit-url", "http://127.0.0.1:1"], "need --source upbit"),
     (["--requests-per-second", "0"], "--requests-per-second must be positive"),
     (["--source", "nasdaq"], "--source 'nasdaq' is not a registered source; expected one of synthetic"),
-    (["--models", "gru,xgboost"], "--models xgboost: unknown; expected some of bilstm, lstm, gru, transformer, linear"),
+    (
+        ["--models", "gru,xgboost"],
+        "--models xgboost: unknown; expected some of bilstm, lstm, gru, transformer, timesnet, lightgbm, linear",
+    ),
     (["--models", ","], "--models (none): unknown"),
     (["--feature-set", "wide"], "--feature-set 'wide' is not a feature set; expected one of default"),
 ]
