@@ -16,7 +16,7 @@ from trading_assets.defs.resources import (
     CandleSourceResource,
     Locations,
 )
-from trading_assets.features import lead_in_bars
+from trading_assets.features import FeatureConfig, lead_in_bars
 from trading_assets.provenance import Provenance
 from trading_assets.quality import continuity, percent
 from trading_assets.training.sequences import build_sequences
@@ -229,7 +229,9 @@ def test_equity_daily_parquet_holidays_short_history_and_warmup_check(instance, 
     nan = checks[("indicators", "nan_rate")]  # blocking: the features wait for enough history
     assert not nan.passed and "features" not in out
     history = Provenance.of(raw).history_bars
-    assert f"because history is missing: {history} of 881 warm-up bars were available" in nan.description
+    warmup = Provenance.of(raw).warmup_bars  # the indicators' warm-up plus the features' lead-in
+    assert warmup == 401 + lead_in_bars(FeatureConfig())
+    assert f"because history is missing: {history} of {warmup} warm-up bars were available" in nan.description
     assert Provenance.of(raw).history_bars == (raw.index < DAY_END - pd.Timedelta(days=100)).sum()
 
 

@@ -27,6 +27,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 ASSETS = {
     *("raw_candles", "indicators", "features", "trained_model", "predictions", "evaluation", "leaderboard"),
     *("champion", "signals"),  # the live path
+    "tuning",
 }
 
 
