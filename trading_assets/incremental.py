@@ -8,10 +8,10 @@ was computed from the very input its new input extends (``previous.input == inpu
 the rows from ``changed_from`` on, reading the warm-up (and lead-in) the rows need before it, and keeps the
 previous rows before it. This is sound because every row is start-invariant: it depends on the history before
 it only within the warm-up tolerance (trading_assets.indicators.warmup_bars) and anchored columns are moved
-to the new first row (:func:`trading_assets.indicators.reanchor`).
+to the new first row (see :func:`trading_assets.indicators.extend_indicators`).
 
-:func:`differences` is the tail-versus-full comparison the data assets' ``incremental_matches_full`` checks
-make at the splice point, every ``verify_every`` incremental refresh.
+:func:`differences` is the comparison with a full computation the data assets' ``incremental_matches_full``
+checks make, over every row, every ``verify_every`` incremental refresh.
 """
 
 from __future__ import annotations

@@ -128,10 +128,8 @@ def run_walk_forward(
             **{f"execution.{k}": v for k, v in execution.as_dict().items()},
         }
     )
-    params = {m: t["params"] for m, t in (tuned or {}).items()}
-    frame = walk_forward(
-        features, spec, WalkForwardConfig(grid, models, params), tracker, partition, execution, on_fold
-    )
+    config = WalkForwardConfig(grid, models, research["tuned"])
+    frame = walk_forward(features, spec, config, tracker, partition, execution, on_fold)
     folds = (
         frame.reset_index()
         .groupby(["model", "fold"])

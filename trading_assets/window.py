@@ -197,7 +197,7 @@ def extend_filled(plan: WindowPlan, previous: pd.DataFrame, tail: FilledCandles)
     meet = real[0]
     at = int(previous.index.get_loc(meet))
     columns = list(CANDLE_COLUMNS)
-    if previous_mask[at] or not previous[columns].iloc[at].equals(tail.frame[columns].loc[meet]):
+    if previous_mask[at] or not previous.iloc[at][columns].equals(tail.frame.loc[meet, columns]):
         return None
     lo, hi = int(previous.index.searchsorted(plan.fetch_start)), at
     real_head = np.flatnonzero(~previous_mask[lo:hi])  # nothing is filled before the first real candle

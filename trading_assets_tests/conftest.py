@@ -14,27 +14,12 @@ from trading_assets_tests.servers import PostgresServer
 
 
 def data_resources(**replace):
-    """The resources of the data assets as the code location binds them (locations from defaults, not the
-    environment), with ``replace`` swapped in: for ``materialize`` of a few assets."""
-    from trading_assets.defs.io_manager import ParquetIOManager
-    from trading_assets.defs.resources import (
-        CandleSourceResource,
-        CandleStoreResource,
-        ExecutionResource,
-        FeatureConfigResource,
-        IncrementalResource,
-        Locations,
-    )
+    """The resources as the code location binds them (locations from defaults, not the environment), with
+    ``replace`` swapped in: for ``materialize`` of a few assets."""
+    from trading_assets.defs.definitions import bound_resources
+    from trading_assets.defs.resources import Locations
 
-    return {
-        "parquet_io_manager": ParquetIOManager(locations=Locations()),
-        "candle_source": CandleSourceResource(locations=Locations()),
-        "candle_store": CandleStoreResource(locations=Locations()),
-        "execution": ExecutionResource(),
-        "feature_config": FeatureConfigResource(),
-        "incremental": IncrementalResource(locations=Locations()),
-        **replace,
-    }
+    return {**bound_resources(Locations()), **replace}
 
 
 # A fixed end keeps every test deterministic (the synthetic source is a pure function of time).

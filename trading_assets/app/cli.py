@@ -367,17 +367,8 @@ def tune(ctx: click.Context, symbols: str, timeframes: str, models: str, trials:
     log_path = _log_path("tune")
     click.echo(f"Dagster event log: {log_path}")
     with progress(keys, log_path, ctx.obj["verbose"]) as reporter:
-        results = {
-            key: execute(
-                defs.resolve_job_def("tuning_job"),
-                instance,
-                reporter,
-                key,
-                {"ops": {"tuning": {"config": config}}},
-                key,
-            )
-            for key in keys
-        }
+        job, run_config = defs.resolve_job_def("tuning_job"), {"ops": {"tuning": {"config": config}}}
+        results = {key: execute(job, instance, reporter, key, run_config, key) for key in keys}
     for key, result in results.items():
         if result.success:
             meta = result.asset_materializations_for_node("tuning")[0].metadata

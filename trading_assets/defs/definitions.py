@@ -5,6 +5,8 @@ checks, the next asset), and a subprocess per step would re-import pandas/TA-Lib
 Parallelism comes from running partitions as separate runs (queued coordinator, dagster.yaml).
 """
 
+from typing import Any
+
 from dagster import Definitions, in_process_executor
 
 from trading_assets.defs.assets import features, indicators, raw_candles
@@ -36,6 +38,22 @@ from trading_assets.defs.schedules import build_schedules
 from trading_assets.defs.sensors import build_alert_sensor, build_run_failure_sensor
 from trading_assets.defs.training import trained_model
 from trading_assets.defs.tuning import tuning
+
+
+def bound_resources(locations: Locations) -> dict[str, Any]:
+    """Every resource of the code location, each reading its paths, hosts and credentials from ``locations``."""
+    return {
+        "io_manager": ParquetIOManager(locations=locations),  # no asset may fall back to a pickling one
+        "parquet_io_manager": ParquetIOManager(locations=locations),
+        "candle_source": CandleSourceResource(locations=locations),
+        "candle_store": CandleStoreResource(locations=locations),
+        "alerts": AlertResource(locations=locations),
+        "mlflow_tracking": MlflowResource(locations=locations),
+        "execution": ExecutionResource(),
+        "feature_config": FeatureConfigResource(),
+        "incremental": IncrementalResource(locations=locations),
+    }
+
 
 locations = Locations.from_env()  # paths, hosts, credentials: from the environment, not from run config
 defs = Definitions(
@@ -69,15 +87,5 @@ defs = Definitions(
         signals_after_new_candles,
     ],
     executor=in_process_executor,
-    resources={
-        "io_manager": ParquetIOManager(locations=locations),  # no asset may fall back to a pickling one
-        "parquet_io_manager": ParquetIOManager(locations=locations),
-        "candle_source": CandleSourceResource(locations=locations),
-        "candle_store": CandleStoreResource(locations=locations),
-        "alerts": AlertResource(locations=locations),
-        "mlflow_tracking": MlflowResource(locations=locations),
-        "execution": ExecutionResource(),
-        "feature_config": FeatureConfigResource(),
-        "incremental": IncrementalResource(locations=locations),
-    },
+    resources=bound_resources(locations),
 )

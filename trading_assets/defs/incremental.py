@@ -6,18 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pandas as pd
-import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetRecordsFilter
-from upath import UPath
 
 from trading_assets.defs.dagster_private import CODE_VERSION_TAG
-from trading_assets.defs.io_manager import read_provenance, table_to_frame
+from trading_assets.defs.io_manager import read_frame, read_provenance, stored_path
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, partition_of
-from trading_assets.defs.resources import IncrementalResource, Locations
+from trading_assets.defs.resources import IncrementalResource
 from trading_assets.defs.versions import CODE_VERSION
 from trading_assets.incremental import Lineage, differences
-from trading_assets.partition import Partition
 
 INCREMENTAL_CHECK = "incremental_matches_full"
 
@@ -30,8 +27,9 @@ def incremental_check(asset: str) -> AssetCheckSpec:
         partitions_def=market_partitions,  # evaluated per partition, like the other data checks
         blocking=True,
         description="An incremental refresh (only the changed bars computed, with the warm-up and lead-in they "
-        "need) equals a full computation from the splice point on, within the warm-up tolerance; compared every "
-        "incremental.verify_every refreshes. On a difference the full computation is stored and this fails.",
+        "need) equals a full computation on every row, within the warm-up tolerance (the candles bit for bit); "
+        "compared every incremental.verify_every refreshes. On a difference the full computation is stored and "
+        "this fails.",
     )
 
 
@@ -49,22 +47,10 @@ def previous_output(context: AssetExecutionContext, incremental: IncrementalReso
     try:
         if read_provenance(path).get("run_id") != records[0].run_id:
             return None
-        frame = stored_frame(path)
+        frame = read_frame(path)
     except (OSError, KeyError, ValueError):  # gone, or not a file this IO manager wrote: compute all
         return None
     return frame if Lineage.whole(frame) is not None else None  # a file that lost rows since: compute all
-
-
-def stored_path(locations: Locations, asset: str, partition: Partition) -> UPath:
-    """Where the Parquet IO manager keeps ``asset``'s ``partition``."""
-    return UPath(locations.resolved_assets_path()) / asset / partition.symbol / f"{partition.timeframe}.parquet"
-
-
-def stored_frame(path: UPath) -> pd.DataFrame:
-    """The frame at ``path``, as the Parquet IO manager loads it (for a step that reads partitions one at a time
-    rather than all of a run's partitions at once)."""
-    with path.open("rb") as f:
-        return table_to_frame(pq.read_table(f))
 
 
 def verified(

@@ -33,6 +33,7 @@ from upath import UPath
 
 from trading_assets.defs.resources import Locations
 from trading_assets.defs.run_guard import refuse_environment_in_run_config
+from trading_assets.partition import Partition
 from trading_assets.processes import process_gone
 from trading_assets.timeframes import validate_symbol, validate_timeframe
 
@@ -62,6 +63,24 @@ def read_provenance(path: UPath) -> dict[str, Any]:
     """Who wrote a partition file: asset, partition, run id, write time (UTC), rows."""
     with path.open("rb") as f:
         return json.loads(pq.read_schema(f).metadata[PROVENANCE_KEY])
+
+
+def read_frame(path: UPath) -> pd.DataFrame:
+    """The frame a Parquet file of this IO manager holds, ``attrs`` included (read whole, never cached)."""
+    with path.open("rb") as f:
+        return table_to_frame(pq.read_table(f))
+
+
+def _partition_path(asset_path: UPath, symbol: str, timeframe: str) -> UPath:
+    """``<asset path>/<symbol>/<timeframe>``, symbol and timeframe validated (they become directory names)."""
+    return asset_path / validate_symbol(symbol) / validate_timeframe(timeframe)
+
+
+def stored_path(locations: Locations, asset: str, partition: Partition) -> UPath:
+    """Where the IO manager keeps ``asset``'s ``partition``, for a step that reads partitions one at a time (or
+    its own previous output) rather than through its inputs."""
+    base = UPath(locations.resolved_assets_path()) / asset
+    return _partition_path(base, partition.symbol, partition.timeframe).with_suffix(_ParquetUPathIOManager.extension)
 
 
 def _local_stamp(path: UPath) -> tuple[int, int, int] | None:
@@ -96,7 +115,7 @@ class _ParquetUPathIOManager(UPathIOManager):
     def get_path_for_partition(self, context: InputContext | OutputContext, path: UPath, partition: str) -> UPath:
         """``<asset path>/<symbol>/<timeframe>``, symbol and timeframe validated (they become directory names)."""
         symbol, _, timeframe = partition.rpartition("/")
-        return path / validate_symbol(symbol) / validate_timeframe(timeframe)
+        return _partition_path(path, symbol, timeframe)
 
     def dump_to_path(self, context: OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         if not isinstance(obj, pd.DataFrame):
@@ -144,8 +163,7 @@ class _ParquetUPathIOManager(UPathIOManager):
         stamp, key = _local_stamp(path), str(path)
         cached = self._cache.get(key)
         if cached is None or cached[0] != stamp:
-            with path.open("rb") as f:
-                frame = table_to_frame(pq.read_table(f))
+            frame = read_frame(path)
             if stamp is None or self._cache_entries == 0:
                 return frame
             self._remember(key, stamp, frame)

@@ -41,7 +41,7 @@ from pydantic import Field
 
 from trading_assets.champions import CHALLENGER, CHAMPION, Evidence, decide
 from trading_assets.defs.dagster_private import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from trading_assets.defs.incremental import stored_frame, stored_path
+from trading_assets.defs.io_manager import read_frame, stored_path
 from trading_assets.defs.partition_checks import check_result
 from trading_assets.defs.partitions import market_partitions, partition_of
 from trading_assets.defs.resources import (
@@ -49,7 +49,6 @@ from trading_assets.defs.resources import (
     CandleStoreResource,
     ExecutionResource,
     FeatureConfigResource,
-    IncrementalResource,
     MlflowResource,
 )
 from trading_assets.defs.versions import CODE_VERSION
@@ -143,7 +142,6 @@ def signals(
     candle_store: CandleStoreResource,
     execution: ExecutionResource,
     feature_config: FeatureConfigResource,
-    incremental: IncrementalResource,
 ) -> MaterializeResult:
     cache, config, now = mlflow_tracking.champion_cache(), feature_config.config(), pd.Timestamp.now(tz="UTC")
     outcomes: dict[str, dict[str, Any]] = {}
@@ -159,7 +157,7 @@ def signals(
             stamp = {"model_name": cached.model_name, "model_version": cached.version, "features_version": ""}
             stamp["features_version"] = _version(context, key)
             try:  # a partition that cannot be scored stops its own signals, not the others' of the run
-                indicators = stored_frame(stored_path(incremental.locations, "indicators", partition))
+                indicators = read_frame(stored_path(mlflow_tracking.locations, "indicators", partition))
                 trade = execution.for_symbol(partition.symbol)
                 outcomes[key] = _score(log, partition, cached, indicators, config, trade, stamp, now)
             except Exception as exc:  # noqa: BLE001 - recorded: the ERROR check names it and alerts
@@ -251,7 +249,6 @@ def signals_drift(
     context: AssetCheckExecutionContext,
     config: DriftConfig,
     mlflow_tracking: MlflowResource,
-    incremental: IncrementalResource,
 ) -> AssetCheckResult:
     cache, problems, figures = mlflow_tracking.champion_cache(), [], {}
     for key in context.partition_keys:
@@ -261,7 +258,7 @@ def signals_drift(
             figures[key] = {"skipped": "no champion"}
             continue
         try:
-            features = stored_frame(stored_path(incremental.locations, "features", partition))
+            features = read_frame(stored_path(mlflow_tracking.locations, "features", partition))
             bundle = cached.load_bundle()
             fit = features.loc[pd.Timestamp(bundle.scaler.fit_start) : pd.Timestamp(bundle.scaler.fit_end)]
             reference, recent = fit.iloc[-config.max_reference_bars :], features.iloc[-config.window_bars :]

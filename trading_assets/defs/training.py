@@ -126,18 +126,16 @@ def tuned_settings(
     features: pd.DataFrame,
     unseen_from: pd.Timestamp,
 ) -> dict[str, dict]:
-    """With ``config.tuned``: per model of ``models``, the best settings and the trials of the partition's stored
+    """Per model of ``models``, the best settings and the trials of the partition's stored
     ``tuning`` asset (``{kind: {"params": ..., "trials": n}}``, less the fields ``config`` sets explicitly: they
     win); a model it did not tune is an error naming it (one without a search space, the ridge floor, has nothing
     to tune). Refused when the sweep read rows from ``unseen_from`` on (the caller's test data: its scores would
-    be chosen on them) or another feature set than ``features``'. Without: nothing."""
-    if not config.tuned:
-        return {}
-    from trading_assets.defs.incremental import stored_frame, stored_path
+    be chosen on them) or another feature set than ``features``'. Called with ``config.tuned`` only."""
+    from trading_assets.defs.io_manager import read_frame, stored_path
     from trading_assets.training.config import MODELS
 
     try:
-        stored = stored_frame(stored_path(locations, "tuning", partition)).attrs
+        stored = read_frame(stored_path(locations, "tuning", partition)).attrs
     except FileNotFoundError:
         stored = {}
     best, span_end = stored.get("best", {}), pd.Timestamp(stored.get("span_end") or unseen_from)
