@@ -18,7 +18,7 @@ import pandas as pd
 from trading_assets.calendars import get_calendar
 from trading_assets.candles import CANDLE_COLUMNS, fill_candle_grid
 from trading_assets.execution import Execution
-from trading_assets.features import FeatureConfig, build_features, feature_memory_bars
+from trading_assets.features import FeatureConfig, FeatureContext, build_features, feature_memory_bars
 from trading_assets.indicators import INDICATORS, compute_indicators, indicator_warmups, prepare_candles
 from trading_assets.labels import TARGET
 from trading_assets.partition import Partition
@@ -112,11 +112,14 @@ def features_look_ahead(
     config: FeatureConfig,
     cuts: list[pd.Timestamp],
     execution: Execution = Execution(),
+    context: FeatureContext | None = None,
 ) -> list[ColumnDiff]:
     """Rebuild features from indicators up to each cut; report differing columns.
 
     Every row up to the cut is compared, also those whose label (``target``, forward-looking by definition
-    and left out of the comparison) has not ended by the cut.
+    and left out of the comparison) has not ended by the cut. The other partitions a feature set reads
+    (``context``) are cut too, to the bars closed by the cut bar's close: a join that sees a bar before it
+    closed differs.
     """
     diffs: list[ColumnDiff] = []
     stored = stored.drop(columns=[TARGET], errors="ignore")
@@ -128,6 +131,7 @@ def features_look_ahead(
             span_start=stored.index[0],
             execution=execution,
             keep_unlabelled=True,
+            context=None if context is None else context.until(cut, partition.timeframe),
         ).frame.drop(columns=[TARGET])
         diffs.extend(compare_prefix(stored, recomputed, cut))
     return _first_per_column(diffs)
@@ -162,6 +166,7 @@ def warmup_drifts(
     warmup: int,
     config: FeatureConfig = FeatureConfig(),
     tolerance: float = 1e-4,
+    context: FeatureContext | None = None,
 ) -> list[WarmupDrift]:
     """Indicator and feature columns that move when computed from ``longer_candles`` (more history).
 
@@ -175,7 +180,7 @@ def warmup_drifts(
     where any indicator differs by more than floating-point noise (``NOISE`` x the column's std) the
     two feature frames agree by construction: features are built and compared only up to there (plus
     that memory), not over the whole span. The scale of a feature's ``tolerance`` is its std in the
-    compared rows.
+    compared rows. ``context``: the other partitions the feature set reads, the same for both.
     """
     candles, _ = prepare_candles(longer_candles, partition)
     # anchored where the stored frame starts, as the asset computes them; the rows before feed the features
@@ -183,8 +188,9 @@ def warmup_drifts(
     aligned = _rows_of(longer_indicators, stored_indicators.index)
     drifts, last = _drifts(stored_indicators, aligned, warmup, tolerance)
     end = stored_indicators.index[min(len(stored_indicators) - 1, max(last, 0) + feature_memory_bars(config) + 1)]
-    stored = build_features(stored_indicators.loc[:end], partition, config, span_start=span_start).frame
-    longer = build_features(longer_indicators.loc[:end], partition, config, span_start=span_start).frame
+    stored = build_features(stored_indicators.loc[:end], partition, config, span_start=span_start, context=context)
+    longer = build_features(longer_indicators.loc[:end], partition, config, span_start=span_start, context=context)
+    stored, longer = stored.frame, longer.frame
     feature_drifts, _ = _drifts(stored, _rows_of(longer, stored.index), warmup, tolerance)
     return drifts + [
         WarmupDrift(f"features.{d.column}", d.max_abs_diff, d.max_rel_diff, d.bars_to_converge) for d in feature_drifts
@@ -293,7 +299,12 @@ class WarmupAudit:
         return calendar.start_before(self.partition.timeframe, self.frame.index[0], longer_warmup)
 
     def compare(
-        self, extra: pd.DataFrame, extra_start: pd.Timestamp, config: FeatureConfig, tolerance: float
+        self,
+        extra: pd.DataFrame,
+        extra_start: pd.Timestamp,
+        config: FeatureConfig,
+        tolerance: float,
+        context: FeatureContext | None = None,
     ) -> WarmupFinding:
         """Recompute with ``extra`` candles (from ``extra_start``) put in front of the run's, and report the
         columns that move by more than ``tolerance`` with the warm-up that would have been enough."""
@@ -308,7 +319,7 @@ class WarmupAudit:
             provenance.max_fill_bars,
         ).frame
         p = self.partition
-        drifts = warmup_drifts(self.frame, longer, p, span_start, before, config, tolerance)
+        drifts = warmup_drifts(self.frame, longer, p, span_start, before, config, tolerance, context)
         needed = max((d.bars_to_converge for d in drifts), default=0)
         history = int(longer.index.searchsorted(self.frame.index[0]))
         problems = []

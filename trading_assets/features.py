@@ -161,22 +161,201 @@ DEFAULT_FEATURES: tuple[Feature, ...] = (
     Feature("roc_10", _same("roc_10"), "rate of change 10"),
 )
 
-# The named feature sets; a run picks one with FeatureConfig.feature_set.
-FEATURE_SETS: dict[str, tuple[Feature, ...]] = {DEFAULT_FEATURE_SET: DEFAULT_FEATURES}
+
+def _volatility_20(c: Columns) -> np.ndarray:
+    return talib.STDDEV(_diff(_log_close(c), 1), 20)
 
 
-def feature_set(name: str) -> tuple[Feature, ...]:
+def _candle_volume_ratio(c: Columns) -> np.ndarray:
+    return c["volume"] / talib.SMA(c["volume"], 20)
+
+
+def _pick(*names: str) -> tuple[Feature, ...]:
+    by_name = {f.name: f for f in DEFAULT_FEATURES}
+    return tuple(by_name[n] for n in names)
+
+
+# What a coarser timeframe lends: computed on its indicators, joined as of each coarser bar's close.
+COARSER_FEATURES: tuple[Feature, ...] = _pick(
+    "ret_1", "ret_5", "range_hl", "volume_ratio", "macd_hist_rel", "rsi_14", "bb_position", "atr_rel", "adx_14"
+)
+
+# What a reference symbol lends: computed on its candles of the same timeframe, joined bar by bar.
+REFERENCE_FEATURES: tuple[Feature, ...] = (
+    *_pick("ret_1", "ret_5", "ret_20", "range_hl"),
+    Feature("volatility_20", _volatility_20, "std of the 1-bar log return over 20 bars"),
+    Feature("volume_ratio", _candle_volume_ratio, "volume / its 20-bar SMA"),
+)
+
+# The coarser timeframes a multi-timeframe set joins to a timeframe's bars, nearest first.
+COARSER: dict[str, tuple[str, ...]] = {
+    "1m": ("15m", "60m"),
+    "5m": ("60m", "240m"),
+    "15m": ("60m", "240m"),
+    "30m": ("240m", "1d"),
+    "60m": ("240m", "1d"),
+    "240m": ("1d",),
+    "1d": (),
+}
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A named set of model inputs: ``own`` features of the partition's candles and indicators, and features
+    other partitions lend it, each joined as of that partition's bar close (a bar is visible once it closed):
+
+    * ``coarser``: computed on the indicators of the ``levels`` nearest coarser timeframes of the same symbol
+      (:data:`COARSER`), named ``htf1_<name>``, ``htf2_<name>``, ...;
+    * ``reference``: computed on the candles of the market's reference symbol (``TRADING_REFERENCE_SYMBOLS``, one
+      per quote currency) of the same timeframe, named ``ref_<name>``.
+    """
+
+    own: tuple[Feature, ...]
+    coarser: tuple[Feature, ...] = ()
+    levels: int = 0
+    reference: tuple[Feature, ...] = ()
+    description: str = ""
+
+    def outputs(self) -> tuple[Feature, ...]:
+        """Every column of the set, named as in the features frame."""
+        lent = [
+            Feature(f"htf{level}_{f.name}", f.fn, f"{f.description}, of the coarser timeframe {level} (closed bars)")
+            for level in range(1, self.levels + 1)
+            for f in self.coarser
+        ]
+        lent += [Feature(f"ref_{f.name}", f.fn, f"{f.description}, of the reference symbol") for f in self.reference]
+        return (*self.own, *lent)
+
+    def coarser_timeframes(self, timeframe: str) -> tuple[str, ...]:
+        """The coarser timeframes this set joins to ``timeframe``'s bars (none for a set without them)."""
+        if not self.levels:
+            return ()
+        ladder = COARSER[timeframe]
+        if len(ladder) < self.levels:
+            served = ", ".join(t for t, c in COARSER.items() if len(c) >= self.levels)
+            raise ValueError(
+                f"{timeframe} has {len(ladder)} coarser timeframe(s) ({', '.join(ladder) or 'none'}), the feature set "
+                f"needs {self.levels}; timeframes it serves: {served}"
+            )
+        return ladder[: self.levels]
+
+
+# The named feature sets; a run picks one with FeatureConfig.feature_set. A plain tuple declares own features only.
+FEATURE_SETS: dict[str, FeatureSet | tuple[Feature, ...]] = {
+    DEFAULT_FEATURE_SET: FeatureSet(DEFAULT_FEATURES, description="the partition's own candles and indicators"),
+    "multi_timeframe": FeatureSet(
+        DEFAULT_FEATURES,
+        coarser=COARSER_FEATURES,
+        levels=2,
+        description="default + the two nearest coarser timeframes of the same symbol (for 5m: 60m and 240m)",
+    ),
+    "cross_asset": FeatureSet(
+        DEFAULT_FEATURES,
+        reference=REFERENCE_FEATURES,
+        description="default + the reference symbol of the market's quote currency (KRW-BTC for KRW markets)",
+    ),
+}
+
+
+def feature_set(name: str) -> FeatureSet:
+    """The feature set ``name``, validated: unique column names, none of them the label."""
     if name not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {name!r}; expected one of {', '.join(FEATURE_SETS)}")
-    features = FEATURE_SETS[name]
-    names = [f.name for f in features]
+    declared = FEATURE_SETS[name]
+    features = declared if isinstance(declared, FeatureSet) else FeatureSet(tuple(declared))
+    names = [f.name for f in features.outputs()]
     if len(set(names)) != len(names) or TARGET in names:
         raise ValueError(f"feature set {name!r} repeats a name or uses {TARGET!r}: {names}")
     return features
 
 
 def feature_columns(name: str = DEFAULT_FEATURE_SET) -> list[str]:
-    return [f.name for f in feature_set(name)]
+    return [f.name for f in feature_set(name).outputs()]
+
+
+@dataclass(frozen=True)
+class FeatureContext:
+    """The other partitions a feature set reads (see :class:`FeatureSet`): the indicators of coarser timeframes
+    of the same symbol, nearest first, and the reference symbol's candles of the same timeframe."""
+
+    coarser: tuple[tuple[str, pd.DataFrame], ...] = ()  # (timeframe, indicators)
+    reference: tuple[str, pd.DataFrame] | None = None  # (symbol, raw candles)
+
+    def until(self, cut: pd.Timestamp, timeframe: str) -> FeatureContext:
+        """What was known at the close of ``timeframe``'s bar ``cut``: the bars closed by then."""
+        close = cut + get_timeframe(timeframe).delta
+        coarser = tuple((tf, frame.loc[: close - get_timeframe(tf).delta]) for tf, frame in self.coarser)
+        reference = None if self.reference is None else (self.reference[0], self.reference[1].loc[:cut])
+        return FeatureContext(coarser, reference)
+
+
+def reference_for(partition: Partition, references: tuple[str, ...]) -> str:
+    """The reference symbol of ``partition``'s market: the one of ``references`` with its quote currency."""
+    quote = partition.symbol.split("-")[0]
+    for symbol in references:
+        if symbol.split("-")[0] == quote:
+            return symbol
+    raise CandleDataError(
+        partition.symbol,
+        partition.timeframe,
+        f"no reference symbol for quote currency {quote} (TRADING_REFERENCE_SYMBOLS: {', '.join(references)})",
+    )
+
+
+def context_shortfalls(context: FeatureContext, index: pd.DatetimeIndex, timeframe: str) -> list[str]:
+    """Where ``context`` does not cover the bars of ``index`` (``timeframe``): its first bar joined must have
+    :data:`MAX_FEATURE_LAG` bars before it (the lent features' look-back), its last must have a bar to join."""
+    if not len(index):
+        return []
+    ends = index[[0, -1]]
+    frames = [(f"{tf} indicators", tf, frame, 2) for tf, frame in context.coarser]
+    if context.reference is not None:
+        frames.append((f"{context.reference[0]} {timeframe} candles", timeframe, context.reference[1], 0))
+    problems = []
+    for name, other_tf, frame, age in frames:
+        first, last = closed_as_of(ends, timeframe, frame.index, other_tf, age)
+        have = f"stored from {frame.index[0].isoformat()} to {frame.index[-1].isoformat()}" if len(frame) else "empty"
+        if first < MAX_FEATURE_LAG or last < 0:
+            problems.append(
+                f"the {name} do not cover the bars from {ends[0].isoformat()} to {ends[-1].isoformat()} "
+                f"({have}; {MAX_FEATURE_LAG} bars are read before the first)"
+            )
+    return problems
+
+
+def closed_as_of(
+    index: pd.DatetimeIndex, timeframe: str, other: pd.Index, other_timeframe: str, max_age_bars: int
+) -> np.ndarray:
+    """For each bar of ``index`` (``timeframe``), the position in ``other`` (bar open times of ``other_timeframe``)
+    of the last bar closed by that bar's close, or -1: none, or it closed ``max_age_bars`` of its bars or more
+    before (0: only a bar closing at the same time). A bar closes at its open time plus its timeframe."""
+    other_delta = get_timeframe(other_timeframe).delta.value
+    close = index.as_unit("ns").asi8 + get_timeframe(timeframe).delta.value
+    other_close = pd.DatetimeIndex(other).as_unit("ns").asi8 + other_delta
+    position = np.searchsorted(other_close, close, side="right") - 1
+    found = position >= 0
+    age = close[found] - other_close[position[found]]
+    found[found] = age <= 0 if max_age_bars == 0 else age < max_age_bars * other_delta
+    return np.where(found, position, -1)
+
+
+def _joined(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    out = np.full((len(positions), values.shape[1]), np.nan)
+    found = positions >= 0
+    out[found] = values[positions[found]]
+    return out
+
+
+def _columns(frame: pd.DataFrame, names: tuple[str, ...]) -> Columns:
+    return {c: frame[c].to_numpy(dtype="float64") for c in names}
+
+
+def _evaluate(col: Columns, features: tuple[Feature, ...], rows: int) -> np.ndarray:
+    out = np.empty((rows, len(features)), dtype="float64", order="F")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j, feature in enumerate(features):
+            out[:, j] = np.asarray(feature.fn(col), dtype="float64")
+    return out
 
 
 class _Recorder(dict):
@@ -201,14 +380,43 @@ def inputs_of(features: tuple[Feature, ...]) -> set[str]:
     return recorder.read
 
 
-def derive_matrix(ind: pd.DataFrame, features: tuple[Feature, ...]) -> tuple[list[str], np.ndarray]:
-    """The features of a set from candles and indicators (all trailing), as a column-major matrix."""
-    col = {c: ind[c].to_numpy(dtype="float64") for c in input_columns()}
-    out = np.empty((len(ind), len(features)), dtype="float64", order="F")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for j, feature in enumerate(features):
-            out[:, j] = np.asarray(feature.fn(col), dtype="float64")
-    return [f.name for f in features], out
+def derive_matrix(
+    ind: pd.DataFrame, features: FeatureSet, partition: Partition, context: FeatureContext | None = None
+) -> tuple[list[str], np.ndarray]:
+    """The features of a set from candles and indicators (all trailing), as a column-major matrix; the lent
+    columns joined from ``context`` as of each bar's close (see :class:`FeatureSet`)."""
+    values = _evaluate(_columns(ind, input_columns()), features.own, len(ind))
+    blocks = [values]
+    if features.coarser or features.reference:
+        timeframe = partition.timeframe
+        context = checked_context(features, partition, context)
+        for other_tf, frame in context.coarser:
+            lent = _evaluate(_columns(frame, input_columns()), features.coarser, len(frame))
+            blocks.append(_joined(lent, closed_as_of(ind.index, timeframe, frame.index, other_tf, 2)))
+        if features.reference:
+            frame = context.reference[1]
+            lent = _evaluate(_columns(frame, CANDLE_COLUMNS), features.reference, len(frame))
+            blocks.append(_joined(lent, closed_as_of(ind.index, timeframe, frame.index, timeframe, 0)))
+    out = np.asfortranarray(np.hstack(blocks)) if len(blocks) > 1 else values
+    return [f.name for f in features.outputs()], out
+
+
+def checked_context(features: FeatureSet, partition: Partition, context: FeatureContext | None) -> FeatureContext:
+    """``context``, checked to hold what ``features`` reads for ``partition``."""
+    try:
+        wanted = features.coarser_timeframes(partition.timeframe)
+    except ValueError as error:
+        raise CandleDataError(partition.symbol, partition.timeframe, str(error)) from None
+    given = tuple(tf for tf, _ in context.coarser) if context else ()
+    if given != wanted or (features.reference and (context is None or context.reference is None)):
+        reference = "" if not features.reference else " and the reference symbol's candles"
+        raise CandleDataError(
+            partition.symbol,
+            partition.timeframe,
+            f"the feature set reads the indicators of {', '.join(wanted) or 'no coarser timeframe'}{reference} of "
+            f"other partitions; given {', '.join(given) or 'none'}",
+        )
+    return context
 
 
 def feature_breaks(
@@ -339,6 +547,7 @@ def build_features(
     span_start: pd.Timestamp | None = None,
     execution: Execution = Execution(),
     keep_unlabelled: bool = False,
+    context: FeatureContext | None = None,
 ) -> FeatureResult:
     """The features frame (unscaled float32 features of ``config.feature_set`` + ``target``, the trade's
     one-bar return under ``execution``) for one partition.
@@ -348,13 +557,15 @@ def build_features(
 
     Rows before ``span_start`` (the lead-in, see :func:`lead_in_bars`) only feed the clipping
     statistics and are dropped from the result.
+
+    ``context``: the other partitions the feature set reads (:class:`FeatureContext`), if it reads any.
     """
     symbol, timeframe = partition.symbol, partition.timeframe
     report = FeatureReport()
     ind, report.pollution = coerce_numeric(indicators, input_columns(), partition, config.max_polluted_fraction)
     if len(ind) < 3:
         raise CandleDataError(symbol, timeframe, f"only {len(ind)} indicator rows; cannot build features")
-    names, values = derive_matrix(ind, feature_set(config.feature_set))
+    names, values = derive_matrix(ind, feature_set(config.feature_set), partition, context)
     non_finite = np.isinf(values)
     report.non_finite = {c: int(n) for c, n in zip(names, non_finite.sum(axis=0)) if n}
     if report.non_finite:

@@ -77,7 +77,7 @@ def features_schema(name: str = DEFAULT_FEATURE_SET) -> pa.DataFrameSchema:
     )
     columns = {
         f.name: pa.Column(np.float32, [finite, not_constant], nullable=False, description=f.description)
-        for f in feature_set(name)
+        for f in feature_set(name).outputs()
     }
     columns[TARGET] = pa.Column(
         np.float32, finite, nullable=False, description="label: log return from this bar's close to the next one's"

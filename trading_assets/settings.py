@@ -32,6 +32,8 @@ DAGSTER_HOME_VAR = "DAGSTER_HOME"
 ALERT_SENSOR_INTERVAL_VAR = "TRADING_ALERT_SENSOR_INTERVAL"
 REFRESH_CRON_VAR = "TRADING_REFRESH_CRON_{timeframe}"  # upper-case timeframe, e.g. TRADING_REFRESH_CRON_5M
 TRAINING_CRON_VAR = "TRADING_TRAINING_CRON"
+REFERENCE_SYMBOLS_VAR = "TRADING_REFERENCE_SYMBOLS"  # comma-separated, one per quote currency
+DEFAULT_REFERENCE_SYMBOLS = "KRW-BTC"
 
 _GIVEN: ContextVar[dict[str, str]] = ContextVar("given_locations", default={})
 
@@ -113,6 +115,19 @@ def refresh_cron(timeframe: str, default: str) -> str:
 def training_cron(default: str) -> str:
     """The training schedule's cron (``$TRADING_TRAINING_CRON``), else ``default``."""
     return env(TRAINING_CRON_VAR) or default
+
+
+def reference_symbols() -> tuple[str, ...]:
+    """The reference symbol of each quote currency (the ``cross_asset`` feature set joins its candles), validated:
+    $TRADING_REFERENCE_SYMBOLS, default KRW-BTC (for every KRW market)."""
+    from trading_assets.timeframes import validate_symbol
+
+    listed = (env(REFERENCE_SYMBOLS_VAR) or DEFAULT_REFERENCE_SYMBOLS).split(",")
+    symbols = tuple(validate_symbol(s.strip()) for s in listed)
+    quotes = [s.split("-")[0] for s in symbols]
+    if len(set(quotes)) != len(quotes):
+        raise ValueError(f"{REFERENCE_SYMBOLS_VAR}: one reference symbol per quote currency, got {', '.join(symbols)}")
+    return symbols
 
 
 def child_environment(**variables: str) -> dict[str, str]:

@@ -76,7 +76,7 @@ def test_features_are_unscaled_and_start_invariant():
 
 def test_every_indicator_feeds_the_default_feature_set():
     """An indicator computed but never used by the model is a mistake: add a feature for it."""
-    assert set(indicator_names()) <= inputs_of(FEATURE_SETS["default"])
+    assert set(indicator_names()) <= inputs_of(feature_set("default").own)
 
 
 def test_feature_sets_are_named_and_checked(monkeypatch, indicators):

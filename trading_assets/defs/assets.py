@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
+    AssetDep,
     AssetExecutionContext,
+    AssetIn,
     AssetRecordsFilter,
     Config,
     DataVersion,
@@ -27,6 +29,7 @@ from dagster import (
 from pydantic import Field
 
 from trading_assets.candles import FilledCandles, fill_candle_grid
+from trading_assets.defs.context import coarser_mapping, load_context, reference_mapping
 from trading_assets.defs.dagster_private import CODE_VERSION_TAG
 from trading_assets.defs.incremental import incremental_check, previous_output, verified
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
@@ -44,6 +47,7 @@ from trading_assets.errors import SourceUnavailableError, StoreError
 from trading_assets.execution import Execution
 from trading_assets.features import (
     FeatureConfig,
+    FeatureContext,
     FeatureReport,
     FeatureResult,
     build_features,
@@ -423,11 +427,15 @@ def _indicators_of(
 @asset(
     **DATA_ASSET,
     kinds={"pandas", "parquet"},
+    ins={"indicators": AssetIn(partition_mapping=coarser_mapping())},
+    deps=[AssetDep(raw_candles, partition_mapping=reference_mapping())],
     check_specs=[incremental_check("features")],
     description="Model-ready float32 features (cleaned, outlier-clipped with time-aligned trailing blocks, "
     "unscaled: each model fits its scaler on its own train span) plus `target`, the one-bar log return of the "
     "trade the execution model fills (by default bought at the next bar's open): the label is the trade. A refresh "
-    "computes only the changed rows, from the lead-in they need (see incremental).",
+    "computes only the changed rows, from the lead-in they need (see incremental). The multi_timeframe and "
+    "cross_asset sets also read the indicators of the symbol's coarser timeframes and the candles of the reference "
+    "symbol, joined as of each bar's close (the upstream partitions drawn beside the partition's own).",
 )
 def features(
     context: AssetExecutionContext,
@@ -443,17 +451,28 @@ def features(
     shortfall = lead_in_shortfall(partition, provenance.lead_in_bars, config)
     if shortfall:
         context.log.warning(shortfall)
-    build = FeatureBuild(partition, config, trade, indicators)
-    result = build.extend(previous_output(context, incremental))
+    lent = load_context(incremental.locations, partition, config.feature_set, indicators)
+    build = FeatureBuild(partition, config, trade, indicators, lent)
+    previous = previous_output(context, incremental)
+    if lent is not None and previous is not None:
+        context.log.info(f"{partition}: feature set {config.feature_set} reads other partitions: computed in full")
+    result = build.extend(previous)
     frame, check = verified(context, incremental, result.frame, lambda: build.full().frame, provenance.warmup_tolerance)
     report = result.report
     for col, examples in report.pollution.examples.items():
         context.log.warning(
             f"{partition}: coerced {report.pollution.coerced[col]} non-numeric cells in '{col}', e.g. {examples[:3]}"
         )
-    return MaterializeResult(
-        value=frame, check_results=[check], metadata=_features_metadata(frame, report, config, trade)
-    )
+    metadata = _features_metadata(frame, report, config, trade)
+    if lent is not None:
+        metadata["read_partitions"] = MetadataValue.json(_read_partitions(partition, lent))
+    return MaterializeResult(value=frame, check_results=[check], metadata=metadata)
+
+
+def _read_partitions(partition: Partition, lent: FeatureContext) -> list[str]:
+    """The other partitions whose stored frames the features joined, as ``asset symbol|timeframe``."""
+    read = [f"indicators {partition.symbol}|{tf}" for tf, _ in lent.coarser]
+    return read + ([f"raw_candles {lent.reference[0]}|{partition.timeframe}"] if lent.reference else [])
 
 
 @dataclass(frozen=True)
@@ -464,16 +483,20 @@ class FeatureBuild:
     config: FeatureConfig
     trade: Execution
     indicators: pd.DataFrame
+    context: FeatureContext | None = None  # the other partitions the feature set reads
 
     def full(self) -> FeatureResult:
-        result = build_features(self.indicators, self.partition, self.config, self._span_start(), self.trade)
+        args = (self.indicators, self.partition, self.config, self._span_start(), self.trade)
+        result = build_features(*args, context=self.context)
         self._attach(result.frame)
         return result
 
     def extend(self, previous: pd.DataFrame | None) -> FeatureResult:
-        """``previous`` extended by the changed rows where it allows (see resume_point), else :meth:`full`."""
+        """``previous`` extended by the changed rows where it allows (see resume_point), else :meth:`full`. A set
+        reading other partitions computes in full: their changes are not tracked row by row."""
         span_start, source = self._span_start(), Lineage.of(self.indicators)
-        resume = resume_point(previous, self.indicators, span_start) if self._same_recipe(previous) else None
+        extendable = self.context is None and self._same_recipe(previous)
+        resume = resume_point(previous, self.indicators, span_start) if extendable else None
         if resume is None or source is None:
             result = self.full()
             Lineage.full(source.token if source else None).attach(result.frame)

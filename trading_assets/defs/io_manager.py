@@ -159,6 +159,16 @@ class _ParquetUPathIOManager(UPathIOManager):
         while len(self._cache) > self._cache_entries:
             self._cache.popitem(last=False)
 
+    def load_partitions(self, context: InputContext):
+        """The partitions of an input, by key; just the run's own partition's frame where the input's mapping also
+        declares others that the step reads itself (``features``' coarser timeframes, see defs/context)."""
+        keys = context.asset_partition_keys
+        own = str(context.partition_key) if len(keys) > 1 and context.has_partition_key else None
+        if own is not None and own in map(str, keys):
+            paths = self._get_paths_for_partitions(context)
+            return self.load_from_path(context, next(path for key, path in paths.items() if str(key) == own))
+        return super().load_partitions(context)
+
     def load_from_path(self, context: InputContext, path: UPath) -> pd.DataFrame:
         stamp, key = _local_stamp(path), str(path)
         cached = self._cache.get(key)

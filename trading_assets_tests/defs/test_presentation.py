@@ -42,7 +42,7 @@ def test_column_schema_and_chart_in_materialization_metadata(instance):
         assert indicators[name].description == column.description and column.description
     assert "less_than_or_equal_to(max_value=100)" in indicators["rsi_14"].constraints.other
     features = {c.name: c for c in schemas["features"].columns}
-    for feature in feature_set("default"):
+    for feature in feature_set("default").outputs():
         assert features[feature.name].type == "float32" and features[feature.name].description == feature.description
     assert not features["target"].constraints.nullable and features["target"].description
 

@@ -1,0 +1,111 @@
+"""The other partitions a feature set reads (:class:`trading_assets.features.FeatureSet`): declared to Dagster as
+partition mappings of ``features``' upstream, so the UI draws them and staleness follows them, and read from the
+IO manager's store.
+
+* ``indicators`` -> ``features``: the partition's own indicators and those of its coarser timeframes
+  (:data:`trading_assets.features.COARSER`; symbol identical).
+* ``raw_candles`` -> ``features``: the candles of the reference symbols (``TRADING_REFERENCE_SYMBOLS``) of the
+  same timeframe.
+
+The mappings are declared for every feature set: a partition whose set reads neither (the default set) is shown
+stale when one of them changes, as Dagster cannot know which set a run will pick.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+from dagster import (
+    BetaWarning,
+    DimensionPartitionMapping,
+    IdentityPartitionMapping,
+    MultiPartitionMapping,
+    SpecificPartitionsPartitionMapping,
+    StaticPartitionMapping,
+)
+
+from trading_assets import settings
+from trading_assets.defs.resources import Locations
+from trading_assets.errors import CandleDataError
+from trading_assets.features import (
+    COARSER,
+    FeatureContext,
+    FeatureSet,
+    context_shortfalls,
+    feature_set,
+    reference_for,
+)
+from trading_assets.partition import Partition
+
+warnings.filterwarnings("ignore", message="Class `MultiPartitionMapping`", category=BetaWarning)
+
+
+def _mapping(symbol, timeframe) -> MultiPartitionMapping:
+    return MultiPartitionMapping(
+        {
+            "symbol": DimensionPartitionMapping("symbol", symbol),
+            "timeframe": DimensionPartitionMapping("timeframe", timeframe),
+        }
+    )
+
+
+def coarser_mapping() -> MultiPartitionMapping:
+    """A ``features`` partition reads its own indicators and those of its symbol's coarser timeframes (Dagster's
+    static mapping is keyed by the upstream timeframe: the timeframes whose features read it)."""
+    readers = {up: {up, *(down for down, coarser in COARSER.items() if up in coarser)} for up in COARSER}
+    return _mapping(IdentityPartitionMapping(), StaticPartitionMapping(readers))
+
+
+def reference_mapping() -> MultiPartitionMapping:
+    """A ``features`` partition may read the raw candles of the reference symbols of its timeframe."""
+    return _mapping(SpecificPartitionsPartitionMapping(list(settings.reference_symbols())), IdentityPartitionMapping())
+
+
+def load_context(
+    locations: Locations, partition: Partition, name: str, indicators: pd.DataFrame
+) -> FeatureContext | None:
+    """What the feature set ``name`` reads from other partitions for ``partition``'s ``indicators``, from their
+    stored frames; None when it reads none. Stops with an error naming the partition that is not stored or does
+    not cover the bars."""
+    from trading_assets.defs.io_manager import read_frame, stored_path
+
+    features = feature_set(name)
+    if not features.coarser and not features.reference:
+        return None
+    reads = [("indicators", Partition(partition.symbol, tf)) for tf in _coarser(features, partition)]
+    if features.reference:
+        reference = reference_for(partition, settings.reference_symbols())
+        reads.append(("raw_candles", Partition(reference, partition.timeframe)))
+    frames = []
+    for asset, other in reads:
+        path = stored_path(locations, asset, other)
+        if not path.exists():
+            raise CandleDataError(
+                partition.symbol,
+                partition.timeframe,
+                f"the {name} features read the {asset} of {other.symbol} {other.timeframe}, which are not stored: "
+                f"materialize them first (trading-assets materialize --assets data --symbols {other.symbol} "
+                f"--timeframes {other.timeframe})",
+            )
+        frames.append(read_frame(path))
+    coarser = tuple((other.timeframe, frame) for (asset, other), frame in zip(reads, frames) if asset == "indicators")
+    reference = (reads[-1][1].symbol, frames[-1]) if features.reference else None
+    context = FeatureContext(coarser, reference)
+    problems = context_shortfalls(context, indicators.index, partition.timeframe)
+    if problems:
+        raise CandleDataError(
+            partition.symbol,
+            partition.timeframe,
+            f"the {name} features of {partition.symbol} {partition.timeframe}: "
+            + "; ".join(problems)
+            + ": materialize them over this span first",
+        )
+    return context
+
+
+def _coarser(features: FeatureSet, partition: Partition) -> tuple[str, ...]:
+    try:
+        return features.coarser_timeframes(partition.timeframe)
+    except ValueError as error:
+        raise CandleDataError(partition.symbol, partition.timeframe, str(error)) from None
