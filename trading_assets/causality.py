@@ -164,7 +164,7 @@ def warmup_drifts(
     partition: Partition,
     span_start: pd.Timestamp,
     warmup: int,
-    config: FeatureConfig = FeatureConfig(),
+    config: FeatureConfig | None = FeatureConfig(),
     tolerance: float = 1e-4,
     context: FeatureContext | None = None,
 ) -> list[WarmupDrift]:
@@ -180,13 +180,16 @@ def warmup_drifts(
     where any indicator differs by more than floating-point noise (``NOISE`` x the column's std) the
     two feature frames agree by construction: features are built and compared only up to there (plus
     that memory), not over the whole span. The scale of a feature's ``tolerance`` is its std in the
-    compared rows. ``context``: the other partitions the feature set reads, the same for both.
+    compared rows. ``context``: the other partitions the feature set reads, the same for both. ``config`` None:
+    the indicators only.
     """
     candles, _ = prepare_candles(longer_candles, partition)
     # anchored where the stored frame starts, as the asset computes them; the rows before feed the features
     longer_indicators = compute_indicators(candles, stored_indicators.index[0], trim=False).frame
     aligned = _rows_of(longer_indicators, stored_indicators.index)
     drifts, last = _drifts(stored_indicators, aligned, warmup, tolerance)
+    if config is None:
+        return drifts
     end = stored_indicators.index[min(len(stored_indicators) - 1, max(last, 0) + feature_memory_bars(config) + 1)]
     stored = build_features(stored_indicators.loc[:end], partition, config, span_start=span_start, context=context)
     longer = build_features(longer_indicators.loc[:end], partition, config, span_start=span_start, context=context)
@@ -302,12 +305,13 @@ class WarmupAudit:
         self,
         extra: pd.DataFrame,
         extra_start: pd.Timestamp,
-        config: FeatureConfig,
+        config: FeatureConfig | None,
         tolerance: float,
         context: FeatureContext | None = None,
     ) -> WarmupFinding:
         """Recompute with ``extra`` candles (from ``extra_start``) put in front of the run's, and report the
-        columns that move by more than ``tolerance`` with the warm-up that would have been enough."""
+        columns that move by more than ``tolerance`` with the warm-up that would have been enough (the features of
+        ``config`` too, unless None)."""
         provenance, before, available = self.provenance, self.before, self.available
         span_start, span_end = provenance.span
         longer = fill_candle_grid(
@@ -341,5 +345,6 @@ class WarmupAudit:
             "moved_columns": [asdict(d) for d in drifts],
             "bars_needed": needed,
             "tolerance": tolerance,
+            "features_compared": config is not None,
         }
         return WarmupFinding(tuple(problems), figures)

@@ -66,22 +66,44 @@ def features_from_source(
 ) -> pd.DataFrame:
     """The features frame (feature set and preprocessing of ``config``) of ``[span_start, end)`` straight from a
     candle source (no store, no Dagster), with the warm-up and lead-in loaded before it: what benchmarks and
-    notebooks start from."""
-    symbol, timeframe = partition.symbol, partition.timeframe
-    from trading_assets.candles import fill_candle_grid
-    from trading_assets.features import build_features, feature_breaks, lead_in_bars
-    from trading_assets.indicators import compute_indicators, warmup_bars
-    from trading_assets.timeframes import get_timeframe
+    notebooks start from. What the set reads from other partitions (coarser timeframes, the reference symbol) is
+    fetched from the source too."""
+    from trading_assets import settings
+    from trading_assets.features import FeatureContext, build_features, feature_breaks, feature_set, reference_for
 
-    tf = get_timeframe(timeframe)
-    lead = lead_in_bars(config)
-    start = span_start - (warmup_bars() + lead) * tf.delta
-    filled = fill_candle_grid(source.fetch(symbol, timeframe, start, end), timeframe, start, end)
-    indicators = compute_indicators(filled.frame, span_start - lead * tf.delta).frame
-    frame = build_features(indicators, partition, config, span_start=span_start, execution=execution).frame
+    symbol, timeframe = partition.symbol, partition.timeframe
+    filled, indicators = _source_indicators(source, partition, span_start, end, config)
+    features = feature_set(config.feature_set)
+    coarser = tuple(
+        (tf, _source_indicators(source, Partition(symbol, tf), span_start, end, config)[1])
+        for tf in features.coarser_timeframes(timeframe)
+    )
+    reference = None
+    if features.reference:
+        other = Partition(reference_for(partition, settings.reference_symbols()), timeframe)
+        reference = (other.symbol, _source_indicators(source, other, span_start, end, config)[0].frame)
+    context = FeatureContext(coarser, reference)
+    frame = build_features(indicators, partition, config, span_start, execution, context=context).frame
     resumes = pd.DatetimeIndex([b.resume for b in filled.breaks], tz="UTC")
     breaks = feature_breaks(indicators.index, frame.index, resumes)
     return Provenance(symbol=symbol, timeframe=timeframe, breaks=breaks, execution=execution.as_dict()).attach(frame)
+
+
+def _source_indicators(source: CandleSource, partition: Partition, span_start, end, config: FeatureConfig):
+    """``partition``'s filled candles from the warm-up before ``span_start`` to ``end``, and their indicators from
+    the features' lead-in on."""
+    from trading_assets.candles import fill_candle_grid
+    from trading_assets.features import lead_in_bars
+    from trading_assets.indicators import compute_indicators, warmup_bars
+    from trading_assets.timeframes import get_timeframe
+
+    tf = get_timeframe(partition.timeframe)
+    lead = lead_in_bars(config)
+    start = span_start - (warmup_bars() + lead) * tf.delta
+    filled = fill_candle_grid(
+        source.fetch(partition.symbol, partition.timeframe, start, end), partition.timeframe, start, end
+    )
+    return filled, compute_indicators(filled.frame, span_start - lead * tf.delta).frame
 
 
 def run_walk_forward(

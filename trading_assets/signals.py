@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from trading_assets.execution import Execution, positions
-from trading_assets.features import FeatureConfig, build_features, feature_memory_bars
+from trading_assets.features import FeatureConfig, FeatureContext, build_features, feature_memory_bars
 from trading_assets.partition import Partition
 from trading_assets.store import CandleStore
 from trading_assets.timeframes import get_timeframe
@@ -50,6 +50,7 @@ def score_new_bars(
     previous_position: float,
     stamp: dict[str, str],
     now: pd.Timestamp,
+    context: FeatureContext | None = None,
 ) -> Scored:
     """Signals for the bars of ``indicators`` after ``after`` (none yet: the newest bar only), each with the
     champion's forecast, the position and ``stamp`` (model name and version, features data version)."""
@@ -68,6 +69,7 @@ def score_new_bars(
             span_start=index[start],
             execution=execution,
             keep_unlabelled=True,
+            context=context,
         ).frame
         if start == 0 or int(features.index.searchsorted(new[0])) >= bundle.seq_len - 1:
             break
@@ -76,7 +78,7 @@ def score_new_bars(
     if missing:
         raise ChampionMismatchError(
             f"{partition}: champion {stamp['model_name']} version {stamp['model_version']} needs feature columns "
-            f"{missing} that the partition's feature set {config.feature_set!r} does not have"
+            f"{missing} that its feature set {config.feature_set!r} does not have"
         )
     forecast = bundle.predict(features).reindex(new)
     scored = forecast.dropna()

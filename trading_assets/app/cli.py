@@ -100,6 +100,28 @@ def research_error(models: list[str] | None, feature_set: str | None) -> str | N
     return None
 
 
+def lent_partitions(feature_set: str | None, symbols: list[str], timeframes: list[str]) -> dict[tuple[str, str], str]:
+    """The other partitions the feature set reads for ``symbols`` x ``timeframes`` (see FeatureSet), each with the
+    last data asset it needs: its coarser timeframes' ``indicators``, its reference symbol's ``raw_candles``. Raises
+    ValueError naming a timeframe the set does not serve or a market without a reference symbol."""
+    from trading_assets import settings
+    from trading_assets.features import feature_set as named_set
+    from trading_assets.features import reference_for
+    from trading_assets.partition import Partition
+
+    if feature_set is None:
+        return {}
+    features, lent = named_set(feature_set), {}
+    for symbol in symbols:
+        for timeframe in timeframes:
+            for other in features.coarser_timeframes(timeframe):
+                lent[(symbol, other)] = "indicators"
+            if features.reference:
+                reference = reference_for(Partition(symbol, timeframe), settings.reference_symbols())
+                lent.setdefault((reference, timeframe), "raw_candles")
+    return lent
+
+
 def research_run_config(models: list[str] | None, feature_set: str | None, tuned: bool = False) -> dict[str, Any]:
     """Run config for the research loop's models, the feature set and whether trained_model and predictions apply
     the tuned settings (what is not given keeps its default)."""
@@ -290,7 +312,11 @@ def materialize(
         or research_error(model_list, feature_set)
     )
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
-    usage_error(next(filter(None, (span_error(tf, days, bars) for tf in tf_list)), None))
+    try:
+        lent = lent_partitions(feature_set, symbol_list, tf_list)
+    except ValueError as error:  # a timeframe the set does not serve, a market without a reference symbol
+        usage_error(f"--feature-set {feature_set}: {error}")
+    usage_error(next(filter(None, (span_error(tf, days, bars) for tf in {*tf_list, *(t for _, t in lent)})), None))
     if upbit_url:
         register_secrets(url_secrets(upbit_url))  # never shown, also in errors
     source = source or ("upbit" if upbit_url else None)
@@ -302,23 +328,37 @@ def materialize(
     if force:  # in full, not extending the previous outputs
         run_config = merge_run_config(run_config, {"resources": {"incremental": {"config": {"enabled": False}}}})
     with settings.given(files_dir=files_dir and str(Path(files_dir).resolve()), upbit_base_url=upbit_url):
-        _materialize(ctx.obj["verbose"], symbol_list, tf_list, run_config, force, which)
+        _materialize(ctx.obj["verbose"], symbol_list, tf_list, run_config, force, which, lent)
 
 
 def _materialize(
-    verbose: bool, symbol_list: list[str], tf_list: list[str], run_config: dict[str, Any], force: bool, which: str
+    verbose: bool,
+    symbol_list: list[str],
+    tf_list: list[str],
+    run_config: dict[str, Any],
+    force: bool,
+    which: str,
+    lent: dict[tuple[str, str], str],
 ) -> None:
-    """Run ``which`` assets of every partition, then (all) the leaderboard; print where things are."""
+    """Run ``which`` assets of every partition, then (all) the leaderboard; print where things are. The partitions
+    the feature set reads (``lent``) first get their data assets up to the one it reads."""
+    from dagster import AssetKey
+
     from trading_assets.app.progress import progress
     from trading_assets.defs import defs
     from trading_assets.defs.runs import execute, materialize_partition
 
-    instance = get_instance(symbol_list)
+    instance = get_instance([*symbol_list, *(s for s, _ in lent if s not in symbol_list)])
     job = defs.resolve_job_def("full_pipeline_job" if which == "all" else "market_data_job")
     keys = [str(partition_key(symbol, timeframe)) for symbol in symbol_list for timeframe in tf_list]
+    lent_keys = {str(partition_key(*p)): asset for p, asset in lent.items()}
     log_path = _log_path("materialize")
     click.echo(f"Dagster event log: {log_path}")
-    with progress([*keys, *(["leaderboard"] if which == "all" else [])], log_path, verbose) as reporter:
+    labels = [*lent_keys, *(k for k in keys if k not in lent_keys), *(["leaderboard"] if which == "all" else [])]
+    with progress(labels, log_path, verbose) as reporter:
+        for key, last in lent_keys.items():  # what the feature set reads: collected before the partitions reading it
+            selection = [AssetKey("raw_candles"), *([AssetKey("indicators")] if last == "indicators" else [])]
+            execute(job, instance, reporter, key, run_config, partition_key=key, asset_selection=selection)
         for key in keys:
             materialize_partition(job, instance, reporter, key, run_config, force)
         board = None

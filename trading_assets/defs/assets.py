@@ -29,7 +29,7 @@ from dagster import (
 from pydantic import Field
 
 from trading_assets.candles import FilledCandles, fill_candle_grid
-from trading_assets.defs.context import coarser_mapping, load_context, reference_mapping
+from trading_assets.defs.context import coarser_mapping, reference_mapping
 from trading_assets.defs.dagster_private import CODE_VERSION_TAG
 from trading_assets.defs.incremental import incremental_check, previous_output, verified
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
@@ -42,7 +42,7 @@ from trading_assets.defs.resources import (
     IncrementalResource,
 )
 from trading_assets.defs.runs import collect_progress
-from trading_assets.defs.versions import CODE_VERSION, candles_data_version
+from trading_assets.defs.versions import CODE_VERSION, frame_data_version
 from trading_assets.errors import SourceUnavailableError, StoreError
 from trading_assets.execution import Execution
 from trading_assets.features import (
@@ -235,7 +235,7 @@ def raw_candles(
     if hasattr(source, "on_page"):  # an exchange: report requests done / expected (the CLI shows an ETA)
         source.on_page = _request_reporter(context, partition, source.name)
     previous = None if candle_store.refresh else previous_output(context, incremental)
-    if previous is not None and candles_data_version(previous).value != Lineage.of(previous).token:
+    if previous is not None and frame_data_version(previous).value != Lineage.of(previous).token:
         previous = None  # the stored candles are not those it recorded (changed on disk): compute all
     try:
         with candle_store.get_store() as store:
@@ -324,7 +324,7 @@ def _raw_candles_output(
     stays fresh; it is the frame's lineage token too), the chart (drawn again only when its inputs changed),
     what the window holds and the incremental check."""
     filled, collected, plan = window.filled, window.collected, window.plan
-    data_version = candles_data_version(frame)
+    data_version = frame_data_version(frame)
     Lineage.of(frame).but(token=data_version.value).attach(frame)
     title = f"{plan.partition} raw candles"
     mask = unpack_mask(frame.attrs[FILLED], len(frame))  # the stored frame's (the full one, after a difference)
@@ -451,7 +451,7 @@ def features(
     shortfall = lead_in_shortfall(partition, provenance.lead_in_bars, config)
     if shortfall:
         context.log.warning(shortfall)
-    lent = load_context(incremental.locations, partition, config.feature_set, indicators)
+    lent = feature_config.context(partition, config.feature_set, indicators)
     build = FeatureBuild(partition, config, trade, indicators, lent)
     previous = previous_output(context, incremental)
     if lent is not None and previous is not None:
@@ -466,7 +466,8 @@ def features(
     metadata = _features_metadata(frame, report, config, trade)
     if lent is not None:
         metadata["read_partitions"] = MetadataValue.json(_read_partitions(partition, lent))
-    return MaterializeResult(value=frame, check_results=[check], metadata=metadata)
+    version = frame_data_version(frame)  # the same rows again: what follows stays fresh
+    return MaterializeResult(value=frame, data_version=version, check_results=[check], metadata=metadata)
 
 
 def _read_partitions(partition: Partition, lent: FeatureContext) -> list[str]:

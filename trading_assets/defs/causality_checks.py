@@ -33,8 +33,9 @@ from trading_assets.defs.assets import features, indicators
 from trading_assets.defs.partition_checks import check_result, partition_check, partition_metadata
 from trading_assets.defs.partitions import partition_of
 from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, FeatureConfigResource
+from trading_assets.errors import CandleDataError
 from trading_assets.execution import Execution
-from trading_assets.features import FeatureConfig
+from trading_assets.features import DEFAULT_FEATURE_SET, FeatureConfig
 from trading_assets.provenance import Provenance
 
 
@@ -86,19 +87,26 @@ def _look_ahead_result(context: AssetCheckExecutionContext, diffs, cuts) -> Asse
     "no_look_ahead",
     additional_ins={"indicators": AssetIn("indicators")},
     description="Rebuild features from indicators truncated at a few cut points t and "
-    "compare rows <= t with the stored features: any difference is look-ahead.",
+    "compare rows <= t with the stored features: any difference is look-ahead. The other partitions a feature set "
+    "reads are cut to the bars closed by t's close.",
 )
 def features_no_look_ahead(
-    context: AssetCheckExecutionContext, config: LookAheadConfig, frame: pd.DataFrame, indicators: pd.DataFrame
+    context: AssetCheckExecutionContext,
+    config: LookAheadConfig,
+    frame: pd.DataFrame,
+    indicators: pd.DataFrame,
+    feature_config: FeatureConfigResource,
 ) -> AssetCheckResult:
     if not config.enabled:
         return _skipped(context)
     partition = partition_of(context.partition_key)
     cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions), config.max_rows)
     provenance = Provenance.of(frame)
-    feature_config = FeatureConfig(**provenance.feature_config)
     execution = Execution.from_dict(provenance.execution)
-    diffs = features_look_ahead(indicators, frame, partition, feature_config, cuts, execution)
+    lent = feature_config.context(partition, provenance.feature_set or DEFAULT_FEATURE_SET, indicators)
+    diffs = features_look_ahead(
+        indicators, frame, partition, FeatureConfig(**provenance.feature_config), cuts, execution, lent
+    )
     return _look_ahead_result(context, diffs, cuts)
 
 
@@ -150,7 +158,13 @@ def indicators_warmup_sufficient(
         with candle_store.get_store() as store:
             store.collect(candle_source.get_source(), p, extra_start, audit.provenance.span[1])
             extra = store.load(p, extra_start, raw_candles.index[0])
-        finding = audit.compare(extra, extra_start, feature_config.config(), config.tolerance)
+        features, lent = feature_config.config(), None
+        try:
+            lent = feature_config.context(p, features.feature_set, frame)
+        except CandleDataError as error:  # the features step fails with it; the indicators are still audited
+            context.log.warning(f"the warm-up of the features is not compared: {error}")
+            features = None
+        finding = audit.compare(extra, extra_start, features, config.tolerance, lent)
     severity = AssetCheckSeverity[config.short_history_severity] if finding.short_history else AssetCheckSeverity.WARN
     return check_result(context, finding.problems, _metadata(finding.figures), severity)
 

@@ -50,7 +50,7 @@ def bound_resources(locations: Locations) -> dict[str, Any]:
         "alerts": AlertResource(locations=locations),
         "mlflow_tracking": MlflowResource(locations=locations),
         "execution": ExecutionResource(),
-        "feature_config": FeatureConfigResource(),
+        "feature_config": FeatureConfigResource(locations=locations),
         "incremental": IncrementalResource(locations=locations),
     }
 

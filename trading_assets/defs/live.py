@@ -9,6 +9,8 @@ No `from __future__ import annotations` here: Dagster reads the config and resou
 """
 
 import warnings
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -159,7 +161,8 @@ def signals(
             try:  # a partition that cannot be scored stops its own signals, not the others' of the run
                 indicators = read_frame(stored_path(mlflow_tracking.locations, "indicators", partition))
                 trade = execution.for_symbol(partition.symbol)
-                outcomes[key] = _score(log, partition, cached, indicators, config, trade, stamp, now)
+                lent = partial(feature_config.context, partition, indicators=indicators)
+                outcomes[key] = _score(log, partition, cached, indicators, config, trade, stamp, now, lent)
             except Exception as exc:  # noqa: BLE001 - recorded: the ERROR check names it and alerts
                 outcomes[key] = {"stopped": f"{partition}: {type(exc).__name__}: {redact(exc)}", "rows_appended": 0}
             context.log.info(f"{partition}: {outcomes[key].get('stopped') or outcomes[key]['rows_appended']} signal(s)")
@@ -170,15 +173,17 @@ def signals(
     )
 
 
-def _score(log: SignalLog, partition: Partition, cached, indicators, config, trade, stamp, now) -> dict[str, Any]:
-    """Score and append one partition's new bars; its metadata, with ``stopped`` when its champion is unusable
-    (nothing written then)."""
+def _score(log: SignalLog, partition: Partition, cached, indicators, config, trade, stamp, now, lent) -> dict[str, Any]:
+    """Score and append one partition's new bars with the feature set the champion was trained on (``lent``: what
+    a set reads from other partitions, by the set's name); its metadata, with ``stopped`` when its champion is
+    unusable (nothing written then)."""
     try:
         bundle = cached.load_bundle()
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # missing, bounded, mismatched weights
         champion = f"champion {cached.model_name} version {cached.version}"
         return {"stopped": f"{partition}: {champion}: the cached bundle does not load: {exc}", "rows_appended": 0}
     last = log.last(partition)
+    config = replace(config, feature_set=bundle.info.get("feature_set") or config.feature_set)
     try:
         scored = score_new_bars(
             indicators,
@@ -190,6 +195,7 @@ def _score(log: SignalLog, partition: Partition, cached, indicators, config, tra
             last[1] if last else 0.0,
             stamp,
             now,
+            lent(config.feature_set),
         )
     except ChampionMismatchError as exc:
         return {"stopped": str(exc), "rows_appended": 0}

@@ -34,6 +34,9 @@ from trading_assets.store import CandleStore
 from trading_assets.timeframes import CALENDAR_PATTERN, NAME_PATTERN
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from trading_assets.features import FeatureContext
     from trading_assets.training.registry import Registry
     from trading_assets.training.tracking import MlflowTracker
 
@@ -380,7 +383,10 @@ class ExecutionResource(GuardedResource):
 
 class FeatureConfigResource(GuardedResource):
     """The feature set and its preprocessing, declared once for every step that needs them: ``raw_candles``
-    loads the lead-in its clipping needs, ``features`` builds it, the warm-up check recomputes it."""
+    loads the lead-in its clipping needs, ``features`` builds it, the warm-up check recomputes it. A set that
+    reads other partitions (coarser timeframes, a reference symbol) reads their stored frames at ``locations``."""
+
+    locations: Locations
 
     feature_set: str = Field(
         default=DEFAULT_FEATURE_SET,
@@ -407,6 +413,13 @@ class FeatureConfigResource(GuardedResource):
     def lead_in_bars(self) -> int:
         """Bars of indicators the features need before the span."""
         return lead_in_bars(self.config())
+
+    def context(self, partition: Partition, name: str, indicators: "pd.DataFrame") -> "FeatureContext | None":
+        """What the feature set ``name`` reads from other partitions for ``partition``'s ``indicators`` (see
+        defs/context), or None."""
+        from trading_assets.defs.context import load_context
+
+        return load_context(self.locations, partition, name, indicators)
 
 
 class IncrementalResource(GuardedResource):

@@ -91,6 +91,9 @@ def execute(
     )
 
 
+DATA_ASSETS = frozenset(AssetKey(name) for name in ("raw_candles", "indicators", "features"))
+
+
 def materialize_partition(
     job: JobDefinition,
     instance: DagsterInstance,
@@ -101,37 +104,53 @@ def materialize_partition(
 ) -> None:
     """Run ``job``'s assets for one partition, skipping those that are up to date.
 
-    When every asset of the job after ``raw_candles`` is fresh for the partition (materialized by this
-    code version from the candles stored now, see trading_assets.defs.versions), ``raw_candles`` and
-    its checks run first, and the rest only where the candles collected now are not the ones they
-    were computed from (plus everything after them). Otherwise, or with ``force``, one run does it all.
+    When every asset of the job has been materialized for the partition by runs that succeeded without a failed
+    ERROR check, ``raw_candles`` and its checks run first; then the other data assets that are stale or missing
+    (Dagster's rules, see trading_assets.defs.versions: a new code version, an input with a new data version) and
+    everything after them among the data assets; then, judged again, the rest of the job that is stale. A data
+    asset computed again with the same rows keeps its data version, so what follows it stays fresh: e.g. the
+    features of a partition whose coarser timeframe changed but whose feature set does not read it. Otherwise, or
+    with ``force``, one run does it all.
     """
     raw = AssetKey("raw_candles")
     graph = job.asset_layer.asset_graph
     selected = set(job.asset_layer.selected_asset_keys)
     rest = sorted(selected - {raw})
-    checked = None
-    if not force and raw in selected and not stale_or_missing(instance, graph, [raw, *rest], partition_key):
-        checked = previous_check_results(instance, rest, partition_key)
+    checked = None if force or raw not in selected else previous_check_results(instance, rest, partition_key)
     if checked is None:
         execute(job, instance, sink, partition_key, run_config, partition_key=partition_key)
         return
     first = execute(job, instance, sink, partition_key, run_config, partition_key=partition_key, asset_selection=[raw])
     if not first.success:
         return
-    todo = set(stale_or_missing(instance, graph, rest, partition_key))
-    frontier = list(todo)
-    while frontier:  # and everything after them in the job
+    ran: set[AssetKey] = set()
+    for step in (DATA_ASSETS - {raw}, None):  # the data first, then what their new versions made stale
+        todo = _with_descendants(
+            graph, selected, stale_or_missing(instance, graph, sorted(set(rest) - ran), partition_key)
+        )
+        if step is not None:
+            todo &= step
+        if not todo:
+            continue
+        result = execute(
+            job, instance, sink, partition_key, run_config, partition_key=partition_key, asset_selection=sorted(todo)
+        )
+        ran |= todo
+        if not result.success:
+            return
+    fresh = sorted(set(rest) - ran)
+    if fresh:  # their runs are the ones checked above
+        sink.up_to_date(partition_key, fresh, *checked.of(fresh))
+
+
+def _with_descendants(graph, selected: set[AssetKey], keys: list[AssetKey]) -> set[AssetKey]:
+    """``keys`` and everything after them among the ``selected`` assets."""
+    todo, frontier = set(keys), list(keys)
+    while frontier:
         children = graph.get(frontier.pop()).child_keys & selected - todo
         todo |= children
         frontier += children
-    fresh = sorted(set(rest) - todo)
-    if fresh:  # their runs are the ones checked above: only raw_candles ran since
-        sink.up_to_date(partition_key, fresh, *checked.of(fresh))
-    if todo:
-        execute(
-            job, instance, sink, partition_key, run_config, partition_key=partition_key, asset_selection=sorted(todo)
-        )
+    return todo
 
 
 def follow_runs(instance: DagsterInstance, runs: Iterable[DagsterRun], sink: RunEventSink, cursors: dict) -> None:

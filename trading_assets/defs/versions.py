@@ -3,9 +3,11 @@
 * :data:`CODE_VERSION`, the code version of every partitioned asset: a hash of the package's
   source and of the versions of the libraries that compute (TA-Lib, NumPy, pandas, PyTorch). Any
   change to either makes what was materialized before stale; nothing finer is claimed.
-* :func:`candles_data_version`, the data version ``raw_candles`` reports: a hash of the frame (index
-  and values, bit for bit) and of its provenance. Collecting the same candles again gives the same
-  version, so the assets computed from them stay fresh; one changed bar makes them stale.
+* :func:`frame_data_version`, the data version ``raw_candles`` and ``features`` report: a hash of the
+  frame (index and values, bit for bit) and of its provenance. Collecting the same candles again gives
+  the same version, so the assets computed from them stay fresh; one changed bar makes them stale. The
+  features recomputed because a partition they may read changed (see defs/context) keep their version
+  when their rows did not change, so the model side stays fresh.
 * :func:`stale_or_missing`: the assets Dagster's staleness rules report STALE or MISSING for a
   partition (a new code version, an upstream with a new data version, never materialized). The UI
   shows the same status; ``trading-assets materialize`` uses it to skip partitions whose assets are
@@ -67,9 +69,9 @@ def _code_version() -> str:
 CODE_VERSION = _code_version()
 
 
-def candles_data_version(frame: pd.DataFrame) -> DataVersion:
-    """The data version of a candle frame: its index, columns and values bit for bit, and its provenance (not
-    its lineage: an incremental refresh and a full computation of the same candles are the same version)."""
+def frame_data_version(frame: pd.DataFrame) -> DataVersion:
+    """The data version of a data asset's frame: its index, columns and values bit for bit, and its provenance
+    (not its lineage: an incremental refresh and a full computation of the same rows are the same version)."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(frame.index.as_unit("ns").asi8.tobytes())
     for column in frame.columns:
