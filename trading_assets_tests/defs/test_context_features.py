@@ -53,6 +53,8 @@ def test_multi_timeframe_features_join_the_stored_coarser_partitions(instance, d
     message = root_error(failure.step_failure_data.error)
     assert "KRW-ETH 5m" in message and "indicators of KRW-ETH 60m, which are not stored" in message
     assert "--timeframes 60m" in message
+    warmup = _check(failed, "warmup_sufficient", AssetKey("indicators"))  # the indicators are still audited
+    assert warmup.metadata["features_compared"].value is False
 
     for timeframe in ("60m", "240m"):
         assert run_partition(instance, "KRW-ETH", timeframe, _config("default", days=30)).success
@@ -66,6 +68,8 @@ def test_multi_timeframe_features_join_the_stored_coarser_partitions(instance, d
     assert meta["read_partitions"] == ["indicators KRW-ETH|60m", "indicators KRW-ETH|240m"]
     assert meta["feature_set"] == "multi_timeframe"
     assert _check(result, "no_look_ahead").passed  # ran on the joined columns too (see test_context_features)
+    warmup = _check(result, "warmup_sufficient", AssetKey("indicators"))
+    assert warmup.metadata["features_compared"].value is True and warmup.metadata["compared_with_bars"].value > 0
     assert stale_or_missing(instance, defs.resolve_asset_graph(), [FEATURES], str(key)) == []
 
     # a coarser partition that changes makes the features that read it stale
@@ -85,6 +89,9 @@ def test_multi_timeframe_features_join_the_stored_coarser_partitions(instance, d
 
 
 def test_cross_asset_features_join_the_reference_symbols_candles(instance, data_dir):
+    failed = run_partition(instance, "KRW-ETH", "15m", _config("cross_asset"))
+    (failure,) = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "read the raw_candles of KRW-BTC 15m, which are not stored" in root_error(failure.step_failure_data.error)
     assert run_partition(instance, "KRW-BTC", "15m", _config("default")).success
     result = run_partition(instance, "KRW-ETH", "15m", _config("cross_asset"))
     assert result.success
