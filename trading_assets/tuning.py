@@ -10,8 +10,10 @@ declared with the model (``MODELS[kind].search_space``), scored only inside the 
 * **Storage.** The study lives in a database (an optuna RDB storage URL: a SQLite file beside the instance by
   default, or the instance's PostgreSQL), named after the partition, the model, the feature set and a digest
   of the data and terms it is scored on, so a run that was killed resumes: its finished trials count, a trial
-  it left running is marked failed, and only the rest are run (the sampler seeded on the trials so far, so it
-  draws new configurations); other data starts another study.
+  it left running is marked failed once its heartbeat (every ``heartbeat`` seconds, optuna's) has been silent
+  for two of them, and only the rest are run (the sampler seeded on the trials so far, so it draws new
+  configurations); other data starts another study. Runs on one study at once leave each other's running
+  trials alone (they may then evaluate a few more configurations than asked, all counted).
 * **Counting.** Every trial that was evaluated (complete or pruned) is a configuration tried: the leaderboard's
   multiple-testing adjustment counts them (see :func:`trading_assets.evaluation.rank_board`).
 """
@@ -22,6 +24,7 @@ import hashlib
 import json
 import logging
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -114,6 +117,12 @@ def study_name(partition: Partition, model: str, feature_set: str, scored_on: di
     return f"{partition.key}:{model}:{feature_set}:{digest.hexdigest()}"
 
 
+# Heartbeats are "experimental" in optuna (since 2.9, still in 5.1): not a warning on every tuning run's terminal.
+warnings.filterwarnings("ignore", message=r"(Argument ``heartbeat_interval``|.*fail_stale_trials) is (an )?experiment")
+
+HEARTBEAT_SECONDS = 30  # a running trial's heartbeat; silent for twice that, its run is taken for dead
+
+
 def tune(
     features: pd.DataFrame,
     spec: ModelSpec,
@@ -126,6 +135,7 @@ def tune(
     feature_set: str = "default",
     tracker=None,  # trading_assets.training.pipeline.Tracker: a nested run per trial
     on_trial: Callable[[str], Any] | None = None,
+    heartbeat: int = HEARTBEAT_SECONDS,
 ) -> StudyResult:
     """Run the study of ``model`` on ``partition`` until ``trials`` configurations were evaluated (resuming a
     stored one), and return its trials and best configuration (None when no trial completed)."""
@@ -155,16 +165,18 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial: the caller's on_trial says it
     study = optuna.create_study(
         study_name=name,
-        storage=storage,
+        storage=optuna.storages.RDBStorage(storage, heartbeat_interval=heartbeat, grace_period=2 * heartbeat),
         direction="minimize",
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
         load_if_exists=True,
     )
     # seeded on where the study stands: a resumed study draws new configurations, not the first ones again
     study.sampler = optuna.samplers.TPESampler(seed=spec.train.seed + len(study.trials))
-    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # left running by a killed run
-        log.warning("%s: trial %d was left running by a run that ended; marked failed", name, stale.number)
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    optuna.storages.fail_stale_trials(study)  # left running by a run whose heartbeat stopped: a killed run
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        if stale.number in running:
+            log.warning("%s: trial %d was left running by a run that ended; marked failed", name, stale.number)
 
     def objective(trial) -> float:
         params = suggest(trial, space)

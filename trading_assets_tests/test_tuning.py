@@ -1,6 +1,9 @@
 """Hyperparameter sweeps (trading_assets.tuning): scored inside the training span only, stored and resumed,
 pruned, and reported when nothing completes; the leaderboard counts their trials."""
 
+import threading
+import time
+
 import numpy as np
 import optuna
 import pandas as pd
@@ -19,6 +22,11 @@ GRID = FoldGrid("D")
 @pytest.fixture(scope="module")
 def features():
     return _features("persistent", 0.5, days=14)
+
+
+def _beat(storage, trial_id: int, stop: threading.Event) -> None:
+    while not stop.wait(0.2):
+        storage.record_heartbeat(trial_id)
 
 
 def _tune(features, storage, trials=4, model="lightgbm", **kwargs):
@@ -42,15 +50,24 @@ def test_a_sweep_never_reads_the_outer_test_folds_or_the_holdout(features, tmp_p
     assert result.best_params == again.best_params and result.tried == 4
 
 
-def test_a_stored_study_resumes_after_a_kill(features, tmp_path):
+def test_a_stored_study_resumes_after_a_kill_and_leaves_a_live_runs_trials_alone(features, tmp_path):
     storage = f"sqlite:///{tmp_path / 'studies.sqlite'}"
-    first = _tune(features, storage, trials=3)
+    first = _tune(features, storage, trials=3, heartbeat=1)
     assert first.tried == 3
-    study = optuna.load_study(study_name=first.study_name, storage=storage)
-    study.ask()  # a trial a killed run left running
-    resumed = _tune(features, storage, trials=5)
+    other = optuna.storages.RDBStorage(storage, heartbeat_interval=1)
+    trial = optuna.load_study(study_name=first.study_name, storage=other).ask()  # another run's trial
+    beating, stop = threading.Thread(target=lambda: _beat(other, trial._trial_id, stop)), threading.Event()
+    beating.start()
+    try:  # the other run is alive: its trial keeps running
+        alongside = _tune(features, storage, trials=4, heartbeat=1)
+    finally:
+        stop.set()
+        beating.join()
+    assert list(alongside.trials["state"]).count("RUNNING") == 1 and alongside.tried == 4
+    time.sleep(2.5)  # the other run was killed: its heartbeat silent for two beats
+    resumed = _tune(features, storage, trials=5, heartbeat=1)
     states = list(resumed.trials["state"])
-    assert states.count("FAIL") == 1 and resumed.tried == 5 and len(states) == 6  # 3 kept, 2 new, 1 failed
+    assert states.count("FAIL") == 1 and resumed.tried == 5 and len(states) == 6  # 4 kept, 1 new, 1 failed
     assert resumed.study_name == first.study_name
     evaluated = resumed.trials[resumed.trials["state"] != "FAIL"]
     assert evaluated["params"].nunique() == 5  # the resumed sampler draws new configurations, not the first again
