@@ -119,6 +119,11 @@ def test_timesnet_learns_a_lagged_pattern_and_serves_each_window_alone():
         again.load_state_dict(model.state_dict())  # the kept spectrum travels with the weights
         again.eval()
         torch.testing.assert_close(again(windows), together)
+        # under bf16 autocast, as trained on a GPU (amp): the FFT runs in float32, the rest in bf16
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(windows)
+        assert low.dtype == torch.bfloat16 and torch.isfinite(low).all()
+        torch.testing.assert_close(low.float(), together, rtol=0.1, atol=0.05)
 
 
 def test_lightgbm_fits_itself_and_its_bundle_holds_lightgbms_text_model(tmp_path):
