@@ -119,7 +119,7 @@ def test_timesnet_learns_a_lagged_pattern_and_serves_each_window_alone():
         again.load_state_dict(model.state_dict())  # the kept spectrum travels with the weights
         again.eval()
         torch.testing.assert_close(again(windows), together)
-        # under bf16 autocast, as trained on a GPU (amp): the FFT runs in float32, the rest in bf16
+        # under bf16 autocast, as trained on a GPU (amp): finite, and close to float32
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = model(windows)
         assert low.dtype == torch.bfloat16 and torch.isfinite(low).all()
