@@ -304,16 +304,24 @@ def reference_for(partition: Partition, references: tuple[str, ...]) -> str:
 
 def context_shortfalls(context: FeatureContext, index: pd.DatetimeIndex, timeframe: str) -> list[str]:
     """Where ``context`` does not cover the bars of ``index`` (``timeframe``): its first bar joined must have
-    :data:`MAX_FEATURE_LAG` bars before it (the lent features' look-back), its last must have a bar to join."""
+    :data:`MAX_FEATURE_LAG` bars before it (the lent features' look-back); the last bar must join the bar that
+    closed last by its close (a coarser partition one bar behind would join an older bar: refused), and the
+    columns must be there."""
     if not len(index):
         return []
     ends = index[[0, -1]]
-    frames = [(f"{tf} indicators", tf, frame, 2) for tf, frame in context.coarser]
+    frames = [(f"{tf} indicators", tf, frame, input_columns()) for tf, frame in context.coarser]
     if context.reference is not None:
-        frames.append((f"{context.reference[0]} {timeframe} candles", timeframe, context.reference[1], 0))
+        name = f"{context.reference[0]} {timeframe} candles"
+        frames.append((name, timeframe, context.reference[1], CANDLE_COLUMNS))
     problems = []
-    for name, other_tf, frame, age in frames:
-        first, last = closed_as_of(ends, timeframe, frame.index, other_tf, age)
+    for name, other_tf, frame, columns in frames:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            problems.append(f"the {name} lack the columns {missing} (stored by older code? materialize them again)")
+            continue
+        first = closed_as_of(ends[:1], timeframe, frame.index, other_tf, 2)[0]
+        last = closed_as_of(ends[1:], timeframe, frame.index, other_tf, 1 if other_tf != timeframe else 0)[0]
         have = f"stored from {frame.index[0].isoformat()} to {frame.index[-1].isoformat()}" if len(frame) else "empty"
         if first < MAX_FEATURE_LAG or last < 0:
             problems.append(

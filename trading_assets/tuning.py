@@ -121,6 +121,7 @@ def study_name(partition: Partition, model: str, feature_set: str, scored_on: di
 warnings.filterwarnings("ignore", message=r"(Argument ``heartbeat_interval``|.*fail_stale_trials) is (an )?experiment")
 
 HEARTBEAT_SECONDS = 30  # a running trial's heartbeat; silent for twice that, its run is taken for dead
+BEATING = "heartbeat"  # user attribute of the trials run with heartbeats
 
 
 def tune(
@@ -174,11 +175,17 @@ def tune(
     study.sampler = optuna.samplers.TPESampler(seed=spec.train.seed + len(study.trials))
     running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
     optuna.storages.fail_stale_trials(study)  # left running by a run whose heartbeat stopped: a killed run
+    now = pd.Timestamp.now()  # optuna keeps naive local times
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        started = trial.datetime_start and pd.Timestamp(trial.datetime_start)
+        if BEATING not in trial.user_attrs and started and now - started > pd.Timedelta(seconds=2 * heartbeat):
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # of code before heartbeats: never beats
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
         if stale.number in running:
             log.warning("%s: trial %d was left running by a run that ended; marked failed", name, stale.number)
 
     def objective(trial) -> float:
+        trial.set_user_attr(BEATING, True)  # its run beats: only its silence makes it stale
         params = suggest(trial, space)
         trial_spec = with_params(base, params)
         tags = {

@@ -108,6 +108,15 @@ def test_a_set_reading_other_partitions_names_what_it_lacks(fine, coarser):
     early = FeatureContext((coarser.coarser[0], ("240m", coarser.coarser[1][1].loc[: END - pd.Timedelta(days=1)])))
     assert "240m indicators do not cover" in context_shortfalls(early, fine.index, "5m")[0]
     assert context_shortfalls(coarser, fine.index, "5m") == []
+    # one bar behind at the end: the last rows would join an older bar than the one closed by their close
+    hourly = coarser.coarser[0][1]
+    behind = FeatureContext((("60m", hourly.iloc[:-1]), coarser.coarser[1]))
+    assert fine.index[-1] + pd.Timedelta(minutes=5) == hourly.index[-1] + pd.Timedelta(hours=1)  # bars meet
+    assert "60m indicators do not cover" in context_shortfalls(behind, fine.index, "5m")[0]
+    stale = FeatureContext((("60m", hourly.drop(columns=["rsi_14"])), coarser.coarser[1]))
+    assert context_shortfalls(stale, fine.index, "5m") == [
+        "the 60m indicators lack the columns ['rsi_14'] (stored by older code? materialize them again)"
+    ]
 
 
 def test_reference_candles_join_bar_by_bar(fine):

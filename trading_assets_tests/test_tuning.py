@@ -56,6 +56,7 @@ def test_a_stored_study_resumes_after_a_kill_and_leaves_a_live_runs_trials_alone
     assert first.tried == 3
     other = optuna.storages.RDBStorage(storage, heartbeat_interval=1)
     trial = optuna.load_study(study_name=first.study_name, storage=other).ask()  # another run's trial
+    trial.set_user_attr("heartbeat", True)  # as its run's objective marks it
     beating, stop = threading.Thread(target=lambda: _beat(other, trial._trial_id, stop)), threading.Event()
     beating.start()
     try:  # the other run is alive: its trial keeps running
@@ -64,10 +65,11 @@ def test_a_stored_study_resumes_after_a_kill_and_leaves_a_live_runs_trials_alone
         stop.set()
         beating.join()
     assert list(alongside.trials["state"]).count("RUNNING") == 1 and alongside.tried == 4
+    optuna.load_study(study_name=first.study_name, storage=storage).ask()  # left by a run of the code before beats
     time.sleep(2.5)  # the other run was killed: its heartbeat silent for two beats
     resumed = _tune(features, storage, trials=5, heartbeat=1)
     states = list(resumed.trials["state"])
-    assert states.count("FAIL") == 1 and resumed.tried == 5 and len(states) == 6  # 4 kept, 1 new, 1 failed
+    assert states.count("FAIL") == 2 and resumed.tried == 5 and len(states) == 7  # 4 kept, 1 new, 2 failed
     assert resumed.study_name == first.study_name
     evaluated = resumed.trials[resumed.trials["state"] != "FAIL"]
     assert evaluated["params"].nunique() == 5  # the resumed sampler draws new configurations, not the first again

@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import math
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -320,6 +321,8 @@ def materialize(
     if upbit_url:
         register_secrets(url_secrets(upbit_url))  # never shown, also in errors
     source = source or ("upbit" if upbit_url else None)
+    if lent and end is None:  # one end for what a set reads and what reads it: their last bars meet
+        end = datetime.now(timezone.utc).replace(second=0, microsecond=0).isoformat()
     run_config = merge_run_config(
         market_run_config(days, end, source, bars, refresh, requests_per_second),
         research_run_config(model_list if which == "all" else None, feature_set, tuned and which == "all"),

@@ -26,6 +26,7 @@ from dagster import (
 )
 
 from trading_assets import settings
+from trading_assets.calendars import ALWAYS_OPEN
 from trading_assets.defs.resources import Locations
 from trading_assets.errors import CandleDataError
 from trading_assets.features import (
@@ -37,6 +38,7 @@ from trading_assets.features import (
     reference_for,
 )
 from trading_assets.partition import Partition
+from trading_assets.provenance import Provenance
 
 warnings.filterwarnings("ignore", message="Class `MultiPartitionMapping`", category=BetaWarning)
 
@@ -73,6 +75,14 @@ def load_context(
     features = feature_set(name)
     if not features.coarser and not features.reference:
         return None
+    calendar = Provenance.of(indicators).calendar
+    if features.coarser and calendar != ALWAYS_OPEN:
+        raise CandleDataError(
+            partition.symbol,
+            partition.timeframe,
+            f"the {name} features join coarser bars as of their close, taken as their open plus the timeframe: true "
+            f"on a market open around the clock ({ALWAYS_OPEN}), not on the sessions of {calendar}",
+        )
     reads = [("indicators", Partition(partition.symbol, tf)) for tf in _coarser(features, partition)]
     if features.reference:
         reference = reference_for(partition, settings.reference_symbols())

@@ -1,8 +1,9 @@
 """Code and data versions: how Dagster tells a stale partition from a fresh one.
 
 * :data:`CODE_VERSION`, the code version of every partitioned asset: a hash of the package's
-  source and of the versions of the libraries that compute (TA-Lib, NumPy, pandas, PyTorch). Any
-  change to either makes what was materialized before stale; nothing finer is claimed.
+  source, of the versions of the libraries that compute (TA-Lib, NumPy, pandas, PyTorch) and of the
+  reference symbols (``TRADING_REFERENCE_SYMBOLS``). Any change to them makes what was materialized before
+  stale; nothing finer is claimed.
 * :func:`frame_data_version`, the data version ``raw_candles`` and ``features`` report: a hash of the
   frame (index and values, bit for bit) and of its provenance. Collecting the same candles again gives
   the same version, so the assets computed from them stay fresh; one changed bar makes them stale. The
@@ -36,6 +37,7 @@ from dagster import (
     DataVersion,
 )
 
+from trading_assets import settings
 from trading_assets.defs.dagster_private import (
     AssetGraphView,
     BaseAssetGraph,
@@ -57,6 +59,8 @@ def _code_version() -> str:
     package = Path(__file__).resolve().parents[1]
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    # what the features of the cross_asset set read: another reference symbol, other rows
+    digest.update(f"references={','.join(settings.reference_symbols())}\0".encode())
     for dist in _COMPUTING_LIBRARIES:
         try:
             version = importlib.metadata.version(dist)

@@ -118,6 +118,18 @@ def test_the_cli_collects_what_a_feature_set_reads_before_the_partitions_reading
     assert refused.exit_code != 0 and "240m has 1 coarser timeframe(s) (1d)" in refused.output
 
 
+def test_coarser_bars_are_joined_on_markets_open_around_the_clock_only():
+    from trading_assets.defs.context import load_context
+    from trading_assets.defs.resources import Locations
+    from trading_assets.errors import CandleDataError
+    from trading_assets.partition import Partition
+    from trading_assets.provenance import Provenance
+
+    sessions = Provenance(symbol="USD-AAPL", timeframe="60m", calendar="XNYS").attach(pd.DataFrame())
+    with pytest.raises(CandleDataError, match="USD-AAPL 60m.*not on the sessions of XNYS"):
+        load_context(Locations(), Partition("USD-AAPL", "60m"), "multi_timeframe", sessions)
+
+
 @pytest.mark.parametrize("variable", ["KRW-BTC,KRW-ETH", "KRW/BTC"])
 def test_reference_symbols_are_validated(monkeypatch, variable):
     from trading_assets import settings
