@@ -8,6 +8,7 @@ import trading_assets.features as features_module
 from trading_assets.candles import fill_candle_grid
 from trading_assets.causality import cut_points, features_look_ahead
 from trading_assets.errors import CandleDataError
+from trading_assets.execution import Execution
 from trading_assets.features import (
     FeatureConfig,
     FeatureContext,
@@ -148,3 +149,27 @@ def test_reference_candles_join_bar_by_bar(fine):
     assert frame.loc[hole, "ref_ret_1"] == frame.loc[before, "ref_ret_1"]
     assert result.report.filled["ref_ret_1"] >= 1
     assert closed_as_of(pd.DatetimeIndex([hole]), "5m", btc.drop(index=hole).index, "5m", 0).tolist() == [-1]
+
+
+def test_signals_score_a_multi_timeframe_champion_with_the_joined_bars(fine, coarser):
+    """The newest bars are scored from the stored indicators and the joined coarser partitions: the forecasts a
+    full recomputation of the features gives."""
+    from trading_assets.provenance import Provenance
+    from trading_assets.signals import score_new_bars
+    from trading_assets.training.config import build_spec
+    from trading_assets.training.pipeline import fit_model
+
+    partition = Partition("KRW-ETH", "5m")
+    features = build_features(fine, partition, MTF, span_start=SPAN_START, context=coarser).frame
+    Provenance(feature_set="multi_timeframe").attach(features)
+    bundle = fit_model(features, build_spec({"model": "linear", "seq_len": 8})).bundle
+    assert bundle.info["feature_set"] == "multi_timeframe" and "htf2_adx_14" in bundle.feature_columns
+    stamp = {"model_name": "m", "model_version": "1", "features_version": "v"}
+    after = fine.index[-8]
+    scored = score_new_bars(fine, partition, bundle, MTF, Execution(), after, 0.0, stamp, END, coarser).rows
+    assert list(scored.index) == list(fine.index[-7:])
+    full = build_features(fine, partition, MTF, fine.index[0], keep_unlabelled=True, context=coarser).frame
+    expected = bundle.predict(full).reindex(scored.index)
+    np.testing.assert_allclose(scored["forecast"], expected, rtol=1e-5)
+    with pytest.raises(CandleDataError, match="indicators of 60m, 240m"):  # without them it stops, named
+        score_new_bars(fine, partition, bundle, MTF, Execution(), after, 0.0, stamp, END)
