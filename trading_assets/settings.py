@@ -32,6 +32,7 @@ DAGSTER_HOME_VAR = "DAGSTER_HOME"
 ALERT_SENSOR_INTERVAL_VAR = "TRADING_ALERT_SENSOR_INTERVAL"
 REFRESH_CRON_VAR = "TRADING_REFRESH_CRON_{timeframe}"  # upper-case timeframe, e.g. TRADING_REFRESH_CRON_5M
 TRAINING_CRON_VAR = "TRADING_TRAINING_CRON"
+FEATURE_SET_VAR = "TRADING_FEATURE_SET"  # the code location's feature set: its default, and the lineage declared
 REFERENCE_SYMBOLS_VAR = "TRADING_REFERENCE_SYMBOLS"  # comma-separated, one per quote currency
 DEFAULT_REFERENCE_SYMBOLS = "KRW-BTC"
 
@@ -115,6 +116,20 @@ def refresh_cron(timeframe: str, default: str) -> str:
 def training_cron(default: str) -> str:
     """The training schedule's cron (``$TRADING_TRAINING_CRON``), else ``default``."""
     return env(TRAINING_CRON_VAR) or default
+
+
+def feature_set() -> str:
+    """The code location's feature set ($TRADING_FEATURE_SET, default ``default``), validated: the runs' default,
+    and the one whose reads of other partitions ``features`` declares as upstream."""
+    from trading_assets.features import DEFAULT_FEATURE_SET
+    from trading_assets.features import feature_set as named_set
+
+    name = env(FEATURE_SET_VAR) or DEFAULT_FEATURE_SET
+    try:
+        named_set(name)
+    except ValueError as error:
+        raise ValueError(f"{FEATURE_SET_VAR}: {error}") from None
+    return name
 
 
 def reference_symbols() -> tuple[str, ...]:

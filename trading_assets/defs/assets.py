@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
-    AssetDep,
     AssetExecutionContext,
-    AssetIn,
     AssetRecordsFilter,
+    AssetsDefinition,
     Config,
     DataVersion,
     MaterializeResult,
@@ -28,8 +27,9 @@ from dagster import (
 )
 from pydantic import Field
 
+from trading_assets import settings
 from trading_assets.candles import FilledCandles, fill_candle_grid
-from trading_assets.defs.context import coarser_mapping, reference_mapping
+from trading_assets.defs.context import declared_lineage, undeclared_reads
 from trading_assets.defs.dagster_private import CODE_VERSION_TAG
 from trading_assets.defs.incremental import incremental_check, previous_output, verified
 from trading_assets.defs.metadata import counts_metadata, frame_metadata
@@ -424,28 +424,52 @@ def _indicators_of(
     return result
 
 
-@asset(
-    **DATA_ASSET,
-    kinds={"pandas", "parquet"},
-    ins={"indicators": AssetIn(partition_mapping=coarser_mapping())},
-    deps=[AssetDep(raw_candles, partition_mapping=reference_mapping())],
-    check_specs=[incremental_check("features")],
-    description="Model-ready float32 features (cleaned, outlier-clipped with time-aligned trailing blocks, "
-    "unscaled: each model fits its scaler on its own train span) plus `target`, the one-bar log return of the "
-    "trade the execution model fills (by default bought at the next bar's open): the label is the trade. A refresh "
-    "computes only the changed rows, from the lead-in they need (see incremental). The multi_timeframe and "
-    "cross_asset sets also read the indicators of the symbol's coarser timeframes and the candles of the reference "
-    "symbol, joined as of each bar's close (the upstream partitions drawn beside the partition's own).",
-)
-def features(
+def features_asset(declared: str) -> AssetsDefinition:
+    """The ``features`` asset of a code location whose feature set is ``declared`` (``TRADING_FEATURE_SET``): its
+    upstream is the partition's own indicators, plus the other partitions that set reads (see defs/context), so
+    the UI draws them, staleness follows them and backfills wait for them. A run may pick another set
+    (``feature_config``); it then reads what that set needs all the same, undeclared (a warning says so)."""
+    ins, deps = declared_lineage(declared, raw_candles)
+
+    @asset(
+        **DATA_ASSET,
+        name="features",
+        kinds={"pandas", "parquet"},
+        ins=ins,
+        deps=deps,
+        check_specs=[incremental_check("features")],
+        description="Model-ready float32 features (cleaned, outlier-clipped with time-aligned trailing blocks, "
+        "unscaled: each model fits its scaler on its own train span) plus `target`, the one-bar log return of the "
+        "trade the execution model fills (by default bought at the next bar's open): the label is the trade. A "
+        "refresh computes only the changed rows, from the lead-in they need (see incremental). The "
+        "multi_timeframe and cross_asset sets also read the indicators of the symbol's coarser timeframes and the "
+        f"candles of the reference symbol, joined as of each bar's close. Declared lineage: the {declared!r} set's.",
+    )
+    def _features(
+        context: AssetExecutionContext,
+        indicators: pd.DataFrame,
+        execution: ExecutionResource,
+        feature_config: FeatureConfigResource,
+        incremental: IncrementalResource,
+    ):  # MaterializeResult carrying the frame (an annotation would make Dagster type-check it as Nothing)
+        return _build_features(context, indicators, execution, feature_config, incremental, declared)
+
+    return _features
+
+
+def _build_features(
     context: AssetExecutionContext,
     indicators: pd.DataFrame,
     execution: ExecutionResource,
     feature_config: FeatureConfigResource,
     incremental: IncrementalResource,
-):  # MaterializeResult carrying the frame (an annotation would make Dagster type-check it as Nothing)
+    declared: str,
+) -> MaterializeResult:
     partition = partition_of(context.partition_key)
     config = feature_config.config()
+    undeclared = undeclared_reads(declared, config.feature_set)
+    if undeclared:
+        context.log.warning(f"{partition}: {undeclared}")
     trade = execution.for_symbol(partition.symbol)
     provenance = Provenance.of(indicators)
     shortfall = lead_in_shortfall(partition, provenance.lead_in_bars, config)
@@ -468,6 +492,9 @@ def features(
         metadata["read_partitions"] = MetadataValue.json(_read_partitions(partition, lent))
     version = frame_data_version(frame)  # the same rows again: what follows stays fresh
     return MaterializeResult(value=frame, data_version=version, check_results=[check], metadata=metadata)
+
+
+features = features_asset(settings.feature_set())
 
 
 def _read_partitions(partition: Partition, lent: FeatureContext) -> list[str]:

@@ -1,14 +1,16 @@
 """The other partitions a feature set reads (:class:`trading_assets.features.FeatureSet`): declared to Dagster as
-partition mappings of ``features``' upstream, so the UI draws them and staleness follows them, and read from the
-IO manager's store.
+partition mappings of ``features``' upstream, so the UI draws them, staleness follows them and backfills wait for
+them, and read from the IO manager's store.
 
 * ``indicators`` -> ``features``: the partition's own indicators and those of its coarser timeframes
   (:data:`trading_assets.features.COARSER`; symbol identical).
 * ``raw_candles`` -> ``features``: the candles of the reference symbols (``TRADING_REFERENCE_SYMBOLS``) of the
   same timeframe.
 
-The mappings are declared for every feature set: a partition whose set reads neither (the default set) is shown
-stale when one of them changes, as Dagster cannot know which set a run will pick.
+A code location declares the lineage of its feature set (``TRADING_FEATURE_SET``, default ``default``: the
+partition's own indicators only), not of every set: a dependency the set does not have would make its features
+stale whenever another partition changes, and make every backfill wait for the reference symbol. A run that picks
+another set reads what it needs all the same; the step warns that its lineage is not declared.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import warnings
 
 import pandas as pd
 from dagster import (
+    AssetDep,
+    AssetIn,
     BetaWarning,
     DimensionPartitionMapping,
     IdentityPartitionMapping,
@@ -49,6 +53,35 @@ def _mapping(symbol, timeframe) -> MultiPartitionMapping:
             "symbol": DimensionPartitionMapping("symbol", symbol),
             "timeframe": DimensionPartitionMapping("timeframe", timeframe),
         }
+    )
+
+
+def declared_lineage(declared: str, raw_candles) -> tuple[dict[str, AssetIn], list[AssetDep]]:
+    """The ``ins`` and ``deps`` of ``features`` in a code location whose feature set is ``declared``."""
+    features = feature_set(declared)
+    ins = {"indicators": AssetIn(partition_mapping=coarser_mapping())} if features.coarser else {}
+    deps = [AssetDep(raw_candles, partition_mapping=reference_mapping())] if features.reference else []
+    return ins, deps
+
+
+def undeclared_reads(declared: str, used: str) -> str | None:
+    """Why the lineage of the set ``used`` by a run is not what the code location declares (set ``declared``), or
+    None when it reads nothing more."""
+    wanted, have = feature_set(used), feature_set(declared)
+    missing = [
+        what
+        for what, needs, declared_too in (
+            ("coarser timeframes", wanted.coarser, have.coarser),
+            ("reference symbol", wanted.reference, have.reference),
+        )
+        if needs and not declared_too
+    ]
+    if not missing:
+        return None
+    return (
+        f"feature set {used} reads the {' and the '.join(missing)}, which this code location does not declare as "
+        f"upstream (its set is {declared}; TRADING_FEATURE_SET={used} declares it): staleness and backfills do not "
+        "follow them"
     )
 
 

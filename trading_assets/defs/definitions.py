@@ -9,6 +9,7 @@ from typing import Any
 
 from dagster import Definitions, in_process_executor
 
+from trading_assets import settings
 from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.checks import CHECKS
 from trading_assets.defs.io_manager import ParquetIOManager
@@ -50,7 +51,7 @@ def bound_resources(locations: Locations) -> dict[str, Any]:
         "alerts": AlertResource(locations=locations),
         "mlflow_tracking": MlflowResource(locations=locations),
         "execution": ExecutionResource(),
-        "feature_config": FeatureConfigResource(locations=locations),
+        "feature_config": FeatureConfigResource(locations=locations, feature_set=settings.feature_set()),
         "incremental": IncrementalResource(locations=locations),
     }
 

@@ -2,13 +2,13 @@
 
 * :data:`CODE_VERSION`, the code version of every partitioned asset: a hash of the package's
   source, of the versions of the libraries that compute (TA-Lib, NumPy, pandas, PyTorch) and of the
-  reference symbols (``TRADING_REFERENCE_SYMBOLS``). Any change to them makes what was materialized before
-  stale; nothing finer is claimed.
+  code location's feature set and reference symbols (``TRADING_FEATURE_SET``,
+  ``TRADING_REFERENCE_SYMBOLS``). Any change to them makes what was materialized before stale; nothing
+  finer is claimed.
 * :func:`frame_data_version`, the data version ``raw_candles`` and ``features`` report: a hash of the
   frame (index and values, bit for bit) and of its provenance. Collecting the same candles again gives
-  the same version, so the assets computed from them stay fresh; one changed bar makes them stale. The
-  features recomputed because a partition they may read changed (see defs/context) keep their version
-  when their rows did not change, so the model side stays fresh.
+  the same version, so the assets computed from them stay fresh; one changed bar makes them stale.
+  Features computed again with the same rows keep their version, so the model side stays fresh.
 * :func:`stale_or_missing`: the assets Dagster's staleness rules report STALE or MISSING for a
   partition (a new code version, an upstream with a new data version, never materialized). The UI
   shows the same status; ``trading-assets materialize`` uses it to skip partitions whose assets are
@@ -59,8 +59,8 @@ def _code_version() -> str:
     package = Path(__file__).resolve().parents[1]
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    # what the features of the cross_asset set read: another reference symbol, other rows
-    digest.update(f"references={','.join(settings.reference_symbols())}\0".encode())
+    # the code location's feature set and reference symbols: another set or reference, other rows
+    digest.update(f"features={settings.feature_set()};references={','.join(settings.reference_symbols())}\0".encode())
     for dist in _COMPUTING_LIBRARIES:
         try:
             version = importlib.metadata.version(dist)

@@ -12,9 +12,45 @@ from trading_assets.defs.runs import root_error
 from trading_assets.defs.versions import stale_or_missing
 from trading_assets.features import TARGET, feature_columns
 from trading_assets_tests.conftest import END
-from trading_assets_tests.defs.test_assets import latest_metadata, run_partition
+from trading_assets_tests.defs.test_assets import latest_metadata
 
 FEATURES = AssetKey("features")
+
+
+def _location(feature_set: str):
+    """The data assets and trained_model of a code location with TRADING_FEATURE_SET=``feature_set``: its
+    ``features`` declares what that set reads as upstream."""
+    from dagster import Definitions, define_asset_job, in_process_executor
+
+    from trading_assets.defs.assets import features_asset, indicators, raw_candles
+    from trading_assets.defs.checks import CHECKS
+    from trading_assets.defs.definitions import bound_resources
+    from trading_assets.defs.jobs import market_data_job
+    from trading_assets.defs.partitions import market_partitions
+    from trading_assets.defs.resources import Locations
+    from trading_assets.defs.training import trained_model
+
+    to_model = define_asset_job(
+        "to_model",
+        selection=["raw_candles", "indicators", "features", "trained_model"],
+        partitions_def=market_partitions,
+    )
+    return Definitions(
+        assets=[raw_candles, indicators, features_asset(feature_set), trained_model],
+        asset_checks=CHECKS,
+        jobs=[market_data_job, to_model],
+        executor=in_process_executor,
+        resources=bound_resources(Locations()),
+    )
+
+
+MTF_LOCATION, CROSS_LOCATION = _location("multi_timeframe"), _location("cross_asset")
+
+
+def run_partition(instance, symbol: str, timeframe: str, run_config: dict, location=MTF_LOCATION):
+    return location.resolve_job_def("market_data_job").execute_in_process(
+        partition_key=partition_key(symbol, timeframe), instance=instance, run_config=run_config, raise_on_error=False
+    )
 
 
 def _config(feature_set: str, days: float = 2.0, end=END) -> dict:
@@ -29,20 +65,26 @@ def _check(result, name: str, asset: AssetKey = FEATURES):
     return evaluation
 
 
-def test_the_lineage_to_coarser_timeframes_and_the_reference_symbol_is_declared(instance):
-    graph = defs.resolve_asset_graph()
-    node = graph.get(FEATURES)
-    assert node.parent_keys == {AssetKey("indicators"), AssetKey("raw_candles")}
-
-    def upstream(parent: str, symbol: str, timeframe: str) -> set[str]:
-        keys = graph.get_parent_partition_keys_for_child(
-            str(partition_key(symbol, timeframe)), AssetKey(parent), FEATURES
-        ).partitions_subset.get_partition_keys()
+def test_a_code_location_declares_the_lineage_of_its_feature_set(instance):
+    def upstream(location, parent: str, symbol: str, timeframe: str) -> set[str]:
+        keys = (
+            location.resolve_asset_graph()
+            .get_parent_partition_keys_for_child(str(partition_key(symbol, timeframe)), AssetKey(parent), FEATURES)
+            .partitions_subset.get_partition_keys()
+        )
         return {str(k) for k in keys}
 
-    assert upstream("indicators", "KRW-ETH", "5m") == {"KRW-ETH|5m", "KRW-ETH|60m", "KRW-ETH|240m"}
-    assert upstream("indicators", "KRW-BTC", "1m") == {"KRW-BTC|1m", "KRW-BTC|15m", "KRW-BTC|60m"}
-    assert upstream("raw_candles", "KRW-ETH", "15m") == {"KRW-BTC|15m"}
+    def parents(location) -> set[str]:
+        return {k.to_user_string() for k in location.resolve_asset_graph().get(FEATURES).parent_keys}
+
+    assert parents(defs) == {"indicators"}  # the default set reads the partition's own indicators only
+    assert upstream(defs, "indicators", "KRW-ETH", "5m") == {"KRW-ETH|5m"}
+    assert parents(MTF_LOCATION) == {"indicators"}
+    assert upstream(MTF_LOCATION, "indicators", "KRW-ETH", "5m") == {"KRW-ETH|5m", "KRW-ETH|60m", "KRW-ETH|240m"}
+    assert upstream(MTF_LOCATION, "indicators", "KRW-BTC", "1m") == {"KRW-BTC|1m", "KRW-BTC|15m", "KRW-BTC|60m"}
+    assert parents(CROSS_LOCATION) == {"indicators", "raw_candles"}
+    assert upstream(CROSS_LOCATION, "raw_candles", "KRW-ETH", "15m") == {"KRW-BTC|15m"}
+    assert upstream(CROSS_LOCATION, "indicators", "KRW-ETH", "15m") == {"KRW-ETH|15m"}
 
 
 def test_multi_timeframe_features_join_the_stored_coarser_partitions(instance, data_dir):
@@ -70,13 +112,14 @@ def test_multi_timeframe_features_join_the_stored_coarser_partitions(instance, d
     assert _check(result, "no_look_ahead").passed  # ran on the joined columns too (see test_context_features)
     warmup = _check(result, "warmup_sufficient", AssetKey("indicators"))
     assert warmup.metadata["features_compared"].value is True and warmup.metadata["compared_with_bars"].value > 0
-    assert stale_or_missing(instance, defs.resolve_asset_graph(), [FEATURES], str(key)) == []
+    assert stale_or_missing(instance, MTF_LOCATION.resolve_asset_graph(), [FEATURES], str(key)) == []
 
     # a coarser partition that changes makes the features that read it stale
     assert run_partition(
         instance, "KRW-ETH", "60m", _config("default", days=30, end=END + pd.Timedelta(hours=3))
     ).success
-    assert stale_or_missing(instance, defs.resolve_asset_graph(), [FEATURES], str(key)) == [FEATURES]
+    assert stale_or_missing(instance, MTF_LOCATION.resolve_asset_graph(), [FEATURES], str(key)) == [FEATURES]
+    assert stale_or_missing(instance, defs.resolve_asset_graph(), [FEATURES], str(key)) == []  # declares none
 
     # a coarser partition that ends before the span stops the run with the span it has: no row is dropped silently
     assert run_partition(
@@ -89,12 +132,18 @@ def test_multi_timeframe_features_join_the_stored_coarser_partitions(instance, d
 
 
 def test_cross_asset_features_join_the_reference_symbols_candles(instance, data_dir):
-    failed = run_partition(instance, "KRW-ETH", "15m", _config("cross_asset"))
+    failed = run_partition(instance, "KRW-ETH", "15m", _config("cross_asset"), CROSS_LOCATION)
     (failure,) = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "read the raw_candles of KRW-BTC 15m, which are not stored" in root_error(failure.step_failure_data.error)
-    assert run_partition(instance, "KRW-BTC", "15m", _config("default")).success
-    result = run_partition(instance, "KRW-ETH", "15m", _config("cross_asset"))
+    assert run_partition(instance, "KRW-BTC", "15m", _config("default"), CROSS_LOCATION).success
+    result = run_partition(instance, "KRW-ETH", "15m", _config("cross_asset"), CROSS_LOCATION)
     assert result.success
+    logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert not any("does not declare" in m for m in logs)
+    undeclared = run_partition(instance, "KRW-ETH", "15m", _config("cross_asset"), defs)  # the default location
+    assert undeclared.success  # reads the reference all the same, and says its lineage is not declared
+    message = "feature set cross_asset reads the reference symbol, which this code location does not declare"
+    assert any(message in e.user_message for e in instance.all_logs(undeclared.run_id))
     frame = pd.read_parquet(data_dir / "assets" / "features" / "KRW-ETH" / "15m.parquet")
     assert list(frame.columns) == [*feature_columns("cross_asset"), TARGET]
     btc = pd.read_parquet(data_dir / "assets" / "raw_candles" / "KRW-BTC" / "15m.parquet")
@@ -153,16 +202,12 @@ class _Sink:
 
 
 def test_features_computed_again_with_the_same_rows_leave_the_model_fresh(instance, data_dir):
-    """The reference symbol's new candles make every market's features stale (the lineage is declared for every
-    set); a default-set partition computes them again, gets the same rows and data version, and is not retrained."""
-    from dagster import AssetSelection, Definitions, define_asset_job
-
-    from trading_assets.defs.partitions import market_partitions
+    """In a code location declaring the reference symbol as upstream, its new candles make a market's features
+    stale; a run of the default set computes them again, gets the same rows and data version, and retrains
+    nothing."""
     from trading_assets.defs.runs import materialize_partition
 
-    selection = AssetSelection.assets("raw_candles", "indicators", "features", "trained_model")
-    extra = Definitions(jobs=[define_asset_job("to_model", selection=selection, partitions_def=market_partitions)])
-    job = Definitions.merge(defs, extra).resolve_job_def("to_model")
+    job = CROSS_LOCATION.resolve_job_def("to_model")  # declares the reference symbol as upstream
     config = _config("default", days=20)
     config["ops"]["trained_model"] = {"config": {"model": "linear", "seq_len": 8}}
     eth = str(partition_key("KRW-ETH", "15m"))
@@ -175,13 +220,13 @@ def test_features_computed_again_with_the_same_rows_leave_the_model_fresh(instan
     def materializations(asset: str) -> int:
         return len(records(asset))
 
-    assert run_partition(instance, "KRW-BTC", "15m", _config("default", days=20)).success
+    assert run_partition(instance, "KRW-BTC", "15m", _config("default", days=20), CROSS_LOCATION).success
     materialize_partition(job, instance, _Sink(), eth, config)
     assert [materializations(a) for a in ("features", "trained_model")] == [1, 1]
 
     later = _config("default", days=20, end=END + pd.Timedelta(hours=2))
-    assert run_partition(instance, "KRW-BTC", "15m", later).success
-    assert stale_or_missing(instance, defs.resolve_asset_graph(), [FEATURES], eth) == [FEATURES]
+    assert run_partition(instance, "KRW-BTC", "15m", later, CROSS_LOCATION).success
+    assert stale_or_missing(instance, job.asset_layer.asset_graph, [FEATURES], eth) == [FEATURES]
     sink = _Sink()
     materialize_partition(job, instance, sink, eth, config)
     assert [materializations(a) for a in ("raw_candles", "features", "trained_model")] == [2, 2, 1]
