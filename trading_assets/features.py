@@ -302,11 +302,13 @@ def reference_for(partition: Partition, references: tuple[str, ...]) -> str:
     )
 
 
-def context_shortfalls(context: FeatureContext, index: pd.DatetimeIndex, timeframe: str) -> list[str]:
+def context_shortfalls(
+    context: FeatureContext, index: pd.DatetimeIndex, timeframe: str, ffill_limit: int = FeatureConfig.ffill_limit
+) -> list[str]:
     """Where ``context`` does not cover the bars of ``index`` (``timeframe``): its first bar joined must have
-    :data:`MAX_FEATURE_LAG` bars before it (the lent features' look-back); the last bar must join the bar that
-    closed last by its close (a coarser partition one bar behind would join an older bar: refused), and the
-    columns must be there."""
+    :data:`MAX_FEATURE_LAG` bars before it (the lent features' look-back); the last bar must have a bar to join (a
+    coarser one closed less than two of its bars before, the reference's at most ``ffill_limit`` bars before: forward
+    filled); and the columns must be there. See :func:`older_lent_rows` for the rows joined to an older bar."""
     if not len(index):
         return []
     ends = index[[0, -1]]
@@ -321,7 +323,9 @@ def context_shortfalls(context: FeatureContext, index: pd.DatetimeIndex, timefra
             problems.append(f"the {name} lack the columns {missing} (stored by older code? materialize them again)")
             continue
         first = closed_as_of(ends[:1], timeframe, frame.index, other_tf, 2)[0]
-        last = closed_as_of(ends[1:], timeframe, frame.index, other_tf, 1 if other_tf != timeframe else 0)[0]
+        last = closed_as_of(
+            ends[1:], timeframe, frame.index, other_tf, 2 if other_tf != timeframe else ffill_limit + 1
+        )[0]
         have = f"stored from {frame.index[0].isoformat()} to {frame.index[-1].isoformat()}" if len(frame) else "empty"
         if first < MAX_FEATURE_LAG or last < 0:
             problems.append(
@@ -329,6 +333,20 @@ def context_shortfalls(context: FeatureContext, index: pd.DatetimeIndex, timefra
                 f"({have}; {MAX_FEATURE_LAG} bars are read before the first)"
             )
     return problems
+
+
+def older_lent_rows(context: FeatureContext, index: pd.DatetimeIndex, timeframe: str) -> dict[str, int]:
+    """Per lent partition, the rows of ``index`` joined to an older bar than the one closing with them (a coarser bar
+    closed one of its bars before, or a reference bar missing: forward filled), the newest rows first of all when
+    the other partition was not collected up to them yet (they change when it is: the next computation in full)."""
+    frames = [(f"{tf} indicators", tf, frame) for tf, frame in context.coarser]
+    if context.reference is not None:
+        frames.append((f"{context.reference[0]} {timeframe} candles", timeframe, context.reference[1]))
+    counts = {}
+    for name, other_tf, frame in frames:
+        closing = closed_as_of(index, timeframe, frame.index, other_tf, 1 if other_tf != timeframe else 0)
+        counts[name] = int((closing < 0).sum())
+    return counts
 
 
 def closed_as_of(

@@ -94,7 +94,7 @@ def features_from_source(
         other = Partition(reference_for(partition, settings.reference_symbols()), timeframe)
         reference = (other.symbol, _source_indicators(source, other, span_start, end, config)[0].frame)
     context = FeatureContext(coarser, reference)
-    problems = context_shortfalls(context, indicators.index, timeframe)
+    problems = context_shortfalls(context, indicators.index, timeframe, config.ffill_limit)
     if problems:
         raise CandleDataError(symbol, timeframe, "; ".join(problems))
     frame = build_features(indicators, partition, config, span_start, execution, context=context).frame

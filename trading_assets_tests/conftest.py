@@ -22,6 +22,10 @@ def data_resources(**replace):
     return {**bound_resources(Locations()), **replace}
 
 
+# Read when the code location loads (its declared lineage, its code version): the tests expect the defaults.
+for _var in ("TRADING_FEATURE_SET", "TRADING_REFERENCE_SYMBOLS"):
+    os.environ.pop(_var, None)
+
 # A fixed end keeps every test deterministic (the synthetic source is a pure function of time).
 END = pd.Timestamp("2026-10-01", tz="UTC")
 

@@ -17,6 +17,7 @@ from trading_assets.features import (
     context_shortfalls,
     feature_columns,
     lead_in_bars,
+    older_lent_rows,
     reference_for,
 )
 from trading_assets.indicators import compute_indicators, warmup_bars
@@ -109,11 +110,15 @@ def test_a_set_reading_other_partitions_names_what_it_lacks(fine, coarser):
     early = FeatureContext((coarser.coarser[0], ("240m", coarser.coarser[1][1].loc[: END - pd.Timedelta(days=1)])))
     assert "240m indicators do not cover" in context_shortfalls(early, fine.index, "5m")[0]
     assert context_shortfalls(coarser, fine.index, "5m") == []
-    # one bar behind at the end: the last rows would join an older bar than the one closed by their close
+    # one bar behind at the end (not collected yet): the row closing with the last hour joins the one before
     hourly = coarser.coarser[0][1]
-    behind = FeatureContext((("60m", hourly.iloc[:-1]), coarser.coarser[1]))
     assert fine.index[-1] + pd.Timedelta(minutes=5) == hourly.index[-1] + pd.Timedelta(hours=1)  # bars meet
-    assert "60m indicators do not cover" in context_shortfalls(behind, fine.index, "5m")[0]
+    behind = FeatureContext((("60m", hourly.iloc[:-1]), coarser.coarser[1]))
+    assert context_shortfalls(behind, fine.index, "5m") == []
+    assert older_lent_rows(behind, fine.index, "5m") == {"60m indicators": 1, "240m indicators": 0}  # the last row
+    assert older_lent_rows(coarser, fine.index, "5m") == {"60m indicators": 0, "240m indicators": 0}
+    two_behind = FeatureContext((("60m", hourly.iloc[:-2]), coarser.coarser[1]))
+    assert "60m indicators do not cover" in context_shortfalls(two_behind, fine.index, "5m")[0]
     stale = FeatureContext((("60m", hourly.drop(columns=["rsi_14"])), coarser.coarser[1]))
     assert context_shortfalls(stale, fine.index, "5m") == [
         "the 60m indicators lack the columns ['rsi_14'] (stored by older code? materialize them again)"

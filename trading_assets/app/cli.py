@@ -103,18 +103,21 @@ def research_error(models: list[str] | None, feature_set: str | None) -> str | N
 
 def lent_partitions(feature_set: str | None, symbols: list[str], timeframes: list[str]) -> dict[tuple[str, str], str]:
     """The other partitions the feature set reads for ``symbols`` x ``timeframes`` (see FeatureSet), each with the
-    last data asset it needs: its coarser timeframes' ``indicators``, its reference symbol's ``raw_candles``. Raises
-    ValueError naming a timeframe the set does not serve or a market without a reference symbol."""
+    last data asset it needs: its coarser timeframes' ``indicators``, its reference symbol's ``raw_candles``. The
+    set given (``--feature-set``) must serve every partition: ValueError names a timeframe it does not serve or a
+    market without a reference symbol. None: the code location's set, where it serves (the default set elsewhere)."""
     from trading_assets import settings
+    from trading_assets.defs.context import serves
     from trading_assets.features import feature_set as named_set
     from trading_assets.features import reference_for
     from trading_assets.partition import Partition
 
-    if feature_set is None:
-        return {}
-    features, lent = named_set(feature_set), {}
+    strict, name = feature_set is not None, feature_set or settings.feature_set()
+    features, lent = named_set(name), {}
     for symbol in symbols:
         for timeframe in timeframes:
+            if not strict and not serves(name, Partition(symbol, timeframe)):
+                continue
             for other in features.coarser_timeframes(timeframe):
                 lent[(symbol, other)] = "indicators"
             if features.reference:

@@ -55,6 +55,7 @@ from trading_assets.features import (
     feature_breaks,
     feature_resume,
     lead_in_shortfall,
+    older_lent_rows,
 )
 from trading_assets.incremental import Lineage, resume_point, unpack_mask
 from trading_assets.indicators import (
@@ -466,7 +467,10 @@ def _build_features(
     declared: str,
 ) -> MaterializeResult:
     partition = partition_of(context.partition_key)
-    config = feature_config.config()
+    config = feature_config.config(partition)
+    if feature_config.feature_set is None and config.feature_set != settings.feature_set():
+        location = settings.feature_set()
+        context.log.info(f"{partition}: the code location's feature set {location} does not serve it: default set")
     undeclared = undeclared_reads(declared, config.feature_set)
     if undeclared:
         context.log.warning(f"{partition}: {undeclared}")
@@ -490,6 +494,13 @@ def _build_features(
     metadata = _features_metadata(frame, report, config, trade)
     if lent is not None:
         metadata["read_partitions"] = MetadataValue.json(_read_partitions(partition, lent))
+        older = older_lent_rows(lent, frame.index, partition.timeframe)
+        metadata["rows_joined_to_an_older_bar"] = counts_metadata(older)
+        if any(older.values()):
+            context.log.warning(
+                f"{partition}: rows joined to an older bar than the one closing with them (not stored yet, or "
+                f"missing): {older}; a computation after those bars are stored changes them"
+            )
     version = frame_data_version(frame)  # the same rows again: what follows stays fresh
     return MaterializeResult(value=frame, data_version=version, check_results=[check], metadata=metadata)
 

@@ -158,7 +158,7 @@ def indicators_warmup_sufficient(
         with candle_store.get_store() as store:
             store.collect(candle_source.get_source(), p, extra_start, audit.provenance.span[1])
             extra = store.load(p, extra_start, raw_candles.index[0])
-        features, lent = feature_config.config(), None
+        features, lent = feature_config.config(p), None
         try:
             lent = feature_config.context(p, features.feature_set, frame)
         except CandleDataError as error:  # the features step fails with it; the indicators are still audited

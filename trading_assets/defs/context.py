@@ -64,6 +64,19 @@ def declared_lineage(declared: str, raw_candles) -> tuple[dict[str, AssetIn], li
     return ins, deps
 
 
+def serves(name: str, partition: Partition) -> bool:
+    """Whether the feature set ``name`` can be built for ``partition``: its coarser timeframes exist, its market has
+    a reference symbol."""
+    features = feature_set(name)
+    try:
+        features.coarser_timeframes(partition.timeframe)
+        if features.reference:
+            reference_for(partition, settings.reference_symbols())
+    except ValueError:  # CandleDataError too
+        return False
+    return True
+
+
 def undeclared_reads(declared: str, used: str) -> str | None:
     """Why the lineage of the set ``used`` by a run is not what the code location declares (set ``declared``), or
     None when it reads nothing more."""
@@ -98,7 +111,7 @@ def reference_mapping() -> MultiPartitionMapping:
 
 
 def load_context(
-    locations: Locations, partition: Partition, name: str, indicators: pd.DataFrame
+    locations: Locations, partition: Partition, name: str, indicators: pd.DataFrame, ffill_limit: int
 ) -> FeatureContext | None:
     """What the feature set ``name`` reads from other partitions for ``partition``'s ``indicators``, from their
     stored frames; None when it reads none. Stops with an error naming the partition that is not stored or does
@@ -135,7 +148,7 @@ def load_context(
     coarser = tuple((other.timeframe, frame) for (asset, other), frame in zip(reads, frames) if asset == "indicators")
     reference = (reads[-1][1].symbol, frames[-1]) if features.reference else None
     context = FeatureContext(coarser, reference)
-    problems = context_shortfalls(context, indicators.index, partition.timeframe)
+    problems = context_shortfalls(context, indicators.index, partition.timeframe, ffill_limit)
     if problems:
         raise CandleDataError(
             partition.symbol,

@@ -9,7 +9,6 @@ from typing import Any
 
 from dagster import Definitions, in_process_executor
 
-from trading_assets import settings
 from trading_assets.defs.assets import features, indicators, raw_candles
 from trading_assets.defs.checks import CHECKS
 from trading_assets.defs.io_manager import ParquetIOManager
@@ -51,7 +50,7 @@ def bound_resources(locations: Locations) -> dict[str, Any]:
         "alerts": AlertResource(locations=locations),
         "mlflow_tracking": MlflowResource(locations=locations),
         "execution": ExecutionResource(),
-        "feature_config": FeatureConfigResource(locations=locations, feature_set=settings.feature_set()),
+        "feature_config": FeatureConfigResource(locations=locations),
         "incremental": IncrementalResource(locations=locations),
     }
 

@@ -388,10 +388,12 @@ class FeatureConfigResource(GuardedResource):
 
     locations: Locations
 
-    feature_set: str = Field(
-        default=DEFAULT_FEATURE_SET,
+    feature_set: str | None = Field(
+        default=None,
         pattern=NAME_PATTERN,
-        description=f"Named feature set of trading_assets.features.FEATURE_SETS (default {DEFAULT_FEATURE_SET!r})",
+        description="Named feature set of trading_assets.features.FEATURE_SETS; none: the code location's "
+        f"(TRADING_FEATURE_SET, default {DEFAULT_FEATURE_SET!r}), or {DEFAULT_FEATURE_SET!r} for a partition it "
+        "does not serve (a timeframe without its coarser timeframes, a market without a reference symbol)",
     )
     ffill_limit: int = Field(
         default=FeatureConfig.ffill_limit, ge=0, description="Forward-fill at most this many missing values in a row"
@@ -407,8 +409,20 @@ class FeatureConfigResource(GuardedResource):
         description="Most non-numeric cells per column before the step stops",
     )
 
-    def config(self) -> FeatureConfig:
-        return FeatureConfig(**{f: getattr(self, f) for f in FeatureConfig.__dataclass_fields__})
+    def config(self, partition: Partition | None = None) -> FeatureConfig:
+        """The feature set and preprocessing for ``partition`` (see :meth:`set_for`)."""
+        values = {f: getattr(self, f) for f in FeatureConfig.__dataclass_fields__ if f != "feature_set"}
+        return FeatureConfig(**values, feature_set=self.set_for(partition))
+
+    def set_for(self, partition: Partition | None) -> str:
+        """The set configured for the run; else the code location's where it serves ``partition`` (or for no
+        partition), else the default set. A configured set that does not serve a partition stops its step."""
+        from trading_assets.defs.context import serves
+
+        if self.feature_set:
+            return self.feature_set
+        declared = settings.feature_set()
+        return declared if partition is None or serves(declared, partition) else DEFAULT_FEATURE_SET
 
     def lead_in_bars(self) -> int:
         """Bars of indicators the features need before the span."""
@@ -419,7 +433,7 @@ class FeatureConfigResource(GuardedResource):
         defs/context), or None."""
         from trading_assets.defs.context import load_context
 
-        return load_context(self.locations, partition, name, indicators)
+        return load_context(self.locations, partition, name, indicators, self.ffill_limit)
 
 
 class IncrementalResource(GuardedResource):

@@ -176,7 +176,7 @@ def test_coarser_bars_are_joined_on_markets_open_around_the_clock_only():
 
     sessions = Provenance(symbol="USD-AAPL", timeframe="60m", calendar="XNYS").attach(pd.DataFrame())
     with pytest.raises(CandleDataError, match="USD-AAPL 60m.*not on the sessions of XNYS"):
-        load_context(Locations(), Partition("USD-AAPL", "60m"), "multi_timeframe", sessions)
+        load_context(Locations(), Partition("USD-AAPL", "60m"), "multi_timeframe", sessions, 5)
 
 
 @pytest.mark.parametrize("variable", ["KRW-BTC,KRW-ETH", "KRW/BTC"])
@@ -234,3 +234,26 @@ def test_features_computed_again_with_the_same_rows_leave_the_model_fresh(instan
     second, first = (r.asset_materialization.tags["dagster/data_version"] for r in records("features"))
     assert second == first  # the same rows: the same data version
     assert stale_or_missing(instance, job.asset_layer.asset_graph, [AssetKey("trained_model")], eth) == []
+
+
+def test_the_code_locations_set_serves_the_partitions_it_can_and_the_default_set_the_others(monkeypatch):
+    from trading_assets.app.cli import lent_partitions
+    from trading_assets.defs.resources import FeatureConfigResource, Locations
+    from trading_assets.partition import Partition
+
+    monkeypatch.setenv("TRADING_FEATURE_SET", "multi_timeframe")
+    location = FeatureConfigResource(locations=Locations())
+    assert location.set_for(Partition("KRW-ETH", "5m")) == "multi_timeframe"
+    assert location.set_for(Partition("KRW-ETH", "240m")) == "default"  # 240m has one coarser timeframe
+    assert location.config(Partition("KRW-ETH", "1d")).feature_set == "default"
+    given = FeatureConfigResource(locations=Locations(), feature_set="multi_timeframe")
+    assert given.set_for(Partition("KRW-ETH", "240m")) == "multi_timeframe"  # given: it must serve, or the step stops
+    assert lent_partitions(None, ["KRW-ETH"], ["5m", "240m"]) == {
+        ("KRW-ETH", "60m"): "indicators",
+        ("KRW-ETH", "240m"): "indicators",
+    }
+    with pytest.raises(ValueError, match="240m has 1 coarser timeframe"):
+        lent_partitions("multi_timeframe", ["KRW-ETH"], ["5m", "240m"])
+    monkeypatch.setenv("TRADING_FEATURE_SET", "cross_asset")
+    assert FeatureConfigResource(locations=Locations()).set_for(Partition("USDT-ETH", "5m")) == "default"
+    assert lent_partitions(None, ["KRW-ETH", "USDT-ETH"], ["15m"]) == {("KRW-BTC", "15m"): "raw_candles"}
