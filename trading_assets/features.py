@@ -226,18 +226,30 @@ class FeatureSet:
         lent += [Feature(f"ref_{f.name}", f.fn, f"{f.description}, of the reference symbol") for f in self.reference]
         return (*self.own, *lent)
 
-    def coarser_timeframes(self, timeframe: str) -> tuple[str, ...]:
-        """The coarser timeframes this set joins to ``timeframe``'s bars (none for a set without them)."""
+    def coarser_timeframes(self, partition: Partition) -> tuple[str, ...]:
+        """The coarser timeframes this set joins to ``partition``'s bars (none for a set without them)."""
         if not self.levels:
             return ()
+        timeframe = partition.timeframe
         ladder = COARSER[timeframe]
         if len(ladder) < self.levels:
             served = ", ".join(t for t, c in COARSER.items() if len(c) >= self.levels)
-            raise ValueError(
+            raise CandleDataError(
+                partition.symbol,
+                timeframe,
                 f"{timeframe} has {len(ladder)} coarser timeframe(s) ({', '.join(ladder) or 'none'}), the feature set "
-                f"needs {self.levels}; timeframes it serves: {served}"
+                f"needs {self.levels}; timeframes it serves: {served}",
             )
         return ladder[: self.levels]
+
+    def reads(self, partition: Partition, references: tuple[str, ...]) -> list[tuple[str, Partition]]:
+        """The other partitions this set reads for ``partition``, each with the asset it reads of it: the coarser
+        timeframes' ``indicators``, the reference symbol's ``raw_candles`` (one of ``references``). Raises
+        CandleDataError for a partition it does not serve."""
+        read = [("indicators", Partition(partition.symbol, tf)) for tf in self.coarser_timeframes(partition)]
+        if self.reference:
+            read.append(("raw_candles", Partition(reference_for(partition, references), partition.timeframe)))
+        return read
 
 
 # The named feature sets; a run picks one with FeatureConfig.feature_set. A plain tuple declares own features only.
@@ -273,6 +285,28 @@ def feature_columns(name: str = DEFAULT_FEATURE_SET) -> list[str]:
     return [f.name for f in feature_set(name).outputs()]
 
 
+COARSER_JOIN_BARS = 2  # a coarser bar joins the rows closing less than two of its bars after it: one may be missing
+
+
+@dataclass(frozen=True)
+class LentFrame:
+    """One frame another partition lends: a coarser timeframe's indicators, or the reference symbol's candles."""
+
+    name: str
+    timeframe: str
+    frame: pd.DataFrame
+    reference: bool
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return CANDLE_COLUMNS if self.reference else input_columns()
+
+    @property
+    def join_age(self) -> int:
+        """How old a bar may be to join a row, in its own bars (0: only the bar closing with the row)."""
+        return 0 if self.reference else COARSER_JOIN_BARS
+
+
 @dataclass(frozen=True)
 class FeatureContext:
     """The other partitions a feature set reads (see :class:`FeatureSet`): the indicators of coarser timeframes
@@ -280,6 +314,21 @@ class FeatureContext:
 
     coarser: tuple[tuple[str, pd.DataFrame], ...] = ()  # (timeframe, indicators)
     reference: tuple[str, pd.DataFrame] | None = None  # (symbol, raw candles)
+
+    @classmethod
+    def from_reads(cls, reads: list[tuple[str, Partition]], frames: list[pd.DataFrame]) -> FeatureContext:
+        """The context of the stored ``frames`` of :meth:`FeatureSet.reads`."""
+        coarser = tuple((p.timeframe, frame) for (asset, p), frame in zip(reads, frames) if asset == "indicators")
+        reference = next(((p.symbol, f) for (asset, p), f in zip(reads, frames) if asset == "raw_candles"), None)
+        return cls(coarser, reference)
+
+    def lent(self, timeframe: str) -> list[LentFrame]:
+        """The frames joined to ``timeframe``'s bars: the coarser timeframes' first, then the reference's."""
+        lent = [LentFrame(f"{tf} indicators", tf, frame, False) for tf, frame in self.coarser]
+        if self.reference is not None:
+            symbol, frame = self.reference
+            lent.append(LentFrame(f"{symbol} {timeframe} candles", timeframe, frame, True))
+        return lent
 
     def until(self, cut: pd.Timestamp, timeframe: str) -> FeatureContext:
         """What was known at the close of ``timeframe``'s bar ``cut``: the bars closed by then."""
@@ -312,24 +361,22 @@ def context_shortfalls(
     if not len(index):
         return []
     ends = index[[0, -1]]
-    frames = [(f"{tf} indicators", tf, frame, input_columns()) for tf, frame in context.coarser]
-    if context.reference is not None:
-        name = f"{context.reference[0]} {timeframe} candles"
-        frames.append((name, timeframe, context.reference[1], CANDLE_COLUMNS))
     problems = []
-    for name, other_tf, frame, columns in frames:
-        missing = [c for c in columns if c not in frame.columns]
+    for lent in context.lent(timeframe):
+        frame = lent.frame
+        missing = [c for c in lent.columns if c not in frame.columns]
         if missing:
-            problems.append(f"the {name} lack the columns {missing} (stored by older code? materialize them again)")
+            problems.append(
+                f"the {lent.name} lack the columns {missing} (stored by older code? materialize them again)"
+            )
             continue
-        first = closed_as_of(ends[:1], timeframe, frame.index, other_tf, 2)[0]
-        last = closed_as_of(
-            ends[1:], timeframe, frame.index, other_tf, 2 if other_tf != timeframe else ffill_limit + 1
-        )[0]
+        first = closed_as_of(ends[:1], timeframe, frame.index, lent.timeframe, COARSER_JOIN_BARS)[0]
+        last_age = ffill_limit + 1 if lent.reference else lent.join_age
+        last = closed_as_of(ends[1:], timeframe, frame.index, lent.timeframe, last_age)[0]
         have = f"stored from {frame.index[0].isoformat()} to {frame.index[-1].isoformat()}" if len(frame) else "empty"
         if first < MAX_FEATURE_LAG or last < 0:
             problems.append(
-                f"the {name} do not cover the bars from {ends[0].isoformat()} to {ends[-1].isoformat()} "
+                f"the {lent.name} do not cover the bars from {ends[0].isoformat()} to {ends[-1].isoformat()} "
                 f"({have}; {MAX_FEATURE_LAG} bars are read before the first)"
             )
     return problems
@@ -339,13 +386,11 @@ def older_lent_rows(context: FeatureContext, index: pd.DatetimeIndex, timeframe:
     """Per lent partition, the rows of ``index`` joined to an older bar than the one closing with them (a coarser bar
     closed one of its bars before, or a reference bar missing: forward filled), the newest rows first of all when
     the other partition was not collected up to them yet (they change when it is: the next computation in full)."""
-    frames = [(f"{tf} indicators", tf, frame) for tf, frame in context.coarser]
-    if context.reference is not None:
-        frames.append((f"{context.reference[0]} {timeframe} candles", timeframe, context.reference[1]))
     counts = {}
-    for name, other_tf, frame in frames:
-        closing = closed_as_of(index, timeframe, frame.index, other_tf, 1 if other_tf != timeframe else 0)
-        counts[name] = int((closing < 0).sum())
+    for lent in context.lent(timeframe):
+        # the bar closing with the row: the reference's of the same time, a coarser one closed within one of its bars
+        closing = closed_as_of(index, timeframe, lent.frame.index, lent.timeframe, 0 if lent.reference else 1)
+        counts[lent.name] = int((closing < 0).sum())
     return counts
 
 
@@ -415,24 +460,21 @@ def derive_matrix(
     blocks = [values]
     if features.coarser or features.reference:
         timeframe = partition.timeframe
-        context = checked_context(features, partition, context)
-        for other_tf, frame in context.coarser:
-            lent = _evaluate(_columns(frame, input_columns()), features.coarser, len(frame))
-            blocks.append(_joined(lent, closed_as_of(ind.index, timeframe, frame.index, other_tf, 2)))
-        if features.reference:
-            frame = context.reference[1]
-            lent = _evaluate(_columns(frame, CANDLE_COLUMNS), features.reference, len(frame))
-            blocks.append(_joined(lent, closed_as_of(ind.index, timeframe, frame.index, timeframe, 0)))
+        for lent in checked_context(features, partition, context).lent(timeframe):
+            frame = lent.frame
+            computed = _evaluate(
+                _columns(frame, lent.columns), features.reference if lent.reference else features.coarser, len(frame)
+            )
+            blocks.append(
+                _joined(computed, closed_as_of(ind.index, timeframe, frame.index, lent.timeframe, lent.join_age))
+            )
     out = np.asfortranarray(np.hstack(blocks)) if len(blocks) > 1 else values
     return [f.name for f in features.outputs()], out
 
 
 def checked_context(features: FeatureSet, partition: Partition, context: FeatureContext | None) -> FeatureContext:
     """``context``, checked to hold what ``features`` reads for ``partition``."""
-    try:
-        wanted = features.coarser_timeframes(partition.timeframe)
-    except ValueError as error:
-        raise CandleDataError(partition.symbol, partition.timeframe, str(error)) from None
+    wanted = features.coarser_timeframes(partition)
     given = tuple(tf for tf, _ in context.coarser) if context else ()
     if given != wanted or (features.reference and (context is None or context.reference is None)):
         reference = "" if not features.reference else " and the reference symbol's candles"

@@ -70,30 +70,16 @@ def features_from_source(
     fetched from the source too."""
     from trading_assets import settings
     from trading_assets.errors import CandleDataError
-    from trading_assets.features import (
-        FeatureContext,
-        build_features,
-        context_shortfalls,
-        feature_breaks,
-        feature_set,
-        reference_for,
-    )
+    from trading_assets.features import FeatureContext, build_features, context_shortfalls, feature_breaks, feature_set
 
     symbol, timeframe = partition.symbol, partition.timeframe
     filled, indicators = _source_indicators(source, partition, span_start, end, config)
-    features = feature_set(config.feature_set)
-    try:
-        wanted = features.coarser_timeframes(timeframe)
-    except ValueError as error:  # a timeframe the set does not serve
-        raise CandleDataError(symbol, timeframe, str(error)) from None
-    coarser = tuple(
-        (tf, _source_indicators(source, Partition(symbol, tf), span_start, end, config)[1]) for tf in wanted
-    )
-    reference = None
-    if features.reference:
-        other = Partition(reference_for(partition, settings.reference_symbols()), timeframe)
-        reference = (other.symbol, _source_indicators(source, other, span_start, end, config)[0].frame)
-    context = FeatureContext(coarser, reference)
+    reads = feature_set(config.feature_set).reads(partition, settings.reference_symbols())
+    frames = []
+    for asset, other in reads:
+        candles, computed = _source_indicators(source, other, span_start, end, config)
+        frames.append(computed if asset == "indicators" else candles.frame)
+    context = FeatureContext.from_reads(reads, frames)
     problems = context_shortfalls(context, indicators.index, timeframe, config.ffill_limit)
     if problems:
         raise CandleDataError(symbol, timeframe, "; ".join(problems))

@@ -109,20 +109,18 @@ def lent_partitions(feature_set: str | None, symbols: list[str], timeframes: lis
     from trading_assets import settings
     from trading_assets.defs.context import serves
     from trading_assets.features import feature_set as named_set
-    from trading_assets.features import reference_for
     from trading_assets.partition import Partition
 
     strict, name = feature_set is not None, feature_set or settings.feature_set()
     features, lent = named_set(name), {}
     for symbol in symbols:
         for timeframe in timeframes:
-            if not strict and not serves(name, Partition(symbol, timeframe)):
+            partition = Partition(symbol, timeframe)
+            if not strict and not serves(name, partition):
                 continue
-            for other in features.coarser_timeframes(timeframe):
-                lent[(symbol, other)] = "indicators"
-            if features.reference:
-                reference = reference_for(Partition(symbol, timeframe), settings.reference_symbols())
-                lent.setdefault((reference, timeframe), "raw_candles")
+            for asset, other in features.reads(partition, settings.reference_symbols()):
+                if lent.get((other.symbol, other.timeframe)) != "indicators":  # indicators include the candles
+                    lent[(other.symbol, other.timeframe)] = asset
     return lent
 
 

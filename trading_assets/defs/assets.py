@@ -54,6 +54,7 @@ from trading_assets.features import (
     extend_features,
     feature_breaks,
     feature_resume,
+    feature_set,
     lead_in_shortfall,
     older_lent_rows,
 )
@@ -468,8 +469,8 @@ def _build_features(
 ) -> MaterializeResult:
     partition = partition_of(context.partition_key)
     config = feature_config.config(partition)
-    if feature_config.feature_set is None and config.feature_set != settings.feature_set():
-        location = settings.feature_set()
+    location = settings.feature_set()
+    if feature_config.feature_set is None and config.feature_set != location:
         context.log.info(f"{partition}: the code location's feature set {location} does not serve it: default set")
     undeclared = undeclared_reads(declared, config.feature_set)
     if undeclared:
@@ -493,7 +494,8 @@ def _build_features(
         )
     metadata = _features_metadata(frame, report, config, trade)
     if lent is not None:
-        metadata["read_partitions"] = MetadataValue.json(_read_partitions(partition, lent))
+        reads = feature_set(config.feature_set).reads(partition, settings.reference_symbols())
+        metadata["read_partitions"] = MetadataValue.json([f"{asset} {other.key}" for asset, other in reads])
         older = older_lent_rows(lent, frame.index, partition.timeframe)
         metadata["rows_joined_to_an_older_bar"] = counts_metadata(older)
         if any(older.values()):
@@ -506,12 +508,6 @@ def _build_features(
 
 
 features = features_asset(settings.feature_set())
-
-
-def _read_partitions(partition: Partition, lent: FeatureContext) -> list[str]:
-    """The other partitions whose stored frames the features joined, as ``asset symbol|timeframe``."""
-    read = [f"indicators {partition.symbol}|{tf}" for tf, _ in lent.coarser]
-    return read + ([f"raw_candles {lent.reference[0]}|{partition.timeframe}"] if lent.reference else [])
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,8 @@ from trading_assets.errors import CandleDataError
 from trading_assets.features import (
     COARSER,
     FeatureContext,
-    FeatureSet,
     context_shortfalls,
     feature_set,
-    reference_for,
 )
 from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
@@ -67,12 +65,9 @@ def declared_lineage(declared: str, raw_candles) -> tuple[dict[str, AssetIn], li
 def serves(name: str, partition: Partition) -> bool:
     """Whether the feature set ``name`` can be built for ``partition``: its coarser timeframes exist, its market has
     a reference symbol."""
-    features = feature_set(name)
     try:
-        features.coarser_timeframes(partition.timeframe)
-        if features.reference:
-            reference_for(partition, settings.reference_symbols())
-    except ValueError:  # CandleDataError too
+        feature_set(name).reads(partition, settings.reference_symbols())
+    except CandleDataError:
         return False
     return True
 
@@ -129,10 +124,7 @@ def load_context(
             f"the {name} features join coarser bars as of their close, taken as their open plus the timeframe: true "
             f"on a market open around the clock ({ALWAYS_OPEN}), not on the sessions of {calendar}",
         )
-    reads = [("indicators", Partition(partition.symbol, tf)) for tf in _coarser(features, partition)]
-    if features.reference:
-        reference = reference_for(partition, settings.reference_symbols())
-        reads.append(("raw_candles", Partition(reference, partition.timeframe)))
+    reads = features.reads(partition, settings.reference_symbols())
     frames = []
     for asset, other in reads:
         path = stored_path(locations, asset, other)
@@ -145,9 +137,7 @@ def load_context(
                 f"--timeframes {other.timeframe})",
             )
         frames.append(read_frame(path))
-    coarser = tuple((other.timeframe, frame) for (asset, other), frame in zip(reads, frames) if asset == "indicators")
-    reference = (reads[-1][1].symbol, frames[-1]) if features.reference else None
-    context = FeatureContext(coarser, reference)
+    context = FeatureContext.from_reads(reads, frames)
     problems = context_shortfalls(context, indicators.index, partition.timeframe, ffill_limit)
     if problems:
         raise CandleDataError(
@@ -158,10 +148,3 @@ def load_context(
             + ": materialize them over this span first",
         )
     return context
-
-
-def _coarser(features: FeatureSet, partition: Partition) -> tuple[str, ...]:
-    try:
-        return features.coarser_timeframes(partition.timeframe)
-    except ValueError as error:
-        raise CandleDataError(partition.symbol, partition.timeframe, str(error)) from None

@@ -21,6 +21,7 @@ from dagster import (
 )
 
 from trading_assets.defs.dagster_private import SerializableErrorInfo, make_new_run_id
+from trading_assets.defs.jobs import DATA_ASSETS
 from trading_assets.defs.versions import previous_check_results, stale_or_missing
 
 # The log line raw_candles writes while collecting from the exchange; parsed back for the ETA.
@@ -91,9 +92,6 @@ def execute(
     )
 
 
-DATA_ASSETS = frozenset(AssetKey(name) for name in ("raw_candles", "indicators", "features"))
-
-
 def materialize_partition(
     job: JobDefinition,
     instance: DagsterInstance,
@@ -124,7 +122,7 @@ def materialize_partition(
     if not first.success:
         return
     ran: set[AssetKey] = set()
-    for step in (DATA_ASSETS - {raw}, None):  # the data first, then what their new versions made stale
+    for step in (DATA_ASSETS.resolve(graph) - {raw}, None):  # the data first, then what their new versions made stale
         todo = _with_descendants(
             graph, selected, stale_or_missing(instance, graph, sorted(set(rest) - ran), partition_key)
         )
