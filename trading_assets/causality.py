@@ -3,6 +3,10 @@
 * :func:`features_look_ahead` / :func:`indicators_look_ahead`: recompute the asset from its
   upstream truncated at a few cut points t and compare rows <= t with what was
   stored. A causal computation gives identical rows; anything else used data after t.
+  After an incremental refresh (``since``: the first row it computed) the cuts lie in the rows it
+  computed, and those rows are recomputed as the refresh computed them (from the warm-up or memory
+  before ``since``): the audit costs the new rows, not the span. The rows before ``since`` are the
+  previous output's, audited when they were computed.
 * :func:`warmup_drifts`: recompute the indicators (and the features from them) with more history
   before the span and measure how far values inside the span move, and for how many bars.
 """
@@ -19,7 +23,15 @@ from trading_assets.calendars import get_calendar
 from trading_assets.candles import CANDLE_COLUMNS, fill_candle_grid
 from trading_assets.execution import Execution
 from trading_assets.features import FeatureConfig, FeatureContext, build_features, feature_memory_bars
-from trading_assets.indicators import INDICATORS, compute_indicators, indicator_warmups, prepare_candles
+from trading_assets.incremental import input_rows_from
+from trading_assets.indicators import (
+    CANDLE_FFILL_LIMIT,
+    INDICATORS,
+    compute_indicators,
+    extend_indicators,
+    indicator_warmups,
+    prepare_candles,
+)
 from trading_assets.labels import TARGET
 from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
@@ -60,6 +72,20 @@ def cut_points(
     jitter = (zlib.crc32(key.encode()) % 1000) / 1000 * 0.05
     positions = sorted({min(len(index) - 2, max(1, int((f + jitter) * n))) for f in fractions})
     return [index[p] for p in positions]
+
+
+def refreshed_cuts(
+    index: pd.DatetimeIndex, since: pd.Timestamp, key: str, fractions: tuple[float, ...] = CUT_FRACTIONS
+) -> list[pd.Timestamp]:
+    """Cut timestamps among the rows an incremental refresh computed (``since`` on): the newest row that has one
+    after it, and the ``fractions`` of those rows jittered per partition ``key`` like :func:`cut_points` (the last
+    row has nothing after it to look at)."""
+    rows = index[index >= since]
+    n = len(rows)
+    if n < 2:
+        return []
+    jitter = (zlib.crc32(key.encode()) % 1000) / 1000 * 0.05
+    return [rows[p] for p in sorted({n - 2, *(min(n - 2, int((f + jitter) * n)) for f in fractions)})]
 
 
 def compare_prefix(
@@ -113,40 +139,63 @@ def features_look_ahead(
     cuts: list[pd.Timestamp],
     execution: Execution = Execution(),
     context: FeatureContext | None = None,
+    since: pd.Timestamp | None = None,
 ) -> list[ColumnDiff]:
     """Rebuild features from indicators up to each cut; report differing columns.
 
     Every row up to the cut is compared, also those whose label (``target``, forward-looking by definition
     and left out of the comparison) has not ended by the cut. The other partitions a feature set reads
     (``context``) are cut too, to the bars closed by the cut bar's close: a join that sees a bar before it
-    closed differs.
+    closed differs. ``since``: only the rows from it on, rebuilt from the indicator rows they read before it
+    (:func:`feature_memory_bars`), as an incremental refresh computes them.
     """
     diffs: list[ColumnDiff] = []
     stored = stored.drop(columns=[TARGET], errors="ignore")
+    first = 0 if since is None else input_rows_from(indicators.index, since, feature_memory_bars(config))
+    span_start = stored.index[0] if since is None else since
     for cut in cuts:
         recomputed = build_features(
-            indicators.loc[:cut],
+            indicators.iloc[first:].loc[:cut],
             partition,
             config,
-            span_start=stored.index[0],
+            span_start=span_start,
             execution=execution,
             keep_unlabelled=True,
             context=None if context is None else context.until(cut, partition.timeframe),
         ).frame.drop(columns=[TARGET])
-        diffs.extend(compare_prefix(stored, recomputed, cut))
+        diffs.extend(compare_prefix(stored.loc[span_start:], recomputed, cut))
     return _first_per_column(diffs)
 
 
 def indicators_look_ahead(
-    raw_candles: pd.DataFrame, stored: pd.DataFrame, partition: Partition, cuts: list[pd.Timestamp]
+    raw_candles: pd.DataFrame,
+    stored: pd.DataFrame,
+    partition: Partition,
+    cuts: list[pd.Timestamp],
+    since: pd.Timestamp | None = None,
 ) -> list[ColumnDiff]:
-    """Recompute indicators from candles up to each cut; report differing columns."""
+    """Recompute indicators from candles up to each cut; report differing columns. ``since``: only the rows from
+    it on, recomputed as an incremental refresh does (:func:`extend_indicators` of ``stored``, from the warm-up
+    before ``since``)."""
     span_start = stored.index[0]
+    if since is not None:  # only the candles the refresh read (and the forward fill's reach before them)
+        provenance = Provenance.of(raw_candles)
+        history = provenance.warmup_bars - provenance.lead_in_bars
+        raw_candles = raw_candles.iloc[
+            max(input_rows_from(raw_candles.index, since, history) - CANDLE_FFILL_LIMIT, 0) :
+        ]
     candles, _ = prepare_candles(raw_candles, partition)
     diffs: list[ColumnDiff] = []
     for cut in cuts:
-        recomputed = compute_indicators(candles.loc[:cut], span_start).frame
-        diffs.extend(compare_prefix(stored, recomputed, cut))
+        if since is None:
+            recomputed = compute_indicators(candles.loc[:cut], span_start).frame
+        else:
+            extended = extend_indicators(stored, candles.loc[:cut], span_start, since, history)
+            if extended is None:  # the refresh continued rows these candles do not reach: it cannot have been one
+                diffs.append(ColumnDiff("<rows>", f"not recomputable from {since.isoformat()}", float("nan"), 0, ""))
+                break
+            recomputed = extended.frame.loc[since:]
+        diffs.extend(compare_prefix(stored.loc[since or span_start :], recomputed, cut))
     return _first_per_column(diffs)
 
 

@@ -25,9 +25,14 @@ class PollutionReport:
     dropped_columns: dict[str, str] = field(default_factory=dict)
 
 
+def _plain_numeric(series: pd.Series) -> bool:
+    """Whether every cell of ``series`` is a number or missing by its dtype alone (bool is not a number here)."""
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
 def non_numeric_cells(series: pd.Series) -> pd.Series:
     """Boolean mask of cells that hold something other than a number (missing values excluded)."""
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+    if _plain_numeric(series):
         return pd.Series(False, index=series.index)
     return pd.to_numeric(series, errors="coerce").isna() & series.notna()
 
@@ -54,6 +59,10 @@ def coerce_numeric(
         if col not in expected:
             kind = "numeric" if pd.api.types.is_numeric_dtype(frame[col]) else f"non-numeric ({frame[col].dtype})"
             report.dropped_columns[str(col)] = f"unexpected {kind} column"
+    if all(_plain_numeric(frame[col]) for col in expected):  # the usual case: one conversion, no cell to look at
+        out = frame[expected].astype("float64")
+        out.attrs = {}  # as the frame built column by column below: the caller attaches what it needs
+        return out, report
     out = {}
     for col in expected:
         series = frame[col]

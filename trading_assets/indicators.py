@@ -334,8 +334,14 @@ class IndicatorResult:
     warmup_rows_trimmed: int = 0
 
 
+CANDLE_FFILL_LIMIT = 5  # non-numeric candle cells forward filled in a row, at most
+
+
 def prepare_candles(
-    candles: pd.DataFrame, partition: Partition, max_polluted_fraction: float = 0.01, ffill_limit: int = 5
+    candles: pd.DataFrame,
+    partition: Partition,
+    max_polluted_fraction: float = 0.01,
+    ffill_limit: int = CANDLE_FFILL_LIMIT,
 ) -> tuple[pd.DataFrame, PollutionReport]:
     """Candles fit for TA-Lib: float64, no holes.
 

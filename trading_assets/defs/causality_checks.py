@@ -1,7 +1,8 @@
 """Look-ahead checks on features and indicators, warm-up sufficiency on indicators.
 
 They call the same domain functions as the assets (see trading_assets.causality), on the stored
-upstream partition, so they cost about one extra computation of the asset. Both can be switched
+upstream partition, so they cost about one extra computation of the asset; the look-ahead checks after an
+incremental refresh audit the rows it computed, at the cost of those rows. Both can be switched
 off per run (``enabled: false``) for huge spans.
 
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
@@ -28,6 +29,7 @@ from trading_assets.causality import (
     cut_points,
     features_look_ahead,
     indicators_look_ahead,
+    refreshed_cuts,
 )
 from trading_assets.defs.assets import features, indicators
 from trading_assets.defs.partition_checks import check_result, partition_check, partition_metadata
@@ -36,6 +38,7 @@ from trading_assets.defs.resources import CandleSourceResource, CandleStoreResou
 from trading_assets.errors import CandleDataError
 from trading_assets.execution import Execution
 from trading_assets.features import DEFAULT_FEATURE_SET, FeatureConfig
+from trading_assets.incremental import Lineage
 from trading_assets.provenance import Provenance
 
 
@@ -67,7 +70,18 @@ def _skipped(context: AssetCheckExecutionContext) -> AssetCheckResult:
     )
 
 
-def _look_ahead_result(context: AssetCheckExecutionContext, diffs, cuts) -> AssetCheckResult:
+def _cuts(context: AssetCheckExecutionContext, config: LookAheadConfig, frame: pd.DataFrame):
+    """The cut points and the first row audited: after an incremental refresh the rows it computed (see
+    trading_assets.causality), else the whole frame (None)."""
+    key, fractions = str(context.partition_key), tuple(config.cut_fractions)
+    lineage = Lineage.whole(frame)
+    if lineage is not None and lineage.incremental and lineage.changed_from:
+        since = pd.Timestamp(lineage.changed_from)
+        return refreshed_cuts(frame.index, since, key, fractions), since
+    return cut_points(frame.index, key, fractions, config.max_rows), None
+
+
+def _look_ahead_result(context: AssetCheckExecutionContext, diffs, cuts, since) -> AssetCheckResult:
     first = min(diffs, key=lambda d: d.first_timestamp) if diffs else None
     problem = "uses data after t: " + ", ".join(f"{d.column} from {d.first_timestamp}" for d in diffs[:5])
     return check_result(
@@ -78,6 +92,7 @@ def _look_ahead_result(context: AssetCheckExecutionContext, diffs, cuts) -> Asse
             "non_causal_columns": MetadataValue.json([asdict(d) for d in diffs]),
             "first_column": first.column if first else "",
             "first_timestamp": first.first_timestamp if first else "",
+            "rows_audited": "all" if since is None else f"from {since.isoformat()} (the rows the refresh computed)",
         },
     )
 
@@ -88,7 +103,8 @@ def _look_ahead_result(context: AssetCheckExecutionContext, diffs, cuts) -> Asse
     additional_ins={"indicators": AssetIn("indicators")},
     description="Rebuild features from indicators truncated at a few cut points t and "
     "compare rows <= t with the stored features: any difference is look-ahead. The other partitions a feature set "
-    "reads are cut to the bars closed by t's close.",
+    "reads are cut to the bars closed by t's close. After an incremental refresh: cuts in the rows it computed, "
+    "rebuilt as it built them.",
 )
 def features_no_look_ahead(
     context: AssetCheckExecutionContext,
@@ -100,30 +116,30 @@ def features_no_look_ahead(
     if not config.enabled:
         return _skipped(context)
     partition = partition_of(context.partition_key)
-    cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions), config.max_rows)
+    cuts, since = _cuts(context, config, frame)
     provenance = Provenance.of(frame)
     execution = Execution.from_dict(provenance.execution)
     lent = feature_config.context(partition, provenance.feature_set or DEFAULT_FEATURE_SET, indicators)
-    diffs = features_look_ahead(
-        indicators, frame, partition, FeatureConfig(**provenance.feature_config), cuts, execution, lent
-    )
-    return _look_ahead_result(context, diffs, cuts)
+    config_used = FeatureConfig(**provenance.feature_config)
+    diffs = features_look_ahead(indicators, frame, partition, config_used, cuts, execution, lent, since)
+    return _look_ahead_result(context, diffs, cuts, since)
 
 
 @partition_check(
     indicators,
     "no_look_ahead",
     additional_ins={"raw_candles": AssetIn("raw_candles")},
-    description="Recompute indicators from candles truncated at a few cut points t and compare rows <= t.",
+    description="Recompute indicators from candles truncated at a few cut points t and compare rows <= t. After an "
+    "incremental refresh: cuts in the rows it computed, recomputed as it computed them.",
 )
 def indicators_no_look_ahead(
     context: AssetCheckExecutionContext, config: LookAheadConfig, frame: pd.DataFrame, raw_candles: pd.DataFrame
 ) -> AssetCheckResult:
     if not config.enabled:
         return _skipped(context)
-    partition = partition_of(context.partition_key)
-    cuts = cut_points(frame.index, str(context.partition_key), tuple(config.cut_fractions), config.max_rows)
-    return _look_ahead_result(context, indicators_look_ahead(raw_candles, frame, partition, cuts), cuts)
+    cuts, since = _cuts(context, config, frame)
+    diffs = indicators_look_ahead(raw_candles, frame, partition_of(context.partition_key), cuts, since)
+    return _look_ahead_result(context, diffs, cuts, since)
 
 
 @partition_check(

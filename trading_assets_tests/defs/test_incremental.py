@@ -165,3 +165,54 @@ def test_a_break_in_the_kept_rows_is_asked_for_again_and_filled(instance, data_d
     assert result.success
     assert _checks(result)["raw_candles"].metadata["computed"].value == "in full"  # the bars came: collected again
     assert not Provenance.of(_stored(data_dir)["raw_candles"]).breaks
+
+
+def _look_ahead(result, asset: str):
+    [evaluation] = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key.path[-1] == asset and e.check_name == "no_look_ahead"
+    ]
+    return evaluation, {k: v.value for k, v in evaluation.metadata.items()}
+
+
+def test_after_a_refresh_the_look_ahead_checks_audit_the_rows_it_computed(instance, data_dir):
+    first = _refresh(instance, END)
+    assert {_look_ahead(first, a)[1]["rows_audited"] for a in ("indicators", "features")} == {"all"}
+    result = _refresh(instance, END + pd.Timedelta(minutes=20), verify_every=5)
+    for asset in ("indicators", "features"):
+        evaluation, meta = _look_ahead(result, asset)
+        since = Lineage.of(_stored(data_dir)[asset]).changed_from
+        assert evaluation.passed and meta["rows_audited"] == f"from {since} (the rows the refresh computed)", asset
+        assert len(meta["cut_points"]) == 4 and min(meta["cut_points"]) >= since, asset
+        stored = _stored(data_dir)[asset].index
+        assert max(meta["cut_points"]) == stored[-2].isoformat()  # the newest row with one after it
+
+
+def _leaking_tail(extend, column: str):
+    """``extend`` (an incremental path) whose rows from the splice point on read ``column`` one bar ahead."""
+
+    def leaking(*args, **kwargs):
+        result = extend(*args, **kwargs)
+        since = pd.Timestamp(result.frame.index[-8])
+        ahead = result.frame[column].shift(-1)
+        result.frame.loc[since : result.frame.index[-2], column] = ahead.loc[since : result.frame.index[-2]]
+        return result
+
+    return leaking
+
+
+@pytest.mark.parametrize(
+    ("asset", "function", "column"),
+    [("indicators", "extend_indicators", "rsi_14"), ("features", "extend_features", "ret_1")],
+)
+def test_a_leak_in_the_rows_a_refresh_computed_is_caught(instance, monkeypatch, asset, function, column):
+    _refresh(instance, END)
+    monkeypatch.setattr(asset_module, function, _leaking_tail(getattr(asset_module, function), column))
+    config = _config(END + pd.Timedelta(minutes=50), verify_every=5)  # not compared with a full computation now
+    result = run_partition(instance, SYMBOL, TIMEFRAME, config)
+    evaluation, meta = _look_ahead(result, asset)
+    assert not evaluation.passed and evaluation.severity.value == "ERROR"
+    assert meta["rows_audited"].startswith("from ") and meta["first_column"] == column
+    assert [d["column"] for d in meta["non_causal_columns"]] == [column]
+    assert not result.success  # blocking: nothing after it
