@@ -43,6 +43,7 @@ NOISE = 1e-9
 # Cut points as fractions of the span: their prefixes add up to about one extra computation.
 CUT_FRACTIONS = (0.15, 0.35, 0.5)
 CUT_MAX_ROWS = 50_000  # ... of at most this many rows (a year of 1m: the first five weeks)
+WARMUP_AUDIT_ROWS = 5_000  # the warm-up audit's first try: this many rows from the start (3.5 days of 1m)
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ def warmup_drifts(
     config: FeatureConfig | None = FeatureConfig(),
     tolerance: float = 1e-4,
     context: FeatureContext | None = None,
+    rows: int | None = WARMUP_AUDIT_ROWS,
 ) -> list[WarmupDrift]:
     """Indicator and feature columns that move when computed from ``longer_candles`` (more history).
 
@@ -225,25 +227,32 @@ def warmup_drifts(
     the features of the longer indicators. ``bars_to_converge`` counts from the start of the stored
     history (``warmup`` bars before its first row): that much warm-up would have been enough.
 
-    A feature row reads indicators at most :func:`feature_memory_bars` back, so past the last row
-    where any indicator differs by more than floating-point noise (``NOISE`` x the column's std) the
-    two feature frames agree by construction: features are built and compared only up to there (plus
-    that memory), not over the whole span. The scale of a feature's ``tolerance`` is its std in the
-    compared rows. ``context``: the other partitions the feature set reads, the same for both. ``config`` None:
-    the indicators only.
+    Where the history starts matters only near the start: the indicators are recomputed and compared on the
+    first ``rows`` stored rows when every difference above floating-point noise (``NOISE`` x the column's std
+    over all stored rows) ends in their first half, the second half agreeing; otherwise (a column still moving
+    there) on every stored row. A feature row reads indicators at most :func:`feature_memory_bars` back, so
+    past the last row where any indicator differs by more than noise the two feature frames agree by
+    construction: features are built and compared only up to there (plus that memory). The scale of a
+    feature's ``tolerance`` is its std in the compared rows. ``context``: the other partitions the feature set
+    reads, the same for both. ``config`` None: the indicators only.
     """
-    candles, _ = prepare_candles(longer_candles, partition)
-    # anchored where the stored frame starts, as the asset computes them; the rows before feed the features
-    longer_indicators = compute_indicators(candles, stored_indicators.index[0], trim=False).frame
-    aligned = _rows_of(longer_indicators, stored_indicators.index)
-    drifts, last = _drifts(stored_indicators, aligned, warmup, tolerance)
+    scales = _spreads(stored_indicators)
+    limits = [rows, len(stored_indicators)] if rows is not None and rows < len(stored_indicators) else [None]
+    for limit in limits:
+        stored = stored_indicators.iloc[:limit]
+        candles, _ = prepare_candles(longer_candles.loc[: stored.index[-1]], partition)
+        # anchored where the stored frame starts, as the asset computes them; the rows before feed the features
+        longer_indicators = compute_indicators(candles, stored.index[0], trim=False).frame
+        drifts, last = _drifts(stored, _rows_of(longer_indicators, stored.index), warmup, tolerance, scales)
+        if last < len(stored) // 2:
+            break
     if config is None:
         return drifts
-    end = stored_indicators.index[min(len(stored_indicators) - 1, max(last, 0) + feature_memory_bars(config) + 1)]
+    end = stored.index[min(len(stored) - 1, max(last, 0) + feature_memory_bars(config) + 1)]
     stored = build_features(stored_indicators.loc[:end], partition, config, span_start=span_start, context=context)
     longer = build_features(longer_indicators.loc[:end], partition, config, span_start=span_start, context=context)
     stored, longer = stored.frame, longer.frame
-    feature_drifts, _ = _drifts(stored, _rows_of(longer, stored.index), warmup, tolerance)
+    feature_drifts, _ = _drifts(stored, _rows_of(longer, stored.index), warmup, tolerance, _spreads(stored))
     return drifts + [
         WarmupDrift(f"features.{d.column}", d.max_abs_diff, d.max_rel_diff, d.bars_to_converge) for d in feature_drifts
     ]
@@ -264,18 +273,28 @@ def _rows_of(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
     return frame.reindex(index)
 
 
-def _drifts(stored: pd.DataFrame, longer: pd.DataFrame, warmup: int, tolerance: float) -> tuple[list[WarmupDrift], int]:
-    """Columns that moved by more than ``tolerance`` x their std, and the last row where any column differs
-    by more than ``NOISE`` x its std (-1: none)."""
+def _spreads(frame: pd.DataFrame) -> dict[str, float]:
+    """Each column's spread (population std, NaN left out): 1.0 where there is none. Faster than pandas' std."""
+    out = {}
+    for col in frame.columns:
+        a = frame[col].to_numpy(dtype="float64")
+        present = a[~np.isnan(a)]
+        spread = float(present.std()) if len(present) else 0.0
+        out[col] = spread if np.isfinite(spread) and spread > 0 else 1.0
+    return out
+
+
+def _drifts(
+    stored: pd.DataFrame, longer: pd.DataFrame, warmup: int, tolerance: float, scales: dict[str, float]
+) -> tuple[list[WarmupDrift], int]:
+    """Columns that moved by more than ``tolerance`` x their spread (``scales``), and the last row where any column
+    differs by more than ``NOISE`` x its spread (-1: none)."""
     out, last_noise = [], -1
     for col in stored.columns:
         a, b = stored[col].to_numpy(dtype="float64"), longer[col].to_numpy(dtype="float64")
-        nan_a = np.isnan(a)
-        present = a[~nan_a] if nan_a.any() else a  # the column's spread: population std, NaN left out
-        spread = float(present.std()) if len(present) else 0.0  # (pandas' DataFrame.std costs more than this loop)
-        scale = spread if np.isfinite(spread) and spread > 0 else 1.0
+        scale = scales[col]
         delta = np.abs(a - b)
-        nan_moved = nan_a != np.isnan(b)
+        nan_moved = np.isnan(a) != np.isnan(b)
         moved = (delta > tolerance * scale) | nan_moved
         if moved.any():
             last = int(np.flatnonzero(moved)[-1])

@@ -149,7 +149,8 @@ def indicators_no_look_ahead(
     additional_ins={"raw_candles": AssetIn("raw_candles")},
     description="Recompute indicators, and the features of the feature_config resource from them, with more "
     "history before the span (only the extra history is read from the candle store; the rest is the run's "
-    "raw_candles); WARN when values inside the span move, with the warm-up that would have been enough. "
+    "raw_candles), over the span's first rows when every difference ends early there, else over the whole span; "
+    "WARN when values inside the span move, with the warm-up that would have been enough. "
     "Never passes when the history is shorter than the warm-up (WARN, or ERROR by config) or there is none to "
     "compare with.",
 )

@@ -174,7 +174,7 @@ def test_cut_points_stay_within_the_first_rows_of_a_long_span():
 def test_drift_comparison_aligns_rows_as_reindex_does():
     """The warm-up comparison takes the stored rows out of the longer frame: a slice when they are a run of
     its rows, else a reindex (rows it lacks are NaN, and count as moved)."""
-    from trading_assets.causality import _drifts, _rows_of
+    from trading_assets.causality import _drifts, _rows_of, _spreads
 
     index = pd.date_range("2026-01-01", periods=50, freq="5min", tz="UTC", name="open_time")
     longer = pd.DataFrame({"a": np.arange(50.0), "b": np.linspace(1, 2, 50)}, index=index)
@@ -190,7 +190,32 @@ def test_drift_comparison_aligns_rows_as_reindex_does():
     pd.testing.assert_frame_equal(_rows_of(naive, run), naive.reindex(run))
     stored = longer.reindex(run).copy()
     stored.iloc[:3, 0] += 1.0  # the first rows moved with more history
-    drifts, last = _drifts(stored, _rows_of(longer, run), warmup=7, tolerance=1e-6)
+    drifts, last = _drifts(stored, _rows_of(longer, run), warmup=7, tolerance=1e-6, scales=_spreads(stored))
     assert [(d.column, d.max_abs_diff, d.bars_to_converge) for d in drifts] == [("a", 1.0, 7 + 3)]
     assert last == 2
     assert drifts[0].max_rel_diff == pytest.approx(1.0 / stored["a"].to_numpy().std())
+
+
+def test_the_warmup_audit_compares_the_first_rows_when_the_start_stops_mattering_there():
+    """A first try on the first rows gives what the whole frame gives when every difference ends early; a column
+    that still differs late is compared over every row."""
+    from trading_assets.calendars import get_calendar
+    from trading_assets.candles import fill_candle_grid
+    from trading_assets.causality import warmup_drifts
+    from trading_assets.indicators import compute_indicators
+    from trading_assets.partition import Partition
+    from trading_assets.sources import SyntheticSource
+
+    start, end = END - pd.Timedelta(days=4), END
+    raw = SyntheticSource(seed=5).fetch("KRW-BTC", "1m", start, end)
+    candles = fill_candle_grid(raw, "1m", start, end, get_calendar(), 5).frame
+    warmup, first = 30, 2000  # a short warm-up: the smoothed indicators still move after it
+    stored = compute_indicators(candles.iloc[first - warmup :], candles.index[first]).frame
+    partition, args = Partition("KRW-BTC", "1m"), (candles.index[first], warmup, None, 1e-4)
+    whole = warmup_drifts(stored, candles, partition, *args, rows=None)
+    assert len(whole) > 3 and max(d.bars_to_converge for d in whole) < warmup + 500  # moved, near the start only
+    assert warmup_drifts(stored, candles, partition, *args, rows=1000) == whole
+    late = stored.copy()
+    late["sma_20"] += 1e-3 * late["sma_20"].std()  # differs on every row: never converges
+    [sma] = [d for d in warmup_drifts(late, candles, partition, *args, rows=1000) if d.column == "sma_20"]
+    assert sma.bars_to_converge == warmup + len(late)  # compared over every row, not the first 1000
