@@ -27,6 +27,7 @@ from trading_assets.incremental import input_rows_from
 from trading_assets.indicators import (
     CANDLE_FFILL_LIMIT,
     INDICATORS,
+    anchored_columns,
     compute_indicators,
     extend_indicators,
     indicator_warmups,
@@ -35,6 +36,7 @@ from trading_assets.indicators import (
 from trading_assets.labels import TARGET
 from trading_assets.partition import Partition
 from trading_assets.provenance import Provenance
+from trading_assets.timeframes import get_timeframe
 
 # Running sums (TA-Lib's SMA keeps one) carry rounding from where they started: their last bits never
 # agree between two starts. Differences below this share of a column's std are that noise.
@@ -151,9 +153,9 @@ def features_look_ahead(
     (:func:`feature_memory_bars`), as an incremental refresh computes them.
     """
     diffs: list[ColumnDiff] = []
-    stored = stored.drop(columns=[TARGET], errors="ignore")
-    first = 0 if since is None else input_rows_from(indicators.index, since, feature_memory_bars(config))
     span_start = stored.index[0] if since is None else since
+    stored = stored.loc[span_start:].drop(columns=[TARGET], errors="ignore")
+    first = 0 if since is None else input_rows_from(indicators.index, since, feature_memory_bars(config))
     for cut in cuts:
         recomputed = build_features(
             indicators.iloc[first:].loc[:cut],
@@ -164,7 +166,7 @@ def features_look_ahead(
             keep_unlabelled=True,
             context=None if context is None else context.until(cut, partition.timeframe),
         ).frame.drop(columns=[TARGET])
-        diffs.extend(compare_prefix(stored.loc[span_start:], recomputed, cut))
+        diffs.extend(compare_prefix(stored, recomputed, cut))
     return _first_per_column(diffs)
 
 
@@ -187,15 +189,20 @@ def indicators_look_ahead(
         ]
     candles, _ = prepare_candles(raw_candles, partition)
     diffs: list[ColumnDiff] = []
+    # the refresh continued the stored rows from the one before ``since``: so does the recomputation (anchored
+    # running totals restart at 0 on the first row given, and are moved back to that row's stored level)
+    head = None if since is None else stored.iloc[max(int(stored.index.searchsorted(since)) - 1, 0) :]
     for cut in cuts:
-        if since is None:
+        if head is None:
             recomputed = compute_indicators(candles.loc[:cut], span_start).frame
         else:
-            extended = extend_indicators(stored, candles.loc[:cut], span_start, since, history)
+            extended = extend_indicators(head, candles.loc[:cut], head.index[0], since, history)
             if extended is None:  # the refresh continued rows these candles do not reach: it cannot have been one
                 diffs.append(ColumnDiff("<rows>", f"not recomputable from {since.isoformat()}", float("nan"), 0, ""))
                 break
             recomputed = extended.frame.loc[since:]
+            for column in anchored_columns():
+                recomputed[column] += head[column].iloc[0]
         diffs.extend(compare_prefix(stored.loc[since or span_start :], recomputed, cut))
     return _first_per_column(diffs)
 
@@ -278,7 +285,8 @@ def _spreads(frame: pd.DataFrame) -> dict[str, float]:
     out = {}
     for col in frame.columns:
         a = frame[col].to_numpy(dtype="float64")
-        present = a[~np.isnan(a)]
+        nan = np.isnan(a)
+        present = a[~nan] if nan.any() else a
         spread = float(present.std()) if len(present) else 0.0
         out[col] = spread if np.isfinite(spread) and spread > 0 else 1.0
     return out
@@ -305,6 +313,24 @@ def _drifts(
         if len(noisy):
             last_noise = max(last_noise, int(noisy[-1]))
     return out, last_noise
+
+
+def longer_candles(
+    extra: pd.DataFrame, raw_candles: pd.DataFrame, extra_start: pd.Timestamp, timeframe: str, provenance: Provenance
+) -> pd.DataFrame:
+    """``extra`` (stored candles from ``extra_start`` up to the run's first) on the session grid, followed by the
+    run's ``raw_candles``: what filling both together gives. Only the extra history is filled (up to the run's
+    first candle, which closes a gap before it); the run's rows are on the grid already."""
+    raw = raw_candles[list(CANDLE_COLUMNS)]
+    if raw.empty:
+        return raw
+    first = raw.index[:1]
+    end = first[0] + get_timeframe(timeframe).delta
+    calendar = get_calendar(provenance.calendar)
+    head = fill_candle_grid(
+        pd.concat([extra, raw.iloc[:1]]), timeframe, extra_start, end, calendar, provenance.max_fill_bars
+    )
+    return pd.concat([head.frame[list(CANDLE_COLUMNS)].loc[: first[0]].iloc[:-1], raw])
 
 
 @dataclass(frozen=True)
@@ -381,15 +407,8 @@ class WarmupAudit:
         columns that move by more than ``tolerance`` with the warm-up that would have been enough (the features of
         ``config`` too, unless None)."""
         provenance, before, available = self.provenance, self.before, self.available
-        span_start, span_end = provenance.span
-        longer = fill_candle_grid(
-            pd.concat([extra, self.raw_candles[list(CANDLE_COLUMNS)]]),
-            self.partition.timeframe,
-            extra_start,
-            span_end,
-            get_calendar(provenance.calendar),
-            provenance.max_fill_bars,
-        ).frame
+        span_start, _ = provenance.span
+        longer = longer_candles(extra, self.raw_candles, extra_start, self.partition.timeframe, provenance)
         p = self.partition
         drifts = warmup_drifts(self.frame, longer, p, span_start, before, config, tolerance, context)
         needed = max((d.bars_to_converge for d in drifts), default=0)

@@ -389,6 +389,11 @@ def compute_indicators(
     return IndicatorResult(frame, replacements, first)
 
 
+def anchored_columns() -> list[str]:
+    """The columns of the registered anchored indicators (running totals restarted at 0 on the first kept row)."""
+    return [c for ind in INDICATORS.values() if ind.anchored for c in ind.columns]
+
+
 def extend_indicators(
     previous: pd.DataFrame, candles: pd.DataFrame, keep_from: pd.Timestamp | None, resume: pd.Timestamp, history: int
 ) -> IndicatorResult | None:
@@ -403,7 +408,7 @@ def extend_indicators(
     if before.empty or before[-1] < candles.index[first] or (keep_from is not None and before[-1] < keep_from):
         return None
     tail = compute_indicators(candles.iloc[first:], resume, trim=False)
-    anchored = [c for ind in INDICATORS.values() if ind.anchored for c in ind.columns]
+    anchored = anchored_columns()
     for column in anchored:  # continue the previous running total from the last row both have
         tail.frame[column] += previous.at[before[-1], column] - tail.frame.at[before[-1], column]
     frame = splice(previous, tail.frame, keep_from, resume)

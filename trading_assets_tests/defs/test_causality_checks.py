@@ -219,3 +219,24 @@ def test_the_warmup_audit_compares_the_first_rows_when_the_start_stops_mattering
     late["sma_20"] += 1e-3 * late["sma_20"].std()  # differs on every row: never converges
     [sma] = [d for d in warmup_drifts(late, candles, partition, *args, rows=1000) if d.column == "sma_20"]
     assert sma.bars_to_converge == warmup + len(late)  # compared over every row, not the first 1000
+
+
+@pytest.mark.parametrize("gap_bars", [0, 2, 40])  # none, filled flat, a break
+def test_the_longer_history_fills_only_the_extra_candles_as_filling_all_would(gap_bars):
+    from trading_assets.calendars import get_calendar
+    from trading_assets.candles import CANDLE_COLUMNS, fill_candle_grid
+    from trading_assets.causality import longer_candles
+    from trading_assets.provenance import Provenance
+    from trading_assets.sources import SyntheticSource
+
+    start, end = END - pd.Timedelta(days=2), END
+    stored = SyntheticSource(seed=7).fetch("KRW-BTC", "1m", start, end)
+    first = stored.index[1500]
+    extra = stored.loc[: first - pd.Timedelta(minutes=1)]
+    extra = extra.iloc[: len(extra) - gap_bars]  # the bars before the run's first candle had no trades
+    raw = fill_candle_grid(stored.loc[first:], "1m", first, end, get_calendar(), 5).frame
+    provenance = Provenance(calendar=get_calendar().name, max_fill_bars=5)
+    together = fill_candle_grid(pd.concat([extra, raw[list(CANDLE_COLUMNS)]]), "1m", start, end, get_calendar(), 5)
+    pd.testing.assert_frame_equal(
+        longer_candles(extra, raw, start, "1m", provenance), together.frame[list(CANDLE_COLUMNS)], check_freq=False
+    )
