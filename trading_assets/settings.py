@@ -145,6 +145,17 @@ def reference_symbols() -> tuple[str, ...]:
     return symbols
 
 
+def location_settings_error() -> str | None:
+    """The message of an invalid code-location setting (``$TRADING_FEATURE_SET``, ``$TRADING_REFERENCE_SYMBOLS``),
+    else None: the command line stops with it before the definitions, which read them, are imported."""
+    try:
+        feature_set()
+        reference_symbols()
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def child_environment(**variables: str) -> dict[str, str]:
     """This process's environment plus ``variables``, for a child process (the web UI)."""
     return {**os.environ, **variables}

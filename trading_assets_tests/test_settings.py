@@ -41,3 +41,23 @@ def test_cadences_and_the_instance_come_from_the_environment(monkeypatch, tmp_pa
     assert settings.dagster_home() is None
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     assert settings.dagster_home() == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TRADING_FEATURE_SET", "bogus", "TRADING_FEATURE_SET: unknown feature set 'bogus'; expected one of default"),
+        ("TRADING_REFERENCE_SYMBOLS", "KRW-BTC,KRW-ETH", "TRADING_REFERENCE_SYMBOLS: one reference symbol per quote"),
+    ],
+)
+def test_an_invalid_code_location_setting_stops_the_command_line_with_its_message(variable, value, message):
+    import subprocess
+    import sys
+
+    env = {**os.environ, variable: value}
+    assert settings.location_settings_error() is None  # the tests' environment is valid
+    done = subprocess.run(
+        [sys.executable, "-m", "trading_assets.app.cli", "symbols", "list"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stderr.startswith(f"Error: {message}"), done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""

@@ -17,6 +17,11 @@ from typing import Any, NoReturn
 import click
 
 from trading_assets import settings
+
+if (_invalid := settings.location_settings_error()) is not None:  # the definitions imported below read them
+    click.echo(f"Error: {_invalid}", err=True)
+    sys.exit(2)
+
 from trading_assets.app import live
 from trading_assets.app.options import split_csv
 from trading_assets.defs.instance import first_use_lock, get_instance, instance_home
