@@ -21,6 +21,7 @@ import pandas as pd
 
 from trading_assets.calendars import get_calendar
 from trading_assets.candles import CANDLE_COLUMNS, fill_candle_grid
+from trading_assets.errors import CandleDataError
 from trading_assets.execution import Execution
 from trading_assets.features import FeatureConfig, FeatureContext, build_features, feature_memory_bars
 from trading_assets.incremental import input_rows_from
@@ -181,13 +182,16 @@ def indicators_look_ahead(
     it on, recomputed as an incremental refresh does (:func:`extend_indicators` of ``stored``, from the warm-up
     before ``since``)."""
     span_start = stored.index[0]
-    if since is not None:  # only the candles the refresh read (and the forward fill's reach before them)
+    if since is None:
+        candles, _ = prepare_candles(raw_candles, partition)
+    else:  # only the candles the refresh read (and the forward fill's reach before them)
         provenance = Provenance.of(raw_candles)
         history = provenance.warmup_bars - provenance.lead_in_bars
-        raw_candles = raw_candles.iloc[
-            max(input_rows_from(raw_candles.index, since, history) - CANDLE_FFILL_LIMIT, 0) :
-        ]
-    candles, _ = prepare_candles(raw_candles, partition)
+        first = max(input_rows_from(raw_candles.index, since, history) - CANDLE_FFILL_LIMIT, 0)
+        try:
+            candles, _ = prepare_candles(raw_candles.iloc[first:], partition)
+        except CandleDataError:  # a hole filled from before the slice, a pollution share of the slice: as the asset
+            candles, _ = prepare_candles(raw_candles, partition)
     diffs: list[ColumnDiff] = []
     # the refresh continued the stored rows from the one before ``since``: so does the recomputation (anchored
     # running totals restart at 0 on the first row given, and are moved back to that row's stored level)
@@ -236,12 +240,13 @@ def warmup_drifts(
 
     Where the history starts matters only near the start: the indicators are recomputed and compared on the
     first ``rows`` stored rows when every difference above floating-point noise (``NOISE`` x the column's std
-    over all stored rows) ends in their first half, the second half agreeing; otherwise (a column still moving
-    there) on every stored row. A feature row reads indicators at most :func:`feature_memory_bars` back, so
-    past the last row where any indicator differs by more than noise the two feature frames agree by
-    construction: features are built and compared only up to there (plus that memory). The scale of a
-    feature's ``tolerance`` is its std in the compared rows. ``context``: the other partitions the feature set
-    reads, the same for both. ``config`` None: the indicators only.
+    over all stored rows) ends in their first half, the second half agreeing, and the features compared below
+    lie in them too; otherwise (a column still moving there) on every stored row. A feature row reads
+    indicators at most :func:`feature_memory_bars` back, so past the last row where any indicator differs by
+    more than noise the two feature frames agree by construction: features are built and compared only up to
+    there (plus that memory). The scale of a feature's ``tolerance`` is its std in the compared rows.
+    ``context``: the other partitions the feature set reads, the same for both. ``config`` None: the
+    indicators only.
     """
     scales = _spreads(stored_indicators)
     limits = [rows, len(stored_indicators)] if rows is not None and rows < len(stored_indicators) else [None]
@@ -251,7 +256,8 @@ def warmup_drifts(
         # anchored where the stored frame starts, as the asset computes them; the rows before feed the features
         longer_indicators = compute_indicators(candles, stored.index[0], trim=False).frame
         drifts, last = _drifts(stored, _rows_of(longer_indicators, stored.index), warmup, tolerance, scales)
-        if last < len(stored) // 2:
+        reach = max(last, 0) + (0 if config is None else feature_memory_bars(config) + 1)
+        if last < len(stored) // 2 and reach < len(stored):  # the features compared below lie in it too
             break
     if config is None:
         return drifts

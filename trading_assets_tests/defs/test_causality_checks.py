@@ -240,3 +240,24 @@ def test_the_longer_history_fills_only_the_extra_candles_as_filling_all_would(ga
     pd.testing.assert_frame_equal(
         longer_candles(extra, raw, start, "1m", provenance), together.frame[list(CANDLE_COLUMNS)], check_freq=False
     )
+
+
+def test_the_warmup_audit_compares_the_features_as_far_as_over_every_row():
+    """The first rows are the answer only when the features they feed (the memory past the last moved indicator
+    row) lie in them too; a prefix shorter than that memory compares every row."""
+    from trading_assets.candles import fill_candle_grid
+    from trading_assets.causality import warmup_drifts
+    from trading_assets.features import feature_memory_bars
+    from trading_assets.indicators import compute_indicators
+    from trading_assets.partition import Partition
+    from trading_assets.sources import SyntheticSource
+
+    start, end = END - pd.Timedelta(days=4), END
+    candles = fill_candle_grid(SyntheticSource(seed=5).fetch("KRW-BTC", "1m", start, end), "1m", start, end).frame
+    warmup, first, config = 60, 2000, FeatureConfig()
+    stored = compute_indicators(candles.iloc[first - warmup :], candles.index[first]).frame
+    args = (Partition("KRW-BTC", "1m"), candles.index[first], warmup, config, 1e-4)
+    whole = warmup_drifts(stored, candles, *args, rows=None)
+    assert any(d.column.startswith("features.") for d in whole)
+    for rows in (600, 3 * feature_memory_bars(config)):  # indicators settled in the first half; short of the reach
+        assert warmup_drifts(stored, candles, *args, rows=rows) == whole, rows
