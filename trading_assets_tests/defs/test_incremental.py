@@ -216,3 +216,28 @@ def test_a_leak_in_the_rows_a_refresh_computed_is_caught(instance, monkeypatch, 
     assert meta["rows_audited"].startswith("from ") and meta["first_column"] == column
     assert [d["column"] for d in meta["non_causal_columns"]] == [column]
     assert not result.success  # blocking: nothing after it
+
+
+def test_refreshed_rows_whose_candles_cannot_be_prepared_alone_are_audited_from_the_whole_window(instance, monkeypatch):
+    """A hole the asset filled from before the refresh's candles (or a pollution share of so few rows) stops the
+    slice's preparation: the audit then prepares the whole window, as the asset did, and still audits the rows."""
+    import inspect
+
+    from trading_assets import causality
+    from trading_assets.errors import CandleDataError
+
+    _refresh(instance, END)
+    prepare, sizes = causality.prepare_candles, []
+
+    def slice_refused(candles, partition, *args, **kwargs):
+        if inspect.stack()[1].function == "indicators_look_ahead":  # not the warm-up audit's
+            sizes.append(len(candles))
+            if len(sizes) == 1:
+                raise CandleDataError(partition.symbol, partition.timeframe, "a hole filled from before it", "close")
+        return prepare(candles, partition, *args, **kwargs)
+
+    monkeypatch.setattr(causality, "prepare_candles", slice_refused)
+    result = _refresh(instance, END + pd.Timedelta(minutes=20), verify_every=5)
+    evaluation, meta = _look_ahead(result, "indicators")
+    assert evaluation.passed and meta["rows_audited"].startswith("from ")
+    assert len(sizes) == 2 and sizes[0] < sizes[1]  # the slice, then the whole window
