@@ -73,9 +73,14 @@ def cut_points(
     if len(index) < 4:
         return []
     n = len(index) if max_rows is None else min(len(index), max_rows)
-    jitter = (zlib.crc32(key.encode()) % 1000) / 1000 * 0.05
+    jitter = _jitter(key)
     positions = sorted({min(len(index) - 2, max(1, int((f + jitter) * n))) for f in fractions})
     return [index[p] for p in positions]
+
+
+def _jitter(key: str) -> float:
+    """A fixed shift of the cut fractions per partition ``key`` (0 to 5 %): partitions are not all cut alike."""
+    return (zlib.crc32(key.encode()) % 1000) / 1000 * 0.05
 
 
 def refreshed_cuts(
@@ -88,7 +93,7 @@ def refreshed_cuts(
     n = len(rows)
     if n < 2:
         return []
-    jitter = (zlib.crc32(key.encode()) % 1000) / 1000 * 0.05
+    jitter = _jitter(key)
     return [rows[p] for p in sorted({n - 2, *(min(n - 2, int((f + jitter) * n)) for f in fractions)})]
 
 
@@ -196,6 +201,7 @@ def indicators_look_ahead(
     # the refresh continued the stored rows from the one before ``since``: so does the recomputation (anchored
     # running totals restart at 0 on the first row given, and are moved back to that row's stored level)
     head = None if since is None else stored.iloc[max(int(stored.index.searchsorted(since)) - 1, 0) :]
+    audited = stored if since is None else stored.loc[since:]
     for cut in cuts:
         if head is None:
             recomputed = compute_indicators(candles.loc[:cut], span_start).frame
@@ -207,7 +213,7 @@ def indicators_look_ahead(
             recomputed = extended.frame.loc[since:]
             for column in anchored_columns():
                 recomputed[column] += head[column].iloc[0]
-        diffs.extend(compare_prefix(stored.loc[since or span_start :], recomputed, cut))
+        diffs.extend(compare_prefix(audited, recomputed, cut))
     return _first_per_column(diffs)
 
 
@@ -261,7 +267,7 @@ def warmup_drifts(
             break
     if config is None:
         return drifts
-    end = stored.index[min(len(stored) - 1, max(last, 0) + feature_memory_bars(config) + 1)]
+    end = stored.index[min(len(stored) - 1, reach)]
     stored = build_features(stored_indicators.loc[:end], partition, config, span_start=span_start, context=context)
     longer = build_features(longer_indicators.loc[:end], partition, config, span_start=span_start, context=context)
     stored, longer = stored.frame, longer.frame
@@ -330,13 +336,13 @@ def longer_candles(
     raw = raw_candles[list(CANDLE_COLUMNS)]
     if raw.empty:
         return raw
-    first = raw.index[:1]
-    end = first[0] + get_timeframe(timeframe).delta
+    first = raw.index[0]
+    end = first + get_timeframe(timeframe).delta
     calendar = get_calendar(provenance.calendar)
     head = fill_candle_grid(
         pd.concat([extra, raw.iloc[:1]]), timeframe, extra_start, end, calendar, provenance.max_fill_bars
     )
-    return pd.concat([head.frame[list(CANDLE_COLUMNS)].loc[: first[0]].iloc[:-1], raw])
+    return pd.concat([head.frame.loc[head.frame.index < first, list(CANDLE_COLUMNS)], raw])
 
 
 @dataclass(frozen=True)

@@ -164,11 +164,10 @@ class _ParquetUPathIOManager(UPathIOManager):
         where the input's mapping also declares others that the step reads itself (``features``' coarser
         timeframes, see defs/context). One partition is read without Dagster's two DEBUG lines per load (about
         40 stored events a run: LOADED_INPUT says it all)."""
-        keys = context.asset_partition_keys
-        own = str(context.partition_key) if len(keys) > 1 and context.has_partition_key else None
-        if len(keys) == 1 or (own is not None and own in map(str, keys)):
+        keys = [str(key) for key in context.asset_partition_keys]
+        wanted = keys[0] if len(keys) == 1 else str(context.partition_key) if context.has_partition_key else None
+        if wanted in keys:
             paths = self._get_paths_for_partitions(context)
-            wanted = str(keys[0]) if len(keys) == 1 else own
             return self.load_from_path(context, next(path for key, path in paths.items() if str(key) == wanted))
         return super().load_partitions(context)
 
