@@ -66,7 +66,9 @@ def test_a_stored_study_resumes_after_a_kill_and_leaves_a_live_runs_trials_alone
         beating.join()
     assert list(alongside.trials["state"]).count("RUNNING") == 1 and alongside.tried == 4
     optuna.load_study(study_name=first.study_name, storage=storage).ask()  # left by a run of the code before beats
-    time.sleep(2.5)  # the other run was killed: its heartbeat silent for two beats
+    # the other run was killed: its heartbeat silent for more than two beats, as SQLite's clock (whole seconds,
+    # the beat's and now's both truncated) sees it: 2.5 s can read as 2, not stale yet
+    time.sleep(3.5)
     resumed = _tune(features, storage, trials=5, heartbeat=1)
     states = list(resumed.trials["state"])
     assert states.count("FAIL") == 2 and resumed.tried == 5 and len(states) == 7  # 4 kept, 1 new, 2 failed
