@@ -414,15 +414,16 @@ class WarmupAudit:
         config: FeatureConfig | None,
         tolerance: float,
         context: FeatureContext | None = None,
+        rows: int | None = WARMUP_AUDIT_ROWS,
     ) -> WarmupFinding:
         """Recompute with ``extra`` candles (from ``extra_start``) put in front of the run's, and report the
         columns that move by more than ``tolerance`` with the warm-up that would have been enough (the features of
-        ``config`` too, unless None)."""
+        ``config`` too, unless None); ``rows``: the first try's rows (see :func:`warmup_drifts`)."""
         provenance, before, available = self.provenance, self.before, self.available
         span_start, _ = provenance.span
         longer = longer_candles(extra, self.raw_candles, extra_start, self.partition.timeframe, provenance)
         p = self.partition
-        drifts = warmup_drifts(self.frame, longer, p, span_start, before, config, tolerance, context)
+        drifts = warmup_drifts(self.frame, longer, p, span_start, before, config, tolerance, context, rows)
         needed = max((d.bars_to_converge for d in drifts), default=0)
         history = int(longer.index.searchsorted(self.frame.index[0]))
         problems = []

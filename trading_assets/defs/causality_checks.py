@@ -14,9 +14,11 @@ from typing import Literal
 import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetIn,
+    AssetKey,
     Config,
     MetadataValue,
 )
@@ -25,6 +27,7 @@ from pydantic import Field
 from trading_assets.causality import (
     CUT_FRACTIONS,
     CUT_MAX_ROWS,
+    WARMUP_AUDIT_ROWS,
     WarmupAudit,
     cut_points,
     features_look_ahead,
@@ -32,9 +35,15 @@ from trading_assets.causality import (
     refreshed_cuts,
 )
 from trading_assets.defs.assets import features, indicators
+from trading_assets.defs.dagster_private import AssetCheckExecutionRecordStatus, PartitionKeyFilter
 from trading_assets.defs.partition_checks import check_result, partition_check, partition_metadata
 from trading_assets.defs.partitions import partition_of
-from trading_assets.defs.resources import CandleSourceResource, CandleStoreResource, FeatureConfigResource
+from trading_assets.defs.resources import (
+    CandleSourceResource,
+    CandleStoreResource,
+    FeatureConfigResource,
+    IncrementalResource,
+)
 from trading_assets.errors import CandleDataError
 from trading_assets.execution import Execution
 from trading_assets.features import DEFAULT_FEATURE_SET, FeatureConfig
@@ -57,6 +66,11 @@ class WarmupConfig(Config):
     enabled: bool = Field(default=True, description="Switch the check off (e.g. for huge spans)")
     history_factor: float = Field(default=2.0, gt=1, description="Recompute with this many times the warm-up")
     tolerance: float = Field(default=1e-4, gt=0, description="Allowed move, as a share of the column's std in the span")
+    prefix_rows: int = Field(
+        default=WARMUP_AUDIT_ROWS,
+        ge=10,
+        description="Compare the span's first rows when every difference ends in their first half, else every row",
+    )
     short_history_severity: Literal["WARN", "ERROR"] = Field(
         default="WARN",
         description="Severity when the available history is shorter than the warm-up the partition needs "
@@ -150,8 +164,9 @@ def indicators_no_look_ahead(
     description="Recompute indicators, and the features of the feature_config resource from them, with more "
     "history before the span (only the extra history is read from the candle store; the rest is the run's "
     "raw_candles), over the span's first rows when every difference ends early there, else over the whole span; "
-    "WARN when values inside the span move, with the warm-up that would have been enough. "
-    "Never passes when the history is shorter than the warm-up (WARN, or ERROR by config) or there is none to "
+    "WARN when values inside the span move, with the warm-up that would have been enough. After an incremental "
+    "refresh that kept the rows compared, the previous output's passing verdict is carried (carried_from_run), "
+    "except every incremental.verify_every-th refresh. Never passes when the history is shorter than the warm-up (WARN, or ERROR by config) or there is none to "
     "compare with.",
 )
 def indicators_warmup_sufficient(
@@ -162,12 +177,19 @@ def indicators_warmup_sufficient(
     candle_source: CandleSourceResource,
     candle_store: CandleStoreResource,
     feature_config: FeatureConfigResource,
+    incremental: IncrementalResource,
 ) -> AssetCheckResult:
     if not config.enabled:
         return _skipped(context)
     p = partition_of(context.partition_key)
     audit = WarmupAudit(frame, raw_candles, p)
     finding = audit.short()
+    settings = _warmup_settings(config, feature_config.config(p).feature_set)
+    carried = (
+        None if finding else _carried_warmup(context, frame, config.prefix_rows, settings, incremental.verify_every)
+    )
+    if carried is not None:
+        return carried
     if finding is None:
         extra_start = audit.extra_start(config.history_factor)
         # Only the history before the stored warm-up is new: collect (the store fetches only what it
@@ -181,9 +203,49 @@ def indicators_warmup_sufficient(
         except CandleDataError as error:  # the features step fails with it; the indicators are still audited
             context.log.warning(f"the warm-up of the features is not compared: {error}")
             features = None
-        finding = audit.compare(extra, extra_start, features, config.tolerance, lent)
+        finding = audit.compare(extra, extra_start, features, config.tolerance, lent, config.prefix_rows)
     severity = AssetCheckSeverity[config.short_history_severity] if finding.short_history else AssetCheckSeverity.WARN
-    return check_result(context, finding.problems, _metadata(finding.figures), severity)
+    lineage = Lineage.whole(frame)
+    audited = {"audited_frame": lineage.token if lineage else "", "settings": settings, "carried_from_run": ""}
+    return check_result(context, finding.problems, {**_metadata(finding.figures), **audited}, severity)
+
+
+def _warmup_settings(config: WarmupConfig, feature_set: str) -> str:
+    """What a warm-up verdict depends on besides the frame: the audit's settings and the features compared."""
+    return (
+        f"history_factor={config.history_factor} tolerance={config.tolerance} prefix_rows={config.prefix_rows} "
+        f"feature_set={feature_set}"
+    )
+
+
+def _carried_warmup(
+    context: AssetCheckExecutionContext, frame: pd.DataFrame, prefix_rows: int, settings: str, verify_every: int
+) -> AssetCheckResult | None:
+    """The previous verdict, when it still holds: an incremental refresh (not one due for comparison with a full
+    computation) keeps its previous output's rows before the first row it computed. When those kept rows hold the
+    first ``prefix_rows`` the audit compares and the previous output's own audit passed with the same settings,
+    the refresh changed no row the audit reads: the rows that left at the window's start only move it onto rows
+    computed with more history than the warm-up. Else None: audit again. Every ``verify_every``-th refresh, and
+    every full computation, is audited again."""
+    lineage = Lineage.whole(frame)
+    if lineage is None or not lineage.incremental or lineage.verification_due(verify_every):
+        return None
+    if pd.Timestamp(lineage.changed_from) <= frame.index[min(prefix_rows, len(frame)) - 1]:
+        return None
+    key = AssetCheckKey(AssetKey("indicators"), "warmup_sufficient")
+    statuses = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
+    history = context.instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=1, status=statuses, partition_filter=PartitionKeyFilter(key=context.partition_key)
+    )
+    evaluation = history[0].evaluation if history else None
+    if evaluation is None or not evaluation.passed:
+        return None
+    previous = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+    if previous.get("audited_frame") != lineage.base or previous.get("settings") != settings:
+        return None
+    carried = {k: v for k, v in previous.items() if k not in ("symbol", "timeframe", "partition")}
+    carried.update(audited_frame=lineage.token, carried_from_run=previous.get("carried_from_run") or history[0].run_id)
+    return check_result(context, [], _metadata(carried))
 
 
 def _metadata(figures: dict) -> dict:

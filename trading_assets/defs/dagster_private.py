@@ -17,6 +17,7 @@ PRIVATE: dict[str, str] = {
     "StaleStatus": "dagster._core.definitions.data_version",
     "AssetCheckExecutionRecord": "dagster._core.storage.asset_check_execution_record",
     "AssetCheckExecutionRecordStatus": "dagster._core.storage.asset_check_execution_record",
+    "PartitionKeyFilter": "dagster._core.event_api",
     "AssetGraphView": "dagster._core.asset_graph_view.asset_graph_view",
     "TemporalContext": "dagster._core.asset_graph_view.asset_graph_view",
     "BaseAssetGraph": "dagster._core.definitions.assets.graph.base_asset_graph",

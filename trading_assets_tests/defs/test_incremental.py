@@ -5,6 +5,7 @@ version, --refresh and --force compute in full."""
 import pandas as pd
 import pytest
 
+from trading_assets import causality as causality_module
 from trading_assets.defs import assets as asset_module
 from trading_assets.defs import incremental as incremental_module
 from trading_assets.incremental import Lineage, differences
@@ -241,3 +242,44 @@ def test_refreshed_rows_whose_candles_cannot_be_prepared_alone_are_audited_from_
     evaluation, meta = _look_ahead(result, "indicators")
     assert evaluation.passed and meta["rows_audited"].startswith("from ")
     assert len(sizes) == 2 and sizes[0] < sizes[1]  # the slice, then the whole window
+
+
+def _warmup(instance, end, prefix_rows: int, verify_every: int = 3):
+    config = _config(end, verify_every)
+    config["ops"]["indicators_warmup_sufficient"] = {"config": {"prefix_rows": prefix_rows}}
+    result = run_partition(instance, SYMBOL, TIMEFRAME, config)
+    assert result.success
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "warmup_sufficient"]
+    return result.run_id, evaluation, {k: v.value for k, v in evaluation.metadata.items()}
+
+
+def test_the_warmup_verdict_is_carried_while_the_refreshes_keep_the_rows_it_compared(instance, monkeypatch):
+    audited, evaluation, first = _warmup(instance, END, prefix_rows=100)
+    assert evaluation.passed and first["carried_from_run"] == "" and first["compared_with_bars"] > 0
+    calls = []
+    compare = causality_module.WarmupAudit.compare
+    monkeypatch.setattr(causality_module.WarmupAudit, "compare", lambda *a, **k: calls.append(1) or compare(*a, **k))
+    for minutes in (5, 10):  # refreshes 1 and 2 of verify_every=3: the new rows lie past the first 100
+        _, evaluation, meta = _warmup(instance, END + pd.Timedelta(minutes=minutes), prefix_rows=100)
+        assert evaluation.passed and meta["carried_from_run"] == audited and calls == []
+        assert meta["moved_columns"] == first["moved_columns"] and meta["settings"] == first["settings"]
+    run_id, evaluation, meta = _warmup(instance, END + pd.Timedelta(minutes=15), prefix_rows=100)  # refresh 3: due
+    assert evaluation.passed and meta["carried_from_run"] == "" and calls == [1]
+    # other settings, or a prefix the refreshed rows reach into, are compared again
+    _, _, meta = _warmup(instance, END + pd.Timedelta(minutes=20), prefix_rows=120)
+    assert meta["carried_from_run"] == "" and calls == [1, 1]
+    _, _, meta = _warmup(instance, END + pd.Timedelta(minutes=25), prefix_rows=100_000)
+    assert meta["carried_from_run"] == "" and calls == [1, 1, 1]
+
+
+def test_a_failed_warmup_verdict_is_not_carried(instance, monkeypatch):
+    _warmup(instance, END, prefix_rows=100)
+    problem = causality_module.WarmupFinding(("moved",), {"moved_columns": []})
+    monkeypatch.setattr(causality_module.WarmupAudit, "compare", lambda *a, **k: problem)
+    for minutes in (5, 10):  # carried: not compared
+        _, evaluation, _ = _warmup(instance, END + pd.Timedelta(minutes=minutes), prefix_rows=100)
+        assert evaluation.passed
+    _, evaluation, _ = _warmup(instance, END + pd.Timedelta(minutes=15), prefix_rows=100)  # refresh 3 is due: WARN
+    assert not evaluation.passed
+    _, evaluation, meta = _warmup(instance, END + pd.Timedelta(minutes=20), prefix_rows=100)
+    assert not evaluation.passed and meta["carried_from_run"] == ""  # compared again, not carried
