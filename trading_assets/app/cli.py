@@ -12,16 +12,11 @@ import math
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from trading_assets import settings
-
-if (_invalid := settings.location_settings_error()) is not None:  # the definitions imported below read them
-    click.echo(f"Error: {_invalid}", err=True)
-    sys.exit(2)
-
 from trading_assets.app import live
 from trading_assets.app.options import split_csv
 from trading_assets.defs.instance import first_use_lock, get_instance, instance_home
@@ -36,6 +31,9 @@ from trading_assets.redaction import install_log_redaction, redact, register_sec
 from trading_assets.settings import data_dir, default_tracking_uri
 from trading_assets.sources import SOURCES
 from trading_assets.timeframes import TIMEFRAMES, span_error, to_utc, validate_symbol
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 
 def _symbols(value: str) -> list[str]:
@@ -167,6 +165,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _instance(symbols: list[str] | None = None) -> DagsterInstance:
+    """:func:`get_instance`, after checking the code-location settings its modules read (exit 2 on a bad one)."""
+    usage_error(settings.location_settings_error())
+    return get_instance(symbols)
 
 
 def usage_error(message: str | None) -> None:
@@ -312,6 +316,7 @@ def materialize(
 
     What is up to date is not recomputed (see ``materialize_partition``; ``--force`` recomputes it).
     """
+    usage_error(settings.location_settings_error())  # the definitions read them
     model_list = None if models is None else split_csv(models)
     usage_error(
         window_error(days, end, bars)
@@ -357,7 +362,7 @@ def _materialize(
     from trading_assets.defs import defs
     from trading_assets.defs.runs import execute, materialize_partition
 
-    instance = get_instance([*symbol_list, *(s for s, _ in lent if s not in symbol_list)])
+    instance = _instance([*symbol_list, *(s for s, _ in lent if s not in symbol_list)])
     job = defs.resolve_job_def("full_pipeline_job" if which == "all" else "market_data_job")
     keys = [str(partition_key(symbol, timeframe)) for symbol in symbol_list for timeframe in tf_list]
     lent_keys = {str(partition_key(*p)): asset for p, asset in lent.items()}
@@ -400,6 +405,7 @@ def _materialize(
 def tune(ctx: click.Context, symbols: str, timeframes: str, models: str, trials: int, inner_folds: int) -> None:
     """Tune models per partition on its stored features: an optuna study each (resumed when stored), scored by
     walk-forward validation before the research loop's first test fold. Then `materialize --tuned` uses them."""
+    usage_error(settings.location_settings_error())  # the definitions read them
     from trading_assets.app.progress import progress
     from trading_assets.defs import defs
     from trading_assets.defs.runs import execute
@@ -410,7 +416,7 @@ def tune(ctx: click.Context, symbols: str, timeframes: str, models: str, trials:
     flat = [m for m in model_list if not MODELS[m].search_space]
     usage_error(f"--models {','.join(flat)}: nothing to tune (no search space)" if flat else None)
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
-    instance = get_instance(symbol_list)
+    instance = _instance(symbol_list)
     config = {"models": model_list, "trials": trials, "inner_folds": inner_folds}
     keys = [str(partition_key(symbol, timeframe)) for symbol in symbol_list for timeframe in tf_list]
     log_path = _log_path("tune")
@@ -461,6 +467,7 @@ def backfill(
     timeout: float,
 ) -> None:
     """Launch a real asset backfill (run by the daemon) over symbols x timeframes."""
+    usage_error(settings.location_settings_error())  # the definitions read them
     usage_error(window_error(days, end, bars))
     symbol_list, tf_list = _symbols(symbols), _timeframes(timeframes)
     usage_error(next(filter(None, (span_error(tf, days, bars) for tf in tf_list)), None))
@@ -471,7 +478,7 @@ def backfill(
     from trading_assets.defs import defs
     from trading_assets.defs.backfill import backfill_params, launch_backfill, wait_for_backfill
 
-    instance = get_instance(symbol_list)
+    instance = _instance(symbol_list)
     try:
         keys = AssetSelection.from_string(selection_string(selection)).resolve(defs.resolve_asset_graph())
     except Exception as exc:  # noqa: BLE001 - show the selection error as a usage error
@@ -523,6 +530,7 @@ def ui(host: str, port: int, workspace: str, daemon: bool | None) -> None:
     SQLite one in <data dir>/dagster_home. This is the way in: a bare `dagster dev` in the repository root
     would read the production ./dagster.yaml and ask for the DAGSTER_PG_* variables.
     """
+    usage_error(settings.location_settings_error())  # the definitions read them
     from trading_assets.app.webui import serve
 
     if not is_loopback(host):
@@ -531,7 +539,7 @@ def ui(host: str, port: int, workspace: str, daemon: bool | None) -> None:
             "reach it from elsewhere through the authenticating proxy (deploy/proxy/nginx.conf)"
         )
     embedded = settings.dagster_home() is None
-    instance = get_instance()
+    instance = _instance()
     with_daemon = embedded if daemon is None else daemon
     command = ["dagster", "dev"] if with_daemon else ["dagster-webserver"]
     click.echo(
@@ -550,7 +558,7 @@ def symbols() -> None:
 @symbols.command("list")
 def symbols_list() -> None:
     """List registered symbols."""
-    for symbol in get_instance().get_dynamic_partitions(SYMBOL_PARTITIONS_NAME):
+    for symbol in _instance().get_dynamic_partitions(SYMBOL_PARTITIONS_NAME):
         click.echo(symbol)
 
 
@@ -559,7 +567,7 @@ def symbols_list() -> None:
 def symbols_add(names: tuple[str, ...]) -> None:
     """Register symbols (e.g. KRW-SOL)."""
     try:
-        instance = get_instance()
+        instance = _instance()
         with exclusive(first_use_lock()):
             new = add_symbols(instance, names)
     except ValueError as exc:
@@ -571,7 +579,7 @@ def symbols_add(names: tuple[str, ...]) -> None:
 @click.argument("names", nargs=-1, required=True)
 def symbols_remove(names: tuple[str, ...]) -> None:
     """Unregister symbols (their stored files and history stay)."""
-    instance = get_instance()
+    instance = _instance()
     existing = set(instance.get_dynamic_partitions(SYMBOL_PARTITIONS_NAME))
     unknown = [n for n in names if n not in existing]
     if unknown:

@@ -1,12 +1,17 @@
-"""The Dagster layer: assets, checks, resources, IO manager, jobs, schedules, sensors, Definitions."""
+"""The Dagster layer: assets, checks, resources, IO manager, jobs, schedules, sensors, Definitions.
 
-import warnings
+``defs`` (the code location's Definitions) is built on first access, so a module of this package (the instance,
+the partitions, the resources) imports without the whole asset graph: commands that do not run it start faster.
+"""
 
-from dagster import PreviewWarning
-
-# partitions_def on asset checks is "preview" in Dagster 1.13; it is what records the evaluated partition.
-warnings.filterwarnings("ignore", category=PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
-
-from trading_assets.defs.definitions import defs  # noqa: E402
+from typing import Any
 
 __all__ = ["defs"]
+
+
+def __getattr__(name: str) -> Any:
+    if name != "defs":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from trading_assets.defs.definitions import defs
+
+    return defs

@@ -166,8 +166,8 @@ def indicators_no_look_ahead(
     "raw_candles), over the span's first rows when every difference ends early there, else over the whole span; "
     "WARN when values inside the span move, with the warm-up that would have been enough. After an incremental "
     "refresh that kept the rows compared, the previous output's passing verdict is carried (carried_from_run), "
-    "except every incremental.verify_every-th refresh. Never passes when the history is shorter than the warm-up (WARN, or ERROR by config) or there is none to "
-    "compare with.",
+    "except every incremental.verify_every-th refresh. Never passes when the history is shorter than the warm-up "
+    "(WARN, or ERROR by config) or there is none to compare with.",
 )
 def indicators_warmup_sufficient(
     context: AssetCheckExecutionContext,
