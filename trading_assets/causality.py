@@ -235,8 +235,9 @@ def warmup_drifts(
     tolerance: float = 1e-4,
     context: FeatureContext | None = None,
     rows: int | None = WARMUP_AUDIT_ROWS,
-) -> list[WarmupDrift]:
-    """Indicator and feature columns that move when computed from ``longer_candles`` (more history).
+) -> tuple[list[WarmupDrift], pd.Timestamp]:
+    """Indicator and feature columns that move when computed from ``longer_candles`` (more history), and the last
+    stored row compared.
 
     A value "moves" when it differs by more than ``tolerance`` x the column's spread (std).
     Indicators are compared on the stored rows (span plus the features' lead-in); features (named
@@ -265,8 +266,9 @@ def warmup_drifts(
         reach = max(last, 0) + (0 if config is None else feature_memory_bars(config) + 1)
         if last < len(stored) // 2 and reach < len(stored):  # the features compared below lie in it too
             break
+    until = stored.index[-1]
     if config is None:
-        return drifts
+        return drifts, until
     end = stored.index[min(len(stored) - 1, reach)]
     stored = build_features(stored_indicators.loc[:end], partition, config, span_start=span_start, context=context)
     longer = build_features(longer_indicators.loc[:end], partition, config, span_start=span_start, context=context)
@@ -274,7 +276,7 @@ def warmup_drifts(
     feature_drifts, _ = _drifts(stored, _rows_of(longer, stored.index), warmup, tolerance, _spreads(stored))
     return drifts + [
         WarmupDrift(f"features.{d.column}", d.max_abs_diff, d.max_rel_diff, d.bars_to_converge) for d in feature_drifts
-    ]
+    ], until
 
 
 def _rows_of(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
@@ -423,7 +425,7 @@ class WarmupAudit:
         span_start, _ = provenance.span
         longer = longer_candles(extra, self.raw_candles, extra_start, self.partition.timeframe, provenance)
         p = self.partition
-        drifts = warmup_drifts(self.frame, longer, p, span_start, before, config, tolerance, context, rows)
+        drifts, until = warmup_drifts(self.frame, longer, p, span_start, before, config, tolerance, context, rows)
         needed = max((d.bars_to_converge for d in drifts), default=0)
         history = int(longer.index.searchsorted(self.frame.index[0]))
         problems = []
@@ -446,5 +448,6 @@ class WarmupAudit:
             "bars_needed": needed,
             "tolerance": tolerance,
             "features_compared": config is not None,
+            "compared_rows": [self.frame.index[0].isoformat(), until.isoformat()],
         }
         return WarmupFinding(tuple(problems), figures)

@@ -9,6 +9,12 @@ from typing import Any
 __all__ = ["defs"]
 
 
+def __dir__() -> list[str]:
+    """The module's names with ``defs``: Dagster's autodiscovery (``-m trading_assets.defs`` without an
+    attribute, the ``[tool.dagster]`` module of pyproject.toml) looks for Definitions among them."""
+    return sorted([*globals(), "defs"])
+
+
 def __getattr__(name: str) -> Any:
     if name != "defs":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ off per run (``enabled: false``) for huge spans.
 No `from __future__ import annotations` here: Dagster reads the config and resource annotations.
 """
 
+import json
 from dataclasses import asdict
 from typing import Literal
 
@@ -165,9 +166,9 @@ def indicators_no_look_ahead(
     "history before the span (only the extra history is read from the candle store; the rest is the run's "
     "raw_candles), over the span's first rows when every difference ends early there, else over the whole span; "
     "WARN when values inside the span move, with the warm-up that would have been enough. After an incremental "
-    "refresh that kept the rows compared, the previous output's passing verdict is carried (carried_from_run), "
-    "except every incremental.verify_every-th refresh. Never passes when the history is shorter than the warm-up "
-    "(WARN, or ERROR by config) or there is none to compare with.",
+    "refresh that kept the rows compared (compared_rows), the previous output's passing verdict is carried "
+    "(carried_from_run), except every incremental.verify_every-th refresh. Never passes when the history is "
+    "shorter than the warm-up (WARN, or ERROR by config) or there is none to compare with.",
 )
 def indicators_warmup_sufficient(
     context: AssetCheckExecutionContext,
@@ -184,10 +185,8 @@ def indicators_warmup_sufficient(
     p = partition_of(context.partition_key)
     audit = WarmupAudit(frame, raw_candles, p)
     finding = audit.short()
-    settings = _warmup_settings(config, feature_config.config(p).feature_set)
-    carried = (
-        None if finding else _carried_warmup(context, frame, config.prefix_rows, settings, incremental.verify_every)
-    )
+    settings = _warmup_settings(config, feature_config.config(p), audit)
+    carried = None if finding else _carried_warmup(context, audit, settings, incremental.verify_every)
     if carried is not None:
         return carried
     if finding is None:
@@ -210,27 +209,38 @@ def indicators_warmup_sufficient(
     return check_result(context, finding.problems, {**_metadata(finding.figures), **audited}, severity)
 
 
-def _warmup_settings(config: WarmupConfig, feature_set: str) -> str:
-    """What a warm-up verdict depends on besides the frame: the audit's settings and the features compared."""
-    return (
-        f"history_factor={config.history_factor} tolerance={config.tolerance} prefix_rows={config.prefix_rows} "
-        f"feature_set={feature_set}"
+def _warmup_settings(config: WarmupConfig, features: FeatureConfig, audit: WarmupAudit) -> str:
+    """What a warm-up verdict depends on besides the rows: the audit's settings, the features compared and the
+    warm-up and lead-in the frame was computed with."""
+    return json.dumps(
+        {
+            "history_factor": config.history_factor,
+            "tolerance": config.tolerance,
+            "prefix_rows": config.prefix_rows,
+            "features": asdict(features),
+            "warmup_bars": audit.provenance.warmup_bars,
+            "lead_in_bars": audit.provenance.lead_in_bars,
+        },
+        sort_keys=True,
     )
 
 
 def _carried_warmup(
-    context: AssetCheckExecutionContext, frame: pd.DataFrame, prefix_rows: int, settings: str, verify_every: int
+    context: AssetCheckExecutionContext, audit: WarmupAudit, settings: str, verify_every: int
 ) -> AssetCheckResult | None:
-    """The previous verdict, when it still holds: an incremental refresh (not one due for comparison with a full
-    computation) keeps its previous output's rows before the first row it computed. When those kept rows hold the
-    first ``prefix_rows`` the audit compares and the previous output's own audit passed with the same settings,
-    the refresh changed no row the audit reads: the rows that left at the window's start only move it onto rows
-    computed with more history than the warm-up. Else None: audit again. Every ``verify_every``-th refresh, and
-    every full computation, is audited again."""
+    """The previous verdict, when it still holds; else None (compare).
+
+    It holds for an incremental refresh (not one due for comparison with a full computation: every
+    ``verify_every``-th, and every full computation, is compared) of an output whose own verdict passed with the
+    same settings and compared the features, when the refresh kept every row that comparison read (its first
+    computed row lies past them) and the window has not slid past the middle of them: the rows that left at its
+    start only move it onto rows computed with more history than the warm-up, which the comparison found
+    converged. The figures of the history are this frame's; the others are the comparison's, whose run
+    ``carried_from_run`` names.
+    """
+    frame = audit.frame
     lineage = Lineage.whole(frame)
     if lineage is None or not lineage.incremental or lineage.verification_due(verify_every):
-        return None
-    if pd.Timestamp(lineage.changed_from) <= frame.index[min(prefix_rows, len(frame)) - 1]:
         return None
     key = AssetCheckKey(AssetKey("indicators"), "warmup_sufficient")
     statuses = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
@@ -243,9 +253,19 @@ def _carried_warmup(
     previous = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
     if previous.get("audited_frame") != lineage.base or previous.get("settings") != settings:
         return None
+    if not previous.get("features_compared") or len(previous.get("compared_rows") or ()) != 2:
+        return None
+    first, last = (pd.Timestamp(t) for t in previous["compared_rows"])
+    if pd.Timestamp(lineage.changed_from) <= last or frame.index[0] > first + (last - first) / 2:
+        return None
     carried = {k: v for k, v in previous.items() if k not in ("symbol", "timeframe", "partition")}
-    carried.update(audited_frame=lineage.token, carried_from_run=previous.get("carried_from_run") or history[0].run_id)
-    return check_result(context, [], _metadata(carried))
+    carried.update(
+        bars_available=audit.available,
+        warmup_bars=audit.before,
+        audited_frame=lineage.token,
+        carried_from_run=previous.get("carried_from_run") or history[0].run_id,
+    )
+    return check_result(context, [], _metadata(carried), AssetCheckSeverity.WARN)
 
 
 def _metadata(figures: dict) -> dict:

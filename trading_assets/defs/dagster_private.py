@@ -18,6 +18,7 @@ PRIVATE: dict[str, str] = {
     "AssetCheckExecutionRecord": "dagster._core.storage.asset_check_execution_record",
     "AssetCheckExecutionRecordStatus": "dagster._core.storage.asset_check_execution_record",
     "PartitionKeyFilter": "dagster._core.event_api",
+    "loadable_targets_from_python_module": "dagster._core.workspace.autodiscovery",
     "AssetGraphView": "dagster._core.asset_graph_view.asset_graph_view",
     "TemporalContext": "dagster._core.asset_graph_view.asset_graph_view",
     "BaseAssetGraph": "dagster._core.definitions.assets.graph.base_asset_graph",

@@ -46,6 +46,15 @@ def test_definitions_load_with_partitions():
         partition_key("KRW|BTC", "1m")
 
 
+def test_dagster_finds_the_definitions_in_the_package_without_an_attribute():
+    """``dagster dev`` in the repository root (pyproject's ``[tool.dagster]`` module) and ``-m trading_assets.defs``
+    name no attribute: Dagster looks among the package's names, where the lazily built ``defs`` must be."""
+    from trading_assets.defs.dagster_private import loadable_targets_from_python_module
+
+    targets = loadable_targets_from_python_module("trading_assets.defs", None)
+    assert [(t.attribute, t.target_definition) for t in targets] == [("defs", defs)]
+
+
 def test_two_partitions_end_to_end(instance, data_dir):
     for symbol, timeframe in (("KRW-BTC", "1m"), ("KRW-ETH", "15m")):
         result = run_partition(instance, symbol, timeframe)

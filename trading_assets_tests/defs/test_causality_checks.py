@@ -212,13 +212,15 @@ def test_the_warmup_audit_compares_the_first_rows_when_the_start_stops_mattering
     warmup, first = 30, 2000  # a short warm-up: the smoothed indicators still move after it
     stored = compute_indicators(candles.iloc[first - warmup :], candles.index[first]).frame
     partition, args = Partition("KRW-BTC", "1m"), (candles.index[first], warmup, None, 1e-4)
-    whole = warmup_drifts(stored, candles, partition, *args, rows=None)
+    whole, until = warmup_drifts(stored, candles, partition, *args, rows=None)
     assert len(whole) > 3 and max(d.bars_to_converge for d in whole) < warmup + 500  # moved, near the start only
-    assert warmup_drifts(stored, candles, partition, *args, rows=1000) == whole
+    assert until == stored.index[-1]
+    assert warmup_drifts(stored, candles, partition, *args, rows=1000) == (whole, stored.index[999])
     late = stored.copy()
     late["sma_20"] += 1e-3 * late["sma_20"].std()  # differs on every row: never converges
-    [sma] = [d for d in warmup_drifts(late, candles, partition, *args, rows=1000) if d.column == "sma_20"]
-    assert sma.bars_to_converge == warmup + len(late)  # compared over every row, not the first 1000
+    drifts, until = warmup_drifts(late, candles, partition, *args, rows=1000)
+    [sma] = [d for d in drifts if d.column == "sma_20"]
+    assert sma.bars_to_converge == warmup + len(late) and until == late.index[-1]  # every row, not the first 1000
 
 
 @pytest.mark.parametrize("gap_bars", [0, 2, 40])  # none, filled flat, a break
@@ -257,7 +259,7 @@ def test_the_warmup_audit_compares_the_features_as_far_as_over_every_row():
     warmup, first, config = 60, 2000, FeatureConfig()
     stored = compute_indicators(candles.iloc[first - warmup :], candles.index[first]).frame
     args = (Partition("KRW-BTC", "1m"), candles.index[first], warmup, config, 1e-4)
-    whole = warmup_drifts(stored, candles, *args, rows=None)
+    whole, _ = warmup_drifts(stored, candles, *args, rows=None)
     assert any(d.column.startswith("features.") for d in whole)
     for rows in (600, 3 * feature_memory_bars(config)):  # indicators settled in the first half; short of the reach
-        assert warmup_drifts(stored, candles, *args, rows=rows) == whole, rows
+        assert warmup_drifts(stored, candles, *args, rows=rows)[0] == whole, rows

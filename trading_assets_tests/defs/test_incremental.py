@@ -247,39 +247,53 @@ def test_refreshed_rows_whose_candles_cannot_be_prepared_alone_are_audited_from_
 def _warmup(instance, end, prefix_rows: int, verify_every: int = 3):
     config = _config(end, verify_every)
     config["ops"]["indicators_warmup_sufficient"] = {"config": {"prefix_rows": prefix_rows}}
+    # short clipping blocks: the features compared reach 130 rows past the last moved indicator, within a prefix
+    config["resources"]["feature_config"] = {"config": {"clip_window": 20}}
     result = run_partition(instance, SYMBOL, TIMEFRAME, config)
     assert result.success
     [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "warmup_sufficient"]
     return result.run_id, evaluation, {k: v.value for k, v in evaluation.metadata.items()}
 
 
-def test_the_warmup_verdict_is_carried_while_the_refreshes_keep_the_rows_it_compared(instance, monkeypatch):
-    audited, evaluation, first = _warmup(instance, END, prefix_rows=100)
-    assert evaluation.passed and first["carried_from_run"] == "" and first["compared_with_bars"] > 0
+def test_the_warmup_verdict_is_carried_while_the_refreshes_keep_the_rows_it_compared(instance, data_dir, monkeypatch):
     calls = []
     compare = causality_module.WarmupAudit.compare
     monkeypatch.setattr(causality_module.WarmupAudit, "compare", lambda *a, **k: calls.append(1) or compare(*a, **k))
-    for minutes in (5, 10):  # refreshes 1 and 2 of verify_every=3: the new rows lie past the first 100
-        _, evaluation, meta = _warmup(instance, END + pd.Timedelta(minutes=minutes), prefix_rows=100)
-        assert evaluation.passed and meta["carried_from_run"] == audited and calls == []
-        assert meta["moved_columns"] == first["moved_columns"] and meta["settings"] == first["settings"]
-    run_id, evaluation, meta = _warmup(instance, END + pd.Timedelta(minutes=15), prefix_rows=100)  # refresh 3: due
-    assert evaluation.passed and meta["carried_from_run"] == "" and calls == [1]
-    # other settings, or a prefix the refreshed rows reach into, are compared again
-    _, _, meta = _warmup(instance, END + pd.Timedelta(minutes=20), prefix_rows=120)
-    assert meta["carried_from_run"] == "" and calls == [1, 1]
-    _, _, meta = _warmup(instance, END + pd.Timedelta(minutes=25), prefix_rows=100_000)
-    assert meta["carried_from_run"] == "" and calls == [1, 1, 1]
+
+    def refresh(bars: int, prefix_rows: int, compared: bool) -> dict:
+        run_id, evaluation, meta = _warmup(instance, END + pd.Timedelta(minutes=5 * bars), prefix_rows, verify_every=7)
+        assert evaluation.passed and meta["compared_with_bars"] > 0 and meta["features_compared"], bars
+        assert (meta["carried_from_run"] == "") == compared, bars
+        meta["run_id"] = run_id
+        return meta
+
+    first = refresh(0, 300, compared=True)  # computed in full: compared, on the first 300 rows
+    stored = _stored(data_dir)["indicators"]
+    assert first["compared_rows"] == [stored.index[0].isoformat(), stored.index[299].isoformat()]
+    carried = refresh(1, 300, compared=False)  # refresh 1: the compared rows were kept
+    assert carried["carried_from_run"] == first["run_id"] and carried["compared_rows"] == first["compared_rows"]
+    assert carried["moved_columns"] == first["moved_columns"] and carried["settings"] == first["settings"]
+    assert calls == [1]
+    refresh(2, 360, compared=True)  # other settings: compared again (rows 0-359: their middle is 179.5 rows on)
+    refresh(2 + 170, 360, compared=False)  # the window slid 170 rows: still before the middle of the compared rows
+    refresh(2 + 190, 360, compared=True)  # 190 rows: past it
+    every = refresh(193, 100_000, compared=True)  # a prefix longer than the span: every row compared
+    assert every["compared_rows"][1] == _stored(data_dir)["indicators"].index[-1].isoformat()
+    refresh(194, 100_000, compared=True)  # the refresh computed the last compared row again: compared again
+    assert Lineage.of(_stored(data_dir)["indicators"]).changed_from <= every["compared_rows"][1]
+    refresh(195, 360, compared=True)  # other settings again (and refresh 7 of verify_every=7): compared
+    refresh(196, 360, compared=False)  # carried again from there
+    assert calls == [1] * 6
 
 
 def test_a_failed_warmup_verdict_is_not_carried(instance, monkeypatch):
-    _warmup(instance, END, prefix_rows=100)
+    _warmup(instance, END, prefix_rows=300)
     problem = causality_module.WarmupFinding(("moved",), {"moved_columns": []})
     monkeypatch.setattr(causality_module.WarmupAudit, "compare", lambda *a, **k: problem)
     for minutes in (5, 10):  # carried: not compared
-        _, evaluation, _ = _warmup(instance, END + pd.Timedelta(minutes=minutes), prefix_rows=100)
+        _, evaluation, _ = _warmup(instance, END + pd.Timedelta(minutes=minutes), prefix_rows=300)
         assert evaluation.passed
-    _, evaluation, _ = _warmup(instance, END + pd.Timedelta(minutes=15), prefix_rows=100)  # refresh 3 is due: WARN
+    _, evaluation, _ = _warmup(instance, END + pd.Timedelta(minutes=15), prefix_rows=300)  # refresh 3 is due: WARN
     assert not evaluation.passed
-    _, evaluation, meta = _warmup(instance, END + pd.Timedelta(minutes=20), prefix_rows=100)
+    _, evaluation, meta = _warmup(instance, END + pd.Timedelta(minutes=20), prefix_rows=300)
     assert not evaluation.passed and meta["carried_from_run"] == ""  # compared again, not carried
