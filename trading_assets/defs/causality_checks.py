@@ -184,9 +184,9 @@ def indicators_warmup_sufficient(
         return _skipped(context)
     p = partition_of(context.partition_key)
     audit = WarmupAudit(frame, raw_candles, p)
-    finding = audit.short()
-    settings = _warmup_settings(config, feature_config.config(p), audit)
-    carried = None if finding else _carried_warmup(context, audit, settings, incremental.verify_every)
+    finding, lineage, features = audit.short(), Lineage.whole(frame), feature_config.config(p)
+    settings = _warmup_settings(config, features, audit)
+    carried = None if finding else _carried_warmup(context, audit, lineage, settings, incremental.verify_every)
     if carried is not None:
         return carried
     if finding is None:
@@ -196,7 +196,7 @@ def indicators_warmup_sufficient(
         with candle_store.get_store() as store:
             store.collect(candle_source.get_source(), p, extra_start, audit.provenance.span[1])
             extra = store.load(p, extra_start, raw_candles.index[0])
-        features, lent = feature_config.config(p), None
+        lent = None
         try:
             lent = feature_config.context(p, features.feature_set, frame)
         except CandleDataError as error:  # the features step fails with it; the indicators are still audited
@@ -204,7 +204,6 @@ def indicators_warmup_sufficient(
             features = None
         finding = audit.compare(extra, extra_start, features, config.tolerance, lent, config.prefix_rows)
     severity = AssetCheckSeverity[config.short_history_severity] if finding.short_history else AssetCheckSeverity.WARN
-    lineage = Lineage.whole(frame)
     audited = {"audited_frame": lineage.token if lineage else "", "settings": settings, "carried_from_run": ""}
     return check_result(context, finding.problems, {**_metadata(finding.figures), **audited}, severity)
 
@@ -226,7 +225,11 @@ def _warmup_settings(config: WarmupConfig, features: FeatureConfig, audit: Warmu
 
 
 def _carried_warmup(
-    context: AssetCheckExecutionContext, audit: WarmupAudit, settings: str, verify_every: int
+    context: AssetCheckExecutionContext,
+    audit: WarmupAudit,
+    lineage: Lineage | None,
+    settings: str,
+    verify_every: int,
 ) -> AssetCheckResult | None:
     """The previous verdict, when it still holds; else None (compare).
 
@@ -238,8 +241,6 @@ def _carried_warmup(
     converged. The figures of the history are this frame's; the others are the comparison's, whose run
     ``carried_from_run`` names.
     """
-    frame = audit.frame
-    lineage = Lineage.whole(frame)
     if lineage is None or not lineage.incremental or lineage.verification_due(verify_every):
         return None
     key = AssetCheckKey(AssetKey("indicators"), "warmup_sufficient")
@@ -256,7 +257,7 @@ def _carried_warmup(
     if not previous.get("features_compared") or len(previous.get("compared_rows") or ()) != 2:
         return None
     first, last = (pd.Timestamp(t) for t in previous["compared_rows"])
-    if pd.Timestamp(lineage.changed_from) <= last or frame.index[0] > first + (last - first) / 2:
+    if pd.Timestamp(lineage.changed_from) <= last or audit.frame.index[0] > first + (last - first) / 2:
         return None
     carried = {k: v for k, v in previous.items() if k not in ("symbol", "timeframe", "partition")}
     carried.update(
