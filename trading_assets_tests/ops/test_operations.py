@@ -43,7 +43,11 @@ CHROMIUM_FLAGS = [
 @pytest.fixture(scope="module")
 def platform(postgres, tmp_path_factory):
     """The project's own dagster.yaml on a fresh PostgreSQL database, with its daemon running."""
-    home = tmp_path_factory.mktemp("dagster_home")
+    # two private levels above the home: a traversal climbing out of it lands where the test looks, never among
+    # other tests' files (the suite's temporary folders share one parent)
+    root = tmp_path_factory.mktemp("platform")
+    home = root / "up" / "dagster_home"
+    home.mkdir(parents=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     postgres.create_database("dagster_ops")
     env = {
@@ -67,6 +71,7 @@ def platform(postgres, tmp_path_factory):
     yield {
         "env": env,
         "home": home,
+        "root": root,
         "daemon": daemon,
         "db": f"postgresql+psycopg2://postgres@127.0.0.1:{postgres.port}/dagster_ops",
     }
@@ -322,8 +327,8 @@ def test_traversal_symbol_added_through_graphql_writes_nothing_outside(platform,
     for key, value in platform["env"].items():
         if key.startswith(("DAGSTER_", "TRADING_")):
             monkeypatch.setenv(key, value)
-    symbol, home = "../../../outside", platform["home"]
-    before = {p for p in home.parent.rglob("*") if "outside" in p.name}
+    symbol, home, root = "../../../outside", platform["home"], platform["root"]
+    before = {p for p in root.rglob("*") if "outside" in p.name}
     port = free_port()
     web = _webserver(platform, port)
     try:
@@ -349,7 +354,7 @@ def test_traversal_symbol_added_through_graphql_writes_nothing_outside(platform,
             instance.delete_dynamic_partition("symbol", symbol)
     finally:
         web.stop()
-    assert {p for p in home.parent.rglob("*") if "outside" in p.name} == before == set()
+    assert {p for p in root.rglob("*") if "outside" in p.name} == before == set()
     written = [p for p in (home / "data").rglob("*.parquet")]
     assert all("outside" not in str(p) for p in written)
 
