@@ -11,9 +11,11 @@
   ``--end`` 5 minutes later, whole command each (a fresh process, as a user runs it). Goal: the second
   <= 40 % of the first.
 * floors: each measure again when the source has no new candle (the same runs, the same command): what the
-  runs and the command cost before there is anything to compute.
+  runs and the command cost before there is anything to compute. And Dagster's part alone: the same 20 runs of
+  the data graph's shape with no work in it (the same assets, dependencies, partitions and checks, in the same
+  steps, each returning a constant, kept in memory).
 
-    python benchmarks/bench_signals.py [--symbols 20] [--skip-refresh]
+    python benchmarks/bench_signals.py [--symbols 20] [--skip-refresh] [--shape-only]
 """
 
 from __future__ import annotations
@@ -102,6 +104,80 @@ def bench_signals(symbols: int) -> None:
     print(f"floor: the same {symbols} data runs with no new candle: {time.perf_counter() - t0:.1f} s")
 
 
+def shape_of_data_graph():
+    """``market_data_job``'s shape with no work in it: the same assets, their dependencies and partitions, and
+    their checks (those evaluated in the asset's own step, and those in steps of their own that load the asset,
+    blocking as they are), every step returning a constant that an in-memory IO manager keeps."""
+    from dagster import (
+        AssetCheckResult,
+        AssetCheckSpec,
+        AssetIn,
+        Definitions,
+        Output,
+        asset,
+        asset_check,
+        define_asset_job,
+        mem_io_manager,
+    )
+
+    from trading_assets.defs import defs
+    from trading_assets.defs.jobs import DATA_ASSETS
+    from trading_assets.defs.partitions import market_partitions
+
+    graph = defs.resolve_asset_graph()
+
+    def asset_body(specs: list):
+        def body(context, **inputs):
+            yield Output(0)
+            for spec in specs:
+                yield AssetCheckResult(check_name=spec.name, passed=True)
+
+        return body
+
+    def check_body(context, frame):
+        return AssetCheckResult(passed=True)
+
+    assets, checks = [], []
+    for key in DATA_ASSETS.resolve(graph):
+        node, own = graph.get(key), defs.resolve_assets_def(key).check_keys
+        blocking = {c: graph.get_check_spec(c).blocking for c in node.check_keys}
+        specs = [AssetCheckSpec(c.name, asset=key, partitions_def=market_partitions, blocking=blocking[c]) for c in own]
+        ins = {parent.path[-1]: AssetIn(parent) for parent in node.parent_keys}
+        assets.append(asset(key=key, partitions_def=market_partitions, ins=ins, check_specs=specs)(asset_body(specs)))
+        for c in sorted(node.check_keys - own, key=str):
+            checks.append(
+                asset_check(asset=key, name=c.name, partitions_def=market_partitions, blocking=blocking[c])(check_body)
+            )
+    job = define_asset_job("shape_of_market_data_job", DATA_ASSETS)
+    return Definitions(assets=assets, asset_checks=checks, jobs=[job], resources={"io_manager": mem_io_manager})
+
+
+def bench_shape(symbols: int) -> None:
+    from dagster import DagsterInstance
+
+    from trading_assets.defs.partitions import add_symbols, partition_key
+    from trading_assets.defs.runs import QUIET_LOGGERS
+
+    job = shape_of_data_graph().resolve_job_def("shape_of_market_data_job")
+    names = [f"KRW-B{i:02d}" for i in range(symbols)]
+    instance = DagsterInstance.ephemeral()
+    add_symbols(instance, names)
+    times = []
+    for _ in range(2):  # a first materialization of each partition, then the timed round (as in bench_signals)
+        t0 = time.perf_counter()
+        for symbol in names:
+            result = job.execute_in_process(
+                partition_key=partition_key(symbol, "1m"), instance=instance, run_config=QUIET_LOGGERS
+            )
+            assert result.success
+        times.append(time.perf_counter() - t0)
+    steps = sum(e.event_type_value == "STEP_SUCCESS" for e in result.all_events)
+    print(
+        f"floor: Dagster alone, the data graph's shape with no work ({steps} steps a run), the same {symbols} runs: "
+        f"{times[1]:.1f} s"
+    )
+
+
 def bench_refresh() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "TRADING_DATA_DIR": str(Path(tmp) / "data")}
@@ -126,12 +202,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=20)
     parser.add_argument("--skip-refresh", action="store_true")
+    parser.add_argument("--shape-only", action="store_true", help="only Dagster's floor (the graph with no work)")
     args = parser.parse_args()
+    if args.shape_only:
+        bench_shape(args.symbols)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TRADING_DATA_DIR"] = str(Path(tmp) / "data")
         for var in ("TRADING_DB_URL", "DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
             os.environ.pop(var, None)
         bench_signals(args.symbols)
+    bench_shape(args.symbols)
     if not args.skip_refresh:
         bench_refresh()
 
