@@ -19,9 +19,19 @@ import pandas as pd
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports free now (all held open while they are picked, so never the same twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 class PostgresServer:
@@ -32,23 +42,31 @@ class PostgresServer:
         if not bins or not os.path.exists(os.path.join(os.path.dirname(bins[-1]), "postgres")):
             raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql (done by .ci/run)")
         self.bin = os.path.dirname(bins[-1])
-        self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="ta-pg-")
         self.user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run("initdb", "-D", f"{self.dir}/data", "-A", "trust", "-U", "postgres", "--no-sync")
-        self._run(
-            "pg_ctl",
-            "-D",
-            f"{self.dir}/data",
-            "-w",
-            "-l",
-            f"{self.dir}/log",
-            "-o",
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        )
+        # The port is picked just before the start, and picked again if another process (a second test worker)
+        # took it meanwhile: a free port is only free until somebody binds it.
+        for attempt in range(3):
+            self.port = free_port()
+            try:
+                self._run(
+                    "pg_ctl",
+                    "-D",
+                    f"{self.dir}/data",
+                    "-w",
+                    "-l",
+                    f"{self.dir}/log",
+                    "-o",
+                    f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "start",
+                )
+                break
+            except subprocess.CalledProcessError:
+                if attempt == 2:
+                    raise
 
     def _run(self, tool: str, *args: str) -> None:
         cmd = [f"{self.bin}/{tool}", *args]
@@ -111,7 +129,8 @@ class FakeUpbit(LoopbackServer):
     (the connection closes halfway through the body), ``dropped`` (closed before any answer),
     ``polluted`` (a page whose prices are strings), ``stale`` (the newest page, ``to`` ignored, as a cache
     may answer), ``short`` (half the page, although more candles exist); ``None`` answers normally.
-    ``delay`` seconds pass before each answer.
+    ``delay`` seconds pass before each answer. With ``hold_after`` set, every request after that many is held
+    unanswered until ``release`` is set (a client killed mid-fetch, at a known page).
     """
 
     def __init__(self, candles: dict[tuple[str, str], pd.DataFrame], per_second: int = 10) -> None:
@@ -121,6 +140,8 @@ class FakeUpbit(LoopbackServer):
         self.retry_after: str | None = None  # Retry-After header of the injected failures
         self.faults: deque[str] = deque()
         self.delay = 0.0
+        self.hold_after: int | None = None
+        self.release = threading.Event()
         self.requests: list[dict[str, str]] = []
         self._window: deque[float] = deque()
         self._lock = threading.Lock()
@@ -131,6 +152,8 @@ class FakeUpbit(LoopbackServer):
                 import time
 
                 time.sleep(fake.delay)
+                if fake.hold_after is not None and len(fake.requests) >= fake.hold_after:
+                    fake.release.wait(300)
                 with fake._lock:
                     fault = fake.faults.popleft() if fake.faults else None
                 if fault == "dropped":

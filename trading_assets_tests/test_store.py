@@ -152,7 +152,7 @@ def _write_one_year(url: str, symbol: str, barrier) -> int:
     source = SyntheticSource(seed=9)
     candles = source.fetch(symbol, "1m", END - pd.Timedelta(days=365), END)
     with CandleStore(url) as store:
-        barrier.wait(60)
+        barrier.wait(300)  # the processes start and build their candles on a machine another test worker shares
         return store.upsert(Partition(symbol, "1m"), candles, covered=(END - pd.Timedelta(days=365), END, source.name))
 
 
@@ -179,7 +179,7 @@ def _write_series(url: str, volume_shift: float, barrier) -> int | str:
     candles = candles.iloc[int(volume_shift) * 1000 :].copy()  # overlapping spans, different starts
     candles["volume"] += volume_shift
     with CandleStore(url) as store:
-        barrier.wait(60)
+        barrier.wait(300)  # the processes start and build their candles on a machine another test worker shares
         try:
             return store.upsert(BTC_5M, candles)
         except Exception as exc:  # noqa: BLE001

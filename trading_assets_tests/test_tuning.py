@@ -52,24 +52,26 @@ def test_a_sweep_never_reads_the_outer_test_folds_or_the_holdout(features, tmp_p
 
 def test_a_stored_study_resumes_after_a_kill_and_leaves_a_live_runs_trials_alone(features, tmp_path):
     storage = f"sqlite:///{tmp_path / 'studies.sqlite'}"
-    first = _tune(features, storage, trials=3, heartbeat=1)
+    first = _tune(features, storage, trials=3, heartbeat=2)
     assert first.tried == 3
-    other = optuna.storages.RDBStorage(storage, heartbeat_interval=1)
+    other = optuna.storages.RDBStorage(storage, heartbeat_interval=2)
     trial = optuna.load_study(study_name=first.study_name, storage=other).ask()  # another run's trial
     trial.set_user_attr("heartbeat", True)  # as its run's objective marks it
     beating, stop = threading.Thread(target=lambda: _beat(other, trial._trial_id, stop)), threading.Event()
     beating.start()
     try:  # the other run is alive: its trial keeps running
-        alongside = _tune(features, storage, trials=4, heartbeat=1)
+        alongside = _tune(features, storage, trials=4, heartbeat=2)
     finally:
         stop.set()
         beating.join()
     assert list(alongside.trials["state"]).count("RUNNING") == 1 and alongside.tried == 4
     optuna.load_study(study_name=first.study_name, storage=storage).ask()  # left by a run of the code before beats
     # the other run was killed: its heartbeat silent for more than two beats, as SQLite's clock (whole seconds,
-    # the beat's and now's both truncated) sees it: 2.5 s can read as 2, not stale yet
-    time.sleep(3.5)
-    resumed = _tune(features, storage, trials=5, heartbeat=1)
+    # the beat's and now's both truncated) sees it: 4.5 s can read as 4, not stale yet. Beats of 2 s: the beating
+    # thread may stall for a second or more while another test worker loads the machine, and must not be taken
+    # for dead meanwhile.
+    time.sleep(5.5)
+    resumed = _tune(features, storage, trials=5, heartbeat=2)
     states = list(resumed.trials["state"])
     assert states.count("FAIL") == 2 and resumed.tried == 5 and len(states) == 7  # 4 kept, 1 new, 2 failed
     assert resumed.study_name == first.study_name

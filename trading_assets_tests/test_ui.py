@@ -78,7 +78,6 @@ class Browser:
     def __init__(self, profile: Path) -> None:
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         assert chromium, "Debian's chromium is needed (installed by .ci/run)"
-        self.port = free_port()
         self.proc = subprocess.Popen(
             [
                 chromium,
@@ -90,7 +89,7 @@ class Browser:
                 "--disable-component-update",
                 "--hide-scrollbars",
                 "--window-size=1600,1200",
-                f"--remote-debugging-port={self.port}",
+                "--remote-debugging-port=0",  # Chromium binds a free port and names it in DevToolsActivePort
                 "--remote-allow-origins=*",
                 f"--user-data-dir={profile}",
                 "about:blank",
@@ -98,14 +97,15 @@ class Browser:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
+        deadline, active = time.monotonic() + 60, profile / "DevToolsActivePort"
         while True:
             try:
+                self.port = int(active.read_text().split()[0])
                 pages = requests.get(f"http://127.0.0.1:{self.port}/json/list", timeout=2).json()
                 page = next(p for p in pages if p["type"] == "page")
                 break
-            except (requests.ConnectionError, StopIteration):
-                assert time.monotonic() < deadline, "chromium did not start"
+            except (OSError, ValueError, IndexError, requests.ConnectionError, StopIteration):
+                assert self.proc.poll() is None and time.monotonic() < deadline, "chromium did not start"
                 time.sleep(0.5)
         self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60)
         self.next_id = 0

@@ -14,7 +14,6 @@ from trading_assets.defs.resources import AlertResource, Locations
 from trading_assets_tests.conftest import END
 from trading_assets_tests.defs.test_checks import run as run_checked
 from trading_assets_tests.defs.test_training import RUN_CONFIG as TRAIN_CONFIG
-from trading_assets_tests.servers import free_port
 
 WINDOW = {"ops": {"raw_candles": {"config": {"days": 3.0, "end": END.isoformat()}}}}
 # What a run's config may set on resources: behaviour only, never a path, a host or a credential.
@@ -143,7 +142,8 @@ def test_planted_secrets_never_leave(postgres, instance, data_dir, tmp_path, mon
     candles, tracking = (postgres.create_database(f"sec_{n}") for n in ("candles", "mlflow"))
     monkeypatch.setenv("TRADING_DB_URL", candles.replace("postgres@", f"postgres:{planted[0]}@"))  # trust auth
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.replace("postgres@", f"postgres:{planted[1]}@"))
-    monkeypatch.setenv("TRADING_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{free_port()}/services/T0/B0/{planted[2]}")
+    # the webhook is down: port 9 (discard) is closed on loopback, and no other test's server can take it
+    monkeypatch.setenv("TRADING_ALERT_WEBHOOK_URL", f"http://127.0.0.1:9/services/T0/B0/{planted[2]}")
     key = partition_key("KRW-ETH", "15m")
     data = defs.resolve_job_def("market_data_job")
     assert data.execute_in_process(partition_key=key, instance=instance, run_config={"ops": {

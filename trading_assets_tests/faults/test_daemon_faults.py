@@ -155,13 +155,15 @@ def test_webhook_down_then_hanging_then_up_gets_each_alert_exactly_once(platform
 def test_killed_run_is_marked_failed_alerted_and_its_rerun_resumes(platform, hook, exchange):
     instance = platform["instance"]
     _wait("the run-failure sensor's first tick", lambda: _sensor_ticking(instance, "run_failure_alerts"), platform)
-    exchange.delay = 0.5  # slow pages: the kill lands mid-fetch
+    exchange.hold_after = 3  # the fourth page is held: the kill lands mid-fetch, however busy the machine
     cli = [sys.executable, "-m", "trading_assets.app.cli", "materialize", "--symbols", "KRW-BTC", "--timeframes", "5m"]
     cli += ["--days", "1", "--end", END.isoformat(), "--upbit-url", exchange.url, "--assets", "data"]
     proc = subprocess.Popen(cli, env=platform["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _wait("two pages fetched", lambda: len(exchange.requests) >= 3, platform)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    exchange.hold_after = None
+    exchange.release.set()  # the held page answers a dead client
     [killed] = instance.get_runs()
     assert killed.status == DagsterRunStatus.STARTED  # nobody told Dagster
 
@@ -176,7 +178,6 @@ def test_killed_run_is_marked_failed_alerted_and_its_rerun_resumes(platform, hoo
     assert kept is not None and kept.end == END  # the pages fetched before the kill stayed
     store.dispose()
 
-    exchange.delay = 0.0
     exchange.requests.clear()
     out = subprocess.run(cli, env=platform["env"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr

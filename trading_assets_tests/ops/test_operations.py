@@ -150,6 +150,8 @@ def _webserver(platform, port):
     ).start()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
+        # a webserver that exited (its port taken meanwhile) must not pass for another one answering there
+        assert web.proc.poll() is None, "webserver exited: " + web.log_tail()
         try:
             if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
                 return web

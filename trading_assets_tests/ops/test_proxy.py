@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from trading_assets_tests.servers import LoopbackServer, QuietHandler, free_port
+from trading_assets_tests.servers import LoopbackServer, QuietHandler, free_ports
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "proxy" / "nginx.conf"
 HOST = "dagster.internal"
@@ -57,7 +57,7 @@ def proxy(tmp_path):
     (tmp_path / "operators.htpasswd").write_text("alice:{PLAIN}alice-secret\n")
     (tmp_path / "viewers.htpasswd").write_text("bob:{PLAIN}bob-secret\n")
     upstream = Upstream()
-    operators, viewers = free_port(), free_port()
+    operators, viewers = free_ports(2)
     conf = CONF.read_text()
     for old, new in {
         "listen 443 ssl": f"listen 127.0.0.1:{operators} ssl",
