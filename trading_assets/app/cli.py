@@ -30,7 +30,7 @@ from trading_assets.processes import exclusive
 from trading_assets.redaction import install_log_redaction, redact, register_secrets, url_secrets
 from trading_assets.settings import data_dir, default_tracking_uri
 from trading_assets.sources import SOURCES
-from trading_assets.timeframes import TIMEFRAMES, span_error, to_utc, validate_symbol
+from trading_assets.timeframes import DEFAULT_SPAN_DAYS, TIMEFRAMES, span_error, to_utc, validate_symbol
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance
@@ -233,7 +233,9 @@ def _log_path(command: str) -> Path:
 
 
 SPAN_HELP = (
-    "Requested span in days (default per timeframe: 7 up to 30m, 21 for 60m, 90 for 240m, 400 for 1d)",
+    "Requested span in days (default per timeframe: "
+    + ", ".join(f"{days:g} for {tf}" for tf, days in DEFAULT_SPAN_DAYS.items())
+    + ")",
     "Requested span in bars of each timeframe, instead of --days",
 )
 
