@@ -139,13 +139,12 @@ def shape_of_data_graph(range_runs: bool = False):
     def check_body(context, frame):
         return AssetCheckResult(passed=True)
 
-    assets, checks = [], []
+    assets, checks, policy = [], [], BackfillPolicy.single_run() if range_runs else None
     for key in DATA_ASSETS.resolve(graph):
         node, own = graph.get(key), defs.resolve_assets_def(key).check_keys
         blocking = {c: graph.get_check_spec(c).blocking for c in node.check_keys}
         specs = [AssetCheckSpec(c.name, asset=key, partitions_def=market_partitions, blocking=blocking[c]) for c in own]
         ins = {parent.path[-1]: AssetIn(parent) for parent in node.parent_keys}
-        policy = BackfillPolicy.single_run() if range_runs else None
         assets.append(
             asset(key=key, partitions_def=market_partitions, ins=ins, check_specs=specs, backfill_policy=policy)(
                 asset_body(specs)

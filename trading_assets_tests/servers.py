@@ -11,15 +11,32 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
+import requests
 
 
 def free_port() -> int:
     return free_ports(1)[0]
+
+
+def webserver_up(port: int, proc: subprocess.Popen, log_tail: Callable[[], str], timeout: float) -> bool:
+    """Whether Dagster's webserver started as ``proc`` answers on ``port`` within ``timeout`` seconds. Fails at once
+    when ``proc`` exited: another server answering on that port (it took the port meanwhile) must not pass for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "webserver exited: " + log_tail()
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
+                return True
+        except requests.ConnectionError:
+            time.sleep(1)
+    return False
 
 
 def free_ports(count: int) -> list[int]:
@@ -149,8 +166,6 @@ class FakeUpbit(LoopbackServer):
 
         class Handler(QuietHandler):
             def do_GET(self):  # noqa: N802
-                import time
-
                 time.sleep(fake.delay)
                 if fake.hold_after is not None and len(fake.requests) >= fake.hold_after:
                     fake.release.wait(300)
@@ -180,8 +195,6 @@ class FakeUpbit(LoopbackServer):
         self._serve(Handler)
 
     def answer(self, raw_path: str, stale: bool = False) -> tuple[int, object, dict[str, str]]:
-        import time
-
         url = urlparse(raw_path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         with self._lock:
@@ -261,8 +274,6 @@ class WebhookReceiver(LoopbackServer):
 
         class Handler(QuietHandler):
             def do_POST(self):  # noqa: N802
-                import time
-
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.attempts += 1
                 mode = receiver.mode  # as when the request came in

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from trading_assets.app.cli import main
 from trading_assets_tests.conftest import END
-from trading_assets_tests.servers import free_port
+from trading_assets_tests.servers import free_port, webserver_up
 
 pytestmark = pytest.mark.slow
 
@@ -43,14 +43,8 @@ def start_ui(data_dir: Path, log: Path, *args: str) -> tuple[subprocess.Popen, i
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
-                return proc, port
-        except requests.ConnectionError:
-            time.sleep(1)
+    if webserver_up(port, proc, lambda: log.read_text()[-3000:], timeout=180):
+        return proc, port
     stop(proc, signal.SIGKILL)
     raise AssertionError("UI did not come up: " + log.read_text()[-3000:])
 

@@ -18,7 +18,7 @@ from dagster import DagsterEventType, DagsterInstance
 from trading_assets.defs.partitions import partition_key
 from trading_assets_tests.conftest import END
 from trading_assets_tests.defs.test_checks import run
-from trading_assets_tests.servers import DagsterProcess, free_port
+from trading_assets_tests.servers import DagsterProcess, free_port, webserver_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -148,15 +148,8 @@ def _webserver(platform, port):
         str(ROOT),
         str(platform["home"] / "webserver.log"),
     ).start()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        # a webserver that exited (its port taken meanwhile) must not pass for another one answering there
-        assert web.proc.poll() is None, "webserver exited: " + web.log_tail()
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
-                return web
-        except requests.ConnectionError:
-            time.sleep(1)
+    if webserver_up(port, web.proc, web.log_tail, timeout=120):
+        return web
     web.stop()
     raise AssertionError("webserver did not come up: " + web.log_tail())
 
